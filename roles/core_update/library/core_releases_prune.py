@@ -1,0 +1,51 @@
+#!/usr/bin/python
+"""Remove old core release directories beyond a retention count."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: core_releases_prune
+short_description: Keep the newest I(keep) release dirs (by mtime), never removing I(protect)
+description:
+  - Stale C(*.partial) directories are removed too. Hidden entries (.previous) are ignored.
+options:
+  path: {type: path, required: true}
+  keep: {type: int, default: 3}
+  protect: {type: list, elements: str, default: []}
+"""
+
+import os
+import shutil
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "keep": {"type": "int", "default": 3},
+            "protect": {"type": "list", "elements": "str", "default": []},
+        },
+    )
+    root, protect = module.params["path"], set(module.params["protect"])
+    entries = [e for e in os.scandir(root) if e.is_dir(follow_symlinks=False)
+               and not e.name.startswith(".")]
+    stale = [e.path for e in entries if e.name.endswith(".partial")]
+    releases = sorted((e for e in entries if not e.name.endswith(".partial")),
+                      key=lambda e: e.stat(follow_symlinks=False).st_mtime, reverse=True)
+    room = max(module.params["keep"] - len(protect & {e.name for e in releases}), 0)
+    for entry in releases:
+        if entry.name in protect:
+            continue
+        if room:
+            room -= 1
+        else:
+            stale.append(entry.path)
+    for path in stale:
+        shutil.rmtree(path)
+    module.exit_json(changed=bool(stale), removed=sorted(stale))
+
+
+if __name__ == "__main__":
+    main()

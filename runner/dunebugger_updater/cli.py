@@ -1,0 +1,171 @@
+"""The `dunebugger-updater` command.
+
+Exit status: 0 done, 1 the operation failed, 2 bad input or configuration.
+With `--json` stdout carries exactly one message (the same JSON the WebSocket API
+sends) and nothing else; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import messages, tables
+from .config import Settings, load_settings
+from .errors import BadRequest, Busy, ConfigError, UpdaterError
+from .progressbar import ProgressBar
+from .results import UpdateResult
+from .updater import ComponentUpdater
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+log = logging.getLogger("dunebugger_updater")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dunebugger-updater", description="Safe updates of DuneBugger components.")
+    parser.add_argument("--config", metavar="PATH", help="INI file (default: $DUNEBUGGER_CONFIG, else config/dunebugger.conf if present)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", help="print the result message as JSON, nothing else")
+
+    check = verbs.add_parser("check", parents=[json_flag], help="look up the newest releases")
+    check.add_argument("--force", action="store_true", help="ask GitHub even if the last answer is recent")
+    check.set_defaults(handler=run_check)
+
+    versions = verbs.add_parser("versions", parents=[json_flag], help="installed versions and the last check's findings")
+    versions.set_defaults(handler=run_versions)
+
+    update = verbs.add_parser("update", parents=[json_flag], help="update a component (never to an older version)")
+    update.add_argument("component")
+    update.add_argument("--dry-run", action="store_true", help="download and verify, report the plan, change nothing")
+    update.add_argument("--version", metavar="V", help="install this release instead of the newest")
+    update.set_defaults(handler=run_update)
+
+    rollback = verbs.add_parser("rollback", parents=[json_flag], help="go back to the previous or a retained version")
+    rollback.add_argument("component")
+    rollback.add_argument("--to", metavar="V", help="a retained or backed-up version (default: the previous one)")
+    rollback.set_defaults(handler=run_rollback)
+
+    recover = verbs.add_parser("recover", parents=[json_flag], help="settle an update that a crash cut off")
+    recover.set_defaults(handler=run_recover)
+
+    history = verbs.add_parser("history", parents=[json_flag], help="every update, rollback and recovery")
+    history.add_argument("--limit", type=int, metavar="N", help="only the newest N entries")
+    history.set_defaults(handler=run_history)
+
+    demo = verbs.add_parser("demo", help="show check, update and rollback on a sandbox device, offline")
+    demo.set_defaults(handler=run_demo, needs_settings=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    if not getattr(args, "needs_settings", True):
+        return args.handler(args, None)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"dunebugger-updater: configuration error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    try:
+        return handler(args, settings)
+    except (ConfigError, BadRequest) as exc:
+        print(f"dunebugger-updater: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UpdaterError as exc:
+        print(f"dunebugger-updater: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_check(args: argparse.Namespace, settings: Settings) -> int:
+    statuses = asyncio.run(ComponentUpdater(settings).check_updates(force=args.force))
+    _emit(args, messages.check_result(statuses), tables.status_table(statuses))
+    return EXIT_FAILED if any(status.error for status in statuses.values()) else EXIT_OK
+
+
+def run_versions(args: argparse.Namespace, settings: Settings) -> int:
+    statuses = ComponentUpdater(settings).get_all_versions()
+    _emit(args, messages.versions_result(statuses), tables.status_table(statuses))
+    return EXIT_OK
+
+
+def run_update(args: argparse.Namespace, settings: Settings) -> int:
+    updater = _updater_with_progress(settings)
+    return _finish(args, _busy_or(args.component, lambda: updater.update_component(
+        args.component, dry_run=args.dry_run, version=args.version), dry_run=args.dry_run))
+
+
+def run_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    updater = _updater_with_progress(settings)
+    return _finish(args, _busy_or(args.component, lambda: updater.rollback_component(args.component, to=args.to)))
+
+
+def run_recover(args: argparse.Namespace, settings: Settings) -> int:
+    result = asyncio.run(_updater_with_progress(settings).recover())
+    if result is None:
+        result = UpdateResult("*", True, "nothing to recover: no update was cut off", "up_to_date")
+    return _finish(args, result)
+
+
+def run_history(args: argparse.Namespace, settings: Settings) -> int:
+    entries = ComponentUpdater(settings).get_history(args.limit)
+    rows = [(e.finished_at, e.component, e.action, e.from_version or "-", e.to_version or "-", e.outcome, e.run_id)
+            for e in entries]
+    table = tables.render(("FINISHED", "COMPONENT", "ACTION", "FROM", "TO", "RESULT", "RUN"), rows)
+    _emit(args, messages.history(entries), table)
+    return EXIT_OK
+
+
+def run_demo(args: argparse.Namespace, settings: None) -> int:
+    from .demo import run_demo as demo
+
+    return demo(sys.stdout)
+
+
+def _updater_with_progress(settings: Settings) -> ComponentUpdater:
+    updater = ComponentUpdater(settings)
+    if sys.stderr.isatty():
+        updater.add_listener(ProgressBar(sys.stderr))
+    return updater
+
+
+def _busy_or(component: str, operation: Callable[[], Any], dry_run: bool = False) -> UpdateResult:
+    try:
+        return asyncio.run(operation())
+    except Busy as exc:
+        return UpdateResult(component, False, str(exc), "busy", dry_run=dry_run)
+
+
+def _finish(args: argparse.Namespace, result: UpdateResult) -> int:
+    if sys.stderr.isatty():
+        print(file=sys.stderr)  # end the progress bar's line
+    _emit(args, messages.update_result(result), result.message)
+    return EXIT_OK if result.success else EXIT_FAILED
+
+
+def _emit(args: argparse.Namespace, message: dict[str, Any], text: str) -> None:
+    if args.json:
+        print(json.dumps(message, indent=2))
+    else:
+        print(text)
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING - 10 * min(verbosity, 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

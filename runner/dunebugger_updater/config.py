@@ -1,0 +1,385 @@
+"""Settings: the `[Updater]` section of dunebugger.conf, `[Component:NAME]` sections,
+and `UPDATER_<KEY>` environment overrides, checked once at load time.
+
+Precedence, highest first: environment, config file, built-in default. Every error
+names the file, the section and the key, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+UPDATER_SECTION = "Updater"
+COMPONENT_SECTION_PREFIX = "Component:"
+DEFAULT_CONFIG_CANDIDATES = (Path("config/dunebugger.conf"),)
+
+COMPONENT_TYPES = ("python_app", "container")
+SERVICE_MANAGERS = ("systemd", "command")
+
+# Strict shapes for everything that ends up in a path, an argv or a URL.
+COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9_.-]{1,100}$")
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+IMAGE = re.compile(r"^[a-z0-9][a-z0-9._-]*(:[0-9]{1,5})?(/[a-z0-9][a-z0-9._-]*)+$")
+ASSET_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]*\{version\}[A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One managed component, as configured."""
+
+    name: str
+    type: str
+    repo: str
+    health_url: str = ""
+    health_timeout_seconds: int = 60
+    # python_app
+    service_name: str = "dunebugger"
+    service_manager: str = "systemd"
+    start_command: tuple[str, ...] = ()
+    stop_command: tuple[str, ...] = ()
+    status_command: tuple[str, ...] = ()
+    asset_pattern: str = "dunebugger-{version}.tar.gz"
+    install_path: Path | None = None
+    python: str = "python3"
+    pip_extra_args: tuple[str, ...] = ()
+    # container
+    service: str = ""
+    image: str = ""
+
+    @property
+    def is_container(self) -> bool:
+        return self.type == "container"
+
+
+@dataclass(frozen=True)
+class Settings:
+    update_check_interval_hours: int = 24
+    docker_compose_path: Path = Path("/opt/dunebugger/docker-compose.yml")
+    core_install_path: Path = Path("/opt/dunebugger/core")
+    backup_path: Path = Path("/opt/dunebugger/backups")
+    github_account: str = "marco-svitol"
+    github_api_url: str = "https://api.github.com"
+    github_token: str | None = None
+    include_prerelease: bool = False
+    state_path: Path = Path("/var/lib/dunebugger-updater")
+    initial_check_delay_minutes: int = 5
+    http_timeout_seconds: float = 15.0
+    max_download_mb: int = 200
+    backups_to_keep: int = 5
+    playbook_timeout_minutes: int = 30
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8765
+    serve_token: str | None = None
+    components: Mapping[str, ComponentSpec] = field(default_factory=dict)
+    source: str = "built-in defaults"
+
+    def component(self, name: str) -> ComponentSpec:
+        try:
+            return self.components[name]
+        except KeyError:
+            known = ", ".join(self.components)
+            raise ConfigError(f"unknown component {name!r} (known: {known})") from None
+
+
+# --- value parsers: each takes the raw string and returns the typed value ---------
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value < 0:
+        raise ValueError("must be zero or a positive whole number")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw.strip())
+    if not 0 < value < 65536:
+        raise ValueError("must be a TCP port between 1 and 65535")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered not in configparser.ConfigParser.BOOLEAN_STATES:
+        raise ValueError("must be true or false")
+    return configparser.ConfigParser.BOOLEAN_STATES[lowered]
+
+
+def _absolute_path(raw: str) -> Path:
+    path = Path(raw.strip())
+    if not path.is_absolute():
+        raise ValueError("must be an absolute path")
+    return path
+
+
+def _http_url(raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return url
+
+
+def _optional_http_url(raw: str) -> str:
+    return _http_url(raw) if raw.strip() else ""
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if not pattern.fullmatch(value):
+            raise ValueError(f"is not a valid {what}")
+        return value
+
+    return parse
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in choices:
+            raise ValueError(f"must be one of: {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _argv(raw: str) -> tuple[str, ...]:
+    argv = tuple(shlex.split(raw))
+    if not argv:
+        raise ValueError("must name a command")
+    if not Path(argv[0]).is_absolute() and "/" in argv[0]:
+        raise ValueError("the program must be an absolute path or a bare command name")
+    return argv
+
+
+def _optional_argv(raw: str) -> tuple[str, ...]:
+    return tuple(shlex.split(raw))
+
+
+# config key -> (Settings attribute, parser)
+UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "updateCheckIntervalHours": ("update_check_interval_hours", _positive_int),
+    "dockerComposePath": ("docker_compose_path", _absolute_path),
+    "coreInstallPath": ("core_install_path", _absolute_path),
+    "backupPath": ("backup_path", _absolute_path),
+    "githubAccount": ("github_account", _matching(re.compile(r"^[A-Za-z0-9-]{1,39}$"), "GitHub account")),
+    "githubApiUrl": ("github_api_url", _http_url),
+    "githubToken": ("github_token", _optional_text),
+    "includePrerelease": ("include_prerelease", _bool),
+    "statePath": ("state_path", _absolute_path),
+    "initialCheckDelayMinutes": ("initial_check_delay_minutes", _non_negative_int),
+    "httpTimeoutSeconds": ("http_timeout_seconds", _positive_float),
+    "maxDownloadMb": ("max_download_mb", _positive_int),
+    "backupsToKeep": ("backups_to_keep", _positive_int),
+    "playbookTimeoutMinutes": ("playbook_timeout_minutes", _positive_int),
+    "serveHost": ("serve_host", _text),
+    "servePort": ("serve_port", _port),
+    "serveToken": ("serve_token", _optional_text),
+}
+
+# component key -> (ComponentSpec attribute, parser, types it applies to)
+COMPONENT_KEYS: dict[str, tuple[str, Callable[[str], Any], tuple[str, ...]]] = {
+    "type": ("type", _one_of(COMPONENT_TYPES), COMPONENT_TYPES),
+    "repo": ("repo", _matching(REPO, "GitHub repository (owner/name)"), COMPONENT_TYPES),
+    "healthUrl": ("health_url", _optional_http_url, COMPONENT_TYPES),
+    "healthTimeoutSeconds": ("health_timeout_seconds", _positive_int, COMPONENT_TYPES),
+    "serviceName": ("service_name", _matching(SERVICE_NAME, "service name"), ("python_app",)),
+    "serviceManager": ("service_manager", _one_of(SERVICE_MANAGERS), ("python_app",)),
+    "startCommand": ("start_command", _argv, ("python_app",)),
+    "stopCommand": ("stop_command", _argv, ("python_app",)),
+    "statusCommand": ("status_command", _argv, ("python_app",)),
+    "installPath": ("install_path", _absolute_path, ("python_app",)),
+    "python": ("python", _matching(re.compile(r"^(/[A-Za-z0-9_.+/-]+|python3[0-9.]*)$"), "python interpreter"), ("python_app",)),
+    "pipExtraArgs": ("pip_extra_args", _optional_argv, ("python_app",)),
+    "assetPattern": ("asset_pattern", _matching(ASSET_PATTERN, "asset pattern with {version}"), ("python_app",)),
+    "service": ("service", _matching(SERVICE_NAME, "compose service name"), ("container",)),
+    "image": ("image", _matching(IMAGE, "image reference without tag"), ("container",)),
+}
+
+
+def builtin_components(account: str, core_install_path: Path) -> dict[str, dict[str, str]]:
+    """Raw settings of the three DuneBugger components, before any override."""
+    return {
+        "core": {"type": "python_app", "repo": f"{account}/dunebugger", "installPath": str(core_install_path)},
+        "scheduler": {
+            "type": "container",
+            "repo": f"{account}/dunebugger-scheduler",
+            "service": "scheduler",
+            "image": f"ghcr.io/{account.lower()}/dunebugger-scheduler",
+        },
+        "remote": {
+            "type": "container",
+            "repo": f"{account}/dunebugger-remote",
+            "service": "remote",
+            "image": f"ghcr.io/{account.lower()}/dunebugger-remote",
+        },
+    }
+
+
+def env_name(key: str) -> str:
+    """`githubApiUrl` -> `UPDATER_GITHUBAPIURL`."""
+    return f"UPDATER_{key.upper()}"
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    """The file to read: --config, else $DUNEBUGGER_CONFIG, else config/dunebugger.conf if present."""
+    chosen = explicit or environ.get("DUNEBUGGER_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    return next((p for p in DEFAULT_CONFIG_CANDIDATES if p.is_file()), None)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the config file (optional) and the environment into checked Settings."""
+    environ = os.environ if environ is None else environ
+    config_file = find_config_file(path, environ)
+    parser = _read_ini(config_file)
+    source = str(config_file) if config_file else "built-in defaults"
+
+    values = _updater_values(parser, environ, source)
+    components = _components(
+        parser,
+        values.get("github_account", Settings.github_account),
+        values.get("core_install_path", Settings.core_install_path),
+        source,
+    )
+    return Settings(**values, components=components, source=source)
+
+
+def _read_ini(path: Path | None) -> configparser.ConfigParser:
+    # Keys keep their case so error messages quote them as the user wrote them.
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    if path is not None:
+        try:
+            with path.open(encoding="utf-8") as handle:
+                parser.read_file(handle)
+        except (configparser.Error, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot parse: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parser
+
+
+def _updater_values(parser: configparser.ConfigParser, environ: Mapping[str, str], source: str) -> dict[str, Any]:
+    by_lower = {key.lower(): key for key in UPDATER_KEYS}
+    raw: dict[str, tuple[str, str]] = {}  # canonical key -> (value, where it came from)
+    if parser.has_section(UPDATER_SECTION):
+        for key, value in parser.items(UPDATER_SECTION):
+            canonical = by_lower.get(key.lower())
+            if canonical is None:
+                raise ConfigError(
+                    f"{source}: [{UPDATER_SECTION}] unknown key {key!r} "
+                    f"(known: {', '.join(UPDATER_KEYS)})"
+                )
+            raw[canonical] = (value, f"{source}: [{UPDATER_SECTION}] {canonical}")
+    if "githubToken" not in raw and environ.get("GITHUB_TOKEN"):
+        raw["githubToken"] = (environ["GITHUB_TOKEN"], "environment GITHUB_TOKEN")
+    for key in UPDATER_KEYS:
+        if env_name(key) in environ:
+            raw[key] = (environ[env_name(key)], f"environment {env_name(key)}")
+
+    values: dict[str, Any] = {}
+    for key, (value, where) in raw.items():
+        attribute, parse = UPDATER_KEYS[key]
+        values[attribute] = _parse(parse, value, where)
+    return values
+
+
+def _components(
+    parser: configparser.ConfigParser, account: str, core_install_path: Path, source: str
+) -> dict[str, ComponentSpec]:
+    raw = builtin_components(account, core_install_path)
+    origin = {name: "built-in component" for name in raw}
+    for section in parser.sections():
+        if not section.startswith(COMPONENT_SECTION_PREFIX):
+            continue
+        name = section[len(COMPONENT_SECTION_PREFIX):].strip()
+        where = f"{source}: [{section}]"
+        if not COMPONENT_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: component name {name!r} must match {COMPONENT_NAME.pattern}")
+        for key in parser.options(section):
+            if key not in COMPONENT_KEYS:
+                raise ConfigError(f"{where} unknown key {key!r} (known: {', '.join(COMPONENT_KEYS)})")
+        overrides = dict(parser.items(section))
+        if name not in raw and "type" not in overrides:
+            raise ConfigError(f"{where}: a new component needs a 'type' ({' or '.join(COMPONENT_TYPES)})")
+        if name not in raw and "repo" not in overrides:
+            raise ConfigError(f"{where}: a new component needs a 'repo' (owner/name)")
+        raw[name] = {**raw.get(name, {}), **overrides}
+        origin[name] = where
+    return {name: _component(name, values, origin[name]) for name, values in raw.items()}
+
+
+def _component(name: str, raw: dict[str, str], where: str) -> ComponentSpec:
+    kind = _parse(COMPONENT_KEYS["type"][1], raw["type"], f"{where} type")
+    values: dict[str, Any] = {"name": name, "type": kind}
+    for key, value in raw.items():
+        attribute, parse, applies_to = COMPONENT_KEYS[key]
+        if kind not in applies_to:
+            raise ConfigError(f"{where} key {key!r} does not apply to a {kind} component")
+        values[attribute] = _parse(parse, value, f"{where} {key}")
+    if kind == "container":
+        values.setdefault("service", name)
+        if "image" not in values:
+            raise ConfigError(f"{where}: a container component needs an 'image'")
+    elif "install_path" not in values:
+        raise ConfigError(f"{where}: a python_app component needs an 'installPath'")
+    spec = ComponentSpec(**values)
+    if spec.type == "python_app" and spec.service_manager == "command":
+        missing = [k for k in ("startCommand", "stopCommand", "statusCommand") if k not in raw]
+        if missing:
+            raise ConfigError(f"{where}: serviceManager = command needs {', '.join(missing)}")
+    return spec
+
+
+def _parse(parse: Callable[[str], Any], value: str, where: str) -> Any:
+    try:
+        return parse(value)
+    except ValueError as exc:
+        reason = str(exc)
+        if reason.startswith("invalid literal"):
+            reason = "must be a whole number"
+        elif reason.startswith("could not convert"):
+            reason = "must be a number"
+        raise ConfigError(f"{where}: {value.strip()!r} {reason}") from None

@@ -1,0 +1,118 @@
+"""What is particular to updating `core` (a python_app): which asset to download, how
+it is verified, and the extra-vars of the core playbooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .config import ComponentSpec, Settings
+from .download import DownloadPolicy, download_verified
+from .errors import DownloadError
+from .manifest import Manifest
+from .releases import Release
+
+UPDATE_STEPS = ("preflight", "stage", "switch", "postflight", "finalize")
+ROLLBACK_STEPS = ("core_rollback", "postflight")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    url: str
+    sha256: str
+    sha256_source: str  # "manifest checksum" or "release asset digest"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    artifact: Artifact
+    archive: Path
+
+
+class CoreProcedure:
+    update_playbook = "update_core"
+    rollback_playbook = "rollback_core"
+    update_steps = UPDATE_STEPS
+    rollback_steps = ROLLBACK_STEPS
+
+    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._settings = settings
+        self._transport = transport
+
+    def artifact(self, spec: ComponentSpec, release: Release, version_text: str, manifest: Manifest | None) -> Artifact:
+        """The archive to install and the sha256 it must have; refuses when none is known."""
+        name = spec.asset_pattern.replace("{version}", version_text)
+        asset = release.asset(name)
+        url = (manifest.artifact_url if manifest and manifest.artifact_url else None) or (asset.url if asset else None)
+        if url is None:
+            raise DownloadError(f"release {release.tag} has no asset {name!r}")
+        if manifest and manifest.checksum:
+            return Artifact(name, url, manifest.checksum, "manifest checksum")
+        if asset and asset.digest and asset.digest.lower().startswith("sha256:"):
+            return Artifact(name, url, asset.digest.split(":", 1)[1].lower(), "release asset digest")
+        raise DownloadError(
+            f"no sha256 is known for {name!r}: the release asset has no digest and the manifest no checksum"
+        )
+
+    async def prepare(self, artifact: Artifact) -> Prepared:
+        settings = self._settings
+        policy = DownloadPolicy.for_api(settings.github_api_url, settings.max_download_mb * 1024 * 1024)
+        archive = await download_verified(
+            artifact.url,
+            artifact.sha256,
+            settings.state_path / "downloads" / artifact.name,
+            policy,
+            token=settings.github_token,
+            transport=self._transport,
+        )
+        return Prepared(artifact, archive)
+
+    def update_vars(
+        self, spec: ComponentSpec, version_text: str, from_version: str | None, prepared: Prepared, manifest: Manifest | None
+    ) -> dict[str, Any]:
+        checks = manifest.checks if manifest else None
+        values = {
+            **self._common_vars(spec, manifest),
+            "dunebugger_version": version_text,
+            "core_from_version": from_version or "",
+            "core_archive": prepared.archive,
+            "core_archive_sha256": prepared.artifact.sha256,
+            "core_python": spec.python,
+            "core_pip_extra_args": list(spec.pip_extra_args),
+        }
+        if checks and checks.min_free_mb:
+            values["core_min_free_mb"] = checks.min_free_mb
+        if checks and checks.require_service_running:
+            values["core_check_service_running_before"] = True
+        if manifest and manifest.migration_script:
+            values["core_migration_script"] = manifest.migration_script
+        return values
+
+    def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
+        return {**self._common_vars(spec, None), "core_rollback_version": to_version or ""}
+
+    def _common_vars(self, spec: ComponentSpec, manifest: Manifest | None) -> dict[str, Any]:
+        checks = manifest.checks if manifest else None
+        values: dict[str, Any] = {
+            "dunebugger_component": spec.name,
+            "core_install_path": spec.install_path,
+            "core_backup_path": self._settings.backup_path,
+            "core_backup_keep": self._settings.backups_to_keep,
+            "core_service_manager": spec.service_manager,
+            "core_service_name": spec.service_name,
+            "core_start_command": list(spec.start_command),
+            "core_stop_command": list(spec.stop_command),
+            "core_status_command": list(spec.status_command),
+            "core_health_url": (checks.health_url if checks and checks.health_url else spec.health_url),
+            "core_health_timeout_seconds": (checks.health_timeout if checks and checks.health_timeout
+                                            else spec.health_timeout_seconds),
+        }
+        if checks and checks.health_expected_status:
+            values["core_health_expected_status"] = checks.health_expected_status
+        if checks and checks.service_active_timeout:
+            values["core_service_active_timeout_seconds"] = checks.service_active_timeout
+        return values

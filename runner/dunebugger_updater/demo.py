@@ -1,0 +1,177 @@
+"""`dunebugger-updater demo`: the whole update story, offline, in a temporary directory.
+
+It starts a loopback release server holding generated releases of a small sample app,
+lays out a sandbox device (core run by the `command` service manager), and then runs,
+through the real playbooks: a check, a dry run, an update to a good release, and an
+update to an unhealthy release that is rolled back. Everything is removed at the end.
+
+`DemoDevice` is also what the integration tests stand on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from . import messages
+from .config import Settings, load_settings
+from .fake_github import FakeGitHub
+from .sandbox import releases
+from .updater import ComponentUpdater
+
+CORE_REPO = "marco-svitol/dunebugger"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DemoDevice:
+    """A sandbox device plus a release server; a context manager that cleans up."""
+
+    def __init__(self, home: Path, github: FakeGitHub, *, installed: str = "1.0.0") -> None:
+        self.home = home
+        self.github = github
+        self.port = free_port()
+        self.state = home / "state"
+        self.artifacts = home / "artifacts"
+        releases.make_sandbox(home, installed, port=self.port)
+        self.config = self._write_config()
+
+    def _write_config(self, extra: str = "") -> Path:
+        appctl = f"{sys.executable} -m dunebugger_updater.sandbox.appctl --home {self.home}"
+        config = self.home / "dunebugger.conf"
+        config.write_text(
+            "[Updater]\n"
+            f"githubApiUrl = {self.github.url}\n"
+            f"coreInstallPath = {self.home / 'core'}\n"
+            f"backupPath = {self.home / 'backups'}\n"
+            f"statePath = {self.state}\n"
+            f"dockerComposePath = {self.home / 'docker-compose.yml'}\n"
+            "\n[Component:core]\n"
+            "serviceManager = command\n"
+            f"startCommand = {appctl} start\n"
+            f"stopCommand = {appctl} stop\n"
+            f"statusCommand = {appctl} status\n"
+            f"healthUrl = {self.health_url}\n"
+            "healthTimeoutSeconds = 8\n"
+            f"python = {sys.executable}\n"
+            + extra
+        )
+        return config
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/health"
+
+    def settings(self, environ: dict[str, str] | None = None) -> Settings:
+        return load_settings(self.config, environ=environ or {})
+
+    def appctl(self, verb: str) -> int:
+        argv = [sys.executable, "-m", "dunebugger_updater.sandbox.appctl", "--home", str(self.home), verb]
+        return subprocess.run(argv, capture_output=True, timeout=60).returncode
+
+    def start(self) -> None:
+        self.appctl("start")
+        self.wait_healthy()
+
+    def stop(self) -> None:
+        self.appctl("stop")
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            answer = httpx.get(self.health_url, timeout=1.0)
+        except httpx.HTTPError:
+            return None
+        return answer.json() if answer.status_code == 200 else None
+
+    def wait_healthy(self, timeout: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (answer := self.health()) is not None:
+                return answer
+            time.sleep(0.05)
+        raise TimeoutError(f"the sandbox app on port {self.port} did not become healthy")
+
+    def publish(self, version: str, *, health: str = "ok", manifest: bytes | None = None, **fields: Any) -> Path:
+        """Build a release of the sample app and publish it as tag v<version>."""
+        archive = releases.build_release(self.artifacts, version, health=health)
+        name = f"dunebugger-{version}.tar.gz"
+        self.github.add_release(CORE_REPO, f"v{version}", body=f"Sample app {version}",
+                                assets={name: archive.read_bytes()}, manifest=manifest, **fields)
+        return archive
+
+    def publish_archive(self, version: str, archive: Path, **fields: Any) -> None:
+        name = f"dunebugger-{version}.tar.gz"
+        self.github.add_release(CORE_REPO, f"v{version}", assets={name: archive.read_bytes()}, **fields)
+
+    def close(self) -> None:
+        self.stop()
+
+
+def run_demo(out: TextIO = sys.stdout) -> int:
+    with ExitStack() as stack:
+        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dunebugger-demo-")))
+        github = stack.enter_context(FakeGitHub())
+        device = DemoDevice(home, github)
+        stack.callback(device.close)
+        device.publish("1.1.0")
+        for repo in ("marco-svitol/dunebugger-scheduler", "marco-svitol/dunebugger-remote"):
+            github.add_release(repo, "v1.0.0", body="Not installed on this sandbox device")
+        device.start()
+        say = _printer(out)
+
+        say(f"Sandbox device in {home}; core 1.0.0 serving {device.health_url}")
+        updater = ComponentUpdater(device.settings())
+        updater.add_listener(lambda message: say(_progress_line(message)))
+
+        say("\n$ dunebugger-updater check --json")
+        say(json.dumps(messages.check_result(asyncio.run(updater.check_updates(force=True))), indent=2))
+
+        say("\n$ dunebugger-updater update core --dry-run --json")
+        say(json.dumps(messages.update_result(asyncio.run(updater.update_component("core", dry_run=True))), indent=2))
+
+        say("\n$ dunebugger-updater update core --json")
+        good = asyncio.run(updater.update_component("core"))
+        say(json.dumps(messages.update_result(good), indent=2))
+        say(f"health now: {device.health()}")
+
+        say("\nPublishing 1.2.0, a release whose health check fails ...")
+        device.publish("1.2.0", health="fail")
+        say("$ dunebugger-updater update core --json")
+        bad = asyncio.run(updater.update_component("core"))
+        say(json.dumps(messages.update_result(bad), indent=2))
+        say(f"health now: {device.health()}")
+
+        ok = good.success and bad.rolled_back and (device.health() or {}).get("version") == "1.1.0"
+        say("\nDemo finished: " + ("update applied, bad release rolled back." if ok else "SOMETHING WENT WRONG."))
+        return 0 if ok else 1
+    return 1
+
+
+def _printer(out: TextIO):  # noqa: ANN202
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    return say
+
+
+def _progress_line(message: dict[str, Any]) -> str:
+    body = message["body"]
+    return f"  [{body['done'] + 1}/{body['total']}] {body['step']}: {body['task']}"
+
+
+if __name__ == "__main__":
+    sys.exit(run_demo())

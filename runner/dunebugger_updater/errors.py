@@ -1,0 +1,75 @@
+"""Every error the updater raises on purpose.
+
+    UpdaterError
+     ├── ConfigError          a config file, section, key or value is wrong
+     ├── ReleaseLookupError   GitHub did not give us a usable release
+     │    ├── RateLimited     the API refused for rate limit (knows when it resets)
+     │    └── InvalidTag      a release tag that is not a version
+     ├── ManifestError        an update-manifest.yaml that fails validation
+     ├── DownloadError        an artifact that is not allowed, too big, or corrupt
+     ├── BadRequest           a request names something impossible (exit status 2)
+     ├── PreflightError       the device is not ready, or the update is not allowed
+     ├── PlaybookError        a playbook run did not finish the way we need
+     └── Busy                 another update holds the device lock
+
+Each message names what is wrong (file, section, key, component, tag, URL), because
+the message is all a person at a frontend will see.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class UpdaterError(Exception):
+    """Root of the updater's own errors."""
+
+
+class ConfigError(UpdaterError):
+    """A configuration problem; the CLI exits with status 2."""
+
+
+class ReleaseLookupError(UpdaterError):
+    """A release of one component could not be looked up."""
+
+    def __init__(self, component: str, message: str) -> None:
+        super().__init__(f"{component}: {message}")
+        self.component = component
+        self.reason = message
+
+
+class RateLimited(ReleaseLookupError):
+    def __init__(self, component: str, resets_at: datetime | None) -> None:
+        when = f"; it resets at {resets_at.isoformat()}" if resets_at else ""
+        super().__init__(component, f"GitHub API rate limit exceeded{when}")
+        self.resets_at = resets_at
+
+
+class InvalidTag(ReleaseLookupError):
+    def __init__(self, component: str, tag: str) -> None:
+        super().__init__(component, f"release tag {tag!r} is not a version")
+        self.tag = tag
+
+
+class ManifestError(UpdaterError):
+    """An update manifest that cannot be used."""
+
+
+class DownloadError(UpdaterError):
+    """An artifact download that was refused or failed verification."""
+
+
+class BadRequest(UpdaterError):
+    """A request that cannot be served as asked (bad version text, wrong component type)."""
+
+
+class PreflightError(UpdaterError):
+    """The update must not start; nothing on the device was changed."""
+
+
+class PlaybookError(UpdaterError):
+    """A playbook could not be run at all (not: a run that failed)."""
+
+
+class Busy(UpdaterError):
+    """Another update is running on this device."""

@@ -1,0 +1,90 @@
+"""What is installed on this device right now.
+
+core writes a VERSION file into its installation: JSON (`{"version": "1.2.0", ...}`) or
+one plain line. A container's version is the tag of its service's image in the compose
+file. Anything missing means "not installed", never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .config import ComponentSpec, Settings
+
+log = logging.getLogger(__name__)
+
+MAX_VERSION_FILE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class InstalledVersion:
+    """The running version as text (`None`: not installed), and why when unknown."""
+
+    version: str | None
+    detail: str = ""
+
+
+def read_version_file(path: Path) -> InstalledVersion:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_VERSION_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return InstalledVersion(None, f"not installed ({path} is missing)")
+    except OSError as exc:
+        return InstalledVersion(None, f"cannot read {path}: {exc.strerror}")
+    if len(data) > MAX_VERSION_FILE_BYTES:
+        return InstalledVersion(None, f"{path} is too large to be a VERSION file")
+    text = data.decode("utf-8", errors="replace").strip()
+    version = _version_from_text(text)
+    if not version:
+        return InstalledVersion(None, f"{path} holds no version")
+    return InstalledVersion(version)
+
+
+def _version_from_text(text: str) -> str | None:
+    if text.startswith("{"):
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        value = document.get("version") if isinstance(document, dict) else None
+        return value.strip() if isinstance(value, str) and value.strip() else None
+    first_line = text.splitlines()[0].strip() if text else ""
+    return first_line or None
+
+
+def image_tag_in_compose(compose_path: Path, service: str) -> InstalledVersion:
+    """The tag of `service`'s image in the compose file."""
+    try:
+        document = yaml.safe_load(compose_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return InstalledVersion(None, f"not installed ({compose_path} is missing)")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return InstalledVersion(None, f"cannot read {compose_path}: {exc}")
+    services = document.get("services") if isinstance(document, dict) else None
+    entry = services.get(service) if isinstance(services, dict) else None
+    if not isinstance(entry, dict):
+        return InstalledVersion(None, f"not installed (no service {service!r} in {compose_path})")
+    image = entry.get("image")
+    if not isinstance(image, str) or not image:
+        return InstalledVersion(None, f"service {service!r} in {compose_path} has no image")
+    return InstalledVersion(image_tag(image), "" if image_tag(image) else f"image {image!r} has no tag")
+
+
+def image_tag(image: str) -> str | None:
+    """`ghcr.io/x/y:1.2.0` -> `1.2.0`; a digest or no tag -> None."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def installed_version(settings: Settings, spec: ComponentSpec) -> InstalledVersion:
+    if spec.is_container:
+        return image_tag_in_compose(settings.docker_compose_path, spec.service)
+    assert spec.install_path is not None  # config guarantees it for python_app
+    return read_version_file(spec.install_path / "VERSION")

@@ -1,0 +1,326 @@
+"""Updates, rollbacks and crash recovery on this device, as explicit stages:
+
+    lock -> plan (release, version rules, manifest) -> prepare (download, verify)
+         -> [dry run stops here] -> journal -> playbook -> result -> history -> unlock
+
+Anything that fails before the playbook starts has changed nothing on the device.
+The playbook itself rolls back what it switched (block/rescue). A journal left behind
+by a run that was cut off is settled by `recover()` before the next operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .checker import Clock, local_now
+from .config import ComponentSpec, Settings
+from .core_procedure import CoreProcedure
+from .errors import BadRequest, DownloadError, ManifestError, PreflightError, ReleaseLookupError
+from .events import Progress, RunnerEvent, host_reports, last_failure, progress
+from .history import History, HistoryEntry
+from .http_cache import EtagCache
+from .installed import installed_version
+from .journal import Journal, JournalEntry
+from .lock import DeviceLock
+from .manifest import Manifest, ManifestInvalid, ManifestRefused, load_manifest
+from .playbooks import PlaybookRun, PlaybookRunner
+from .releases import Release, ReleaseClient
+from .results import UpdateResult
+from .versions import NotAVersion, parse_version
+
+log = logging.getLogger(__name__)
+
+ProgressListener = Callable[[str, str, str, Progress], None]  # component, run id, action, progress
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: ComponentSpec
+    from_version: str | None
+    release: Release
+    version_text: str  # the tag without its "v": what the release's VERSION file says
+    manifest: Manifest | None
+    manifest_note: str
+
+
+class DeviceOperations:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = local_now,
+        on_progress: ProgressListener | None = None,
+    ) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._clock = clock
+        self._on_progress = on_progress
+        state = settings.state_path
+        self._lock = DeviceLock(state / "update.lock")
+        self._journal = Journal(state / "journal.json")
+        self.history = History(state / "history.jsonl")
+        self._runner = PlaybookRunner(state / "runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
+        self._core = CoreProcedure(settings, transport=transport)
+
+    # --- public operations -----------------------------------------------------------
+
+    async def update(self, name: str, *, dry_run: bool = False, version: str | None = None) -> UpdateResult:
+        spec = self._settings.component(name)
+        self._require_python_app(spec)
+        if version is not None:
+            version = _checked_version_text(version)
+        started = self._stamp()
+        with self._locked(f"update of {name}"):
+            await self._recover_locked()
+            try:
+                plan = await self._plan(spec, version)
+            except ReleaseLookupError as exc:
+                return self._record("update", spec, None, None, started, refused(spec, exc.reason, dry_run))
+            except (PreflightError, ManifestError) as exc:
+                return self._record("update", spec, None, None, started, refused(spec, str(exc), dry_run))
+            if plan is None:
+                current = installed_version(self._settings, spec).version
+                result = UpdateResult(spec.name, True, f"{spec.name} is already at the newest version ({current})",
+                                      "up_to_date", dry_run=dry_run, from_version=current, to_version=current)
+                return self._record("update", spec, None, None, started, result)
+            try:
+                prepared = await self._core.prepare(self._core.artifact(spec, plan.release, plan.version_text, plan.manifest))
+            except DownloadError as exc:
+                return self._record("update", spec, plan, None, started, refused(spec, str(exc), dry_run, plan))
+            if dry_run:
+                return self._record("dry_run", spec, plan, None, started, self._dry_run_result(plan, prepared))
+            values = self._core.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest)
+            run = await self._run_playbook("update", spec, plan.from_version, plan.version_text, values, started)
+            return self._record("update", spec, plan, run, started, self._update_result(spec, plan, run))
+
+    async def rollback(self, name: str, *, to: str | None = None) -> UpdateResult:
+        spec = self._settings.component(name)
+        self._require_python_app(spec)
+        if to is not None:
+            to = _checked_version_text(to)
+        started = self._stamp()
+        with self._locked(f"rollback of {name}"):
+            await self._recover_locked()
+            before = installed_version(self._settings, spec).version
+            values = self._core.rollback_vars(spec, to)
+            run = await self._run_playbook("rollback", spec, before, to or "previous", values, started)
+            after = installed_version(self._settings, spec).version
+            result = self._rollback_result(spec, before, after, run)
+            return self._record("rollback", spec, None, run, started, result)
+
+    async def recover(self) -> UpdateResult | None:
+        """Settle a run that was cut off; None when there was nothing to settle."""
+        with self._locked("recovery"):
+            return await self._recover_locked()
+
+    # --- stages ----------------------------------------------------------------------
+
+    async def _plan(self, spec: ComponentSpec, version: str | None) -> Plan | None:
+        """What to install, or None when the device already runs the newest release."""
+        installed = installed_version(self._settings, spec)
+        current = _parsed_or_none(installed.version)
+        if installed.version is not None and current is None:
+            raise PreflightError(f"the running version {installed.version!r} is not a version; use rollback or reinstall by hand")
+        async with self._release_client() as client:
+            if version is not None:
+                release = await client.by_version(spec.name, spec.repo, version)
+            else:
+                release = await client.latest(spec.name, spec.repo, include_prerelease=self._settings.include_prerelease)
+            if current is not None and release.version == current:
+                return None
+            if current is not None and release.version < current:
+                raise PreflightError(
+                    f"{release.version} is older than the running {installed.version}; update never goes back (use rollback)"
+                )
+            manifest, note = await self._manifest(client, spec, release)
+        if manifest and manifest.min_remote_version:
+            self._check_remote_version(manifest)
+        return Plan(spec, installed.version, release, release.tag.lstrip("vV"), manifest, note)
+
+    async def _manifest(self, client: ReleaseClient, spec: ComponentSpec, release: Release) -> tuple[Manifest | None, str]:
+        data = await client.manifest(spec.name, spec.repo, release.tag)
+        if data is None:
+            return None, "no manifest: built-in procedure"
+        try:
+            install = str(spec.install_path) if spec.install_path else None
+            manifest = load_manifest(data, tag_version=release.version, component_type=spec.type, install_path=install)
+        except ManifestInvalid as exc:
+            log.warning("%s: invalid update manifest at %s: %s", spec.name, release.tag, exc)
+            return None, f"invalid manifest ({exc}): built-in procedure"
+        except ManifestRefused as exc:
+            raise PreflightError(f"the update manifest at {release.tag} is refused: {exc}") from None
+        return manifest, "manifest used"
+
+    def _check_remote_version(self, manifest: Manifest) -> None:
+        remote = self._settings.components.get("remote")
+        if remote is None or manifest.min_remote_version is None:
+            return
+        running = _parsed_or_none(installed_version(self._settings, remote).version)
+        if running is not None and running < manifest.min_remote_version:
+            raise PreflightError(
+                f"this release needs remote {manifest.min_remote_version} or newer (running {running}): update remote first"
+            )
+
+    async def _run_playbook(
+        self, action: str, spec: ComponentSpec, from_version: str | None, to_version: str, values: dict[str, Any], started: str
+    ) -> PlaybookRun:
+        run_id = f"{started.replace(':', '').replace('-', '')}-{spec.name}-{action}-{secrets.token_hex(3)}"
+        self._journal.begin(JournalEntry(run_id, action, spec.name, from_version, to_version, started))
+        steps = self._core.update_steps if action == "update" else self._core.rollback_steps
+        loop = asyncio.get_running_loop()
+        last: list[Progress] = []
+
+        def on_event(event: RunnerEvent) -> None:
+            step = progress(event, steps, last[-1] if last else None)
+            if step and self._on_progress:
+                last.append(step)
+                loop.call_soon_threadsafe(self._on_progress, spec.name, run_id, action, step)
+
+        name = self._core.update_playbook if action == "update" else self._core.rollback_playbook
+        return await asyncio.to_thread(self._runner.run, name, values, run_id=run_id, on_event=on_event)
+
+    async def _recover_locked(self) -> UpdateResult | None:
+        entry = self._journal.pending()
+        if entry is None:
+            return None
+        spec = self._settings.components.get(entry.component)
+        if spec is None:
+            log.error("journal names unknown component %r; dropping it", entry.component)
+            self._journal.finish()
+            return None
+        log.warning("settling run %s (%s of %s) that was cut off", entry.run_id, entry.action, entry.component)
+        started = self._stamp()
+        if entry.action == "update" and _run_status(self._settings, entry.run_id) == "successful":
+            result = UpdateResult(spec.name, True, f"Updated {spec.name} to {entry.to_version} (confirmed after restart)",
+                                  "updated", from_version=entry.from_version, to_version=entry.to_version, run_id=entry.run_id)
+            return self._record("recovery", spec, None, None, started, result)
+        target = entry.from_version if entry.action == "update" else entry.to_version
+        if not target or target == "previous":
+            target = None
+        run = await self._run_playbook("rollback", spec, None, target or "previous", self._core.rollback_vars(spec, target), started)
+        after = installed_version(self._settings, spec).version
+        if run.succeeded:
+            result = UpdateResult(spec.name, True, f"Recovered {spec.name}: the {entry.action} to {entry.to_version} was "
+                                  f"interrupted; {spec.name} runs {after}", "recovered",
+                                  from_version=entry.from_version, to_version=after, run_id=run.run_id)
+        else:
+            result = UpdateResult(spec.name, False, f"Recovery of {spec.name} failed: {_failure_text(run)}", "failed",
+                                  from_version=entry.from_version, to_version=after, run_id=run.run_id)
+        return self._record("recovery", spec, None, run, started, result)
+
+    # --- results ---------------------------------------------------------------------
+
+    def _update_result(self, spec: ComponentSpec, plan: Plan, run: PlaybookRun) -> UpdateResult:
+        report = next(iter(host_reports(run.events).values()), None)
+        common = dict(from_version=plan.from_version, to_version=plan.version_text, run_id=run.run_id, manifest=plan.manifest_note)
+        if run.succeeded:
+            return UpdateResult(spec.name, True, f"Updated {spec.name} to {plan.version_text}", "updated", **common)
+        outcome = report.outcome if report and report.outcome in ("rolled_back", "refused", "failed") else "failed"
+        return UpdateResult(spec.name, False, _failure_text(run), outcome, **common)
+
+    def _rollback_result(self, spec: ComponentSpec, before: str | None, after: str | None, run: PlaybookRun) -> UpdateResult:
+        common = dict(from_version=before, to_version=after, run_id=run.run_id)
+        if run.succeeded:
+            text = f"Rolled back {spec.name} to {after}" if before != after else f"{spec.name} already runs {after}; nothing to do"
+            return UpdateResult(spec.name, True, text, "rolled_back" if before != after else "up_to_date", **common)
+        return UpdateResult(spec.name, False, _failure_text(run), "failed", **common)
+
+    def _dry_run_result(self, plan: Plan, prepared: Any) -> UpdateResult:
+        artifact = prepared.artifact
+        details = {
+            "release": plan.release.tag,
+            "artifact": artifact.name,
+            "url": artifact.url,
+            "sha256": artifact.sha256,
+            "sha256_source": artifact.sha256_source,
+            "verified": True,
+            "steps": list(self._core.update_steps),
+        }
+        text = (f"Dry run: would update {plan.spec.name} from {plan.from_version or 'nothing'} to {plan.version_text}; "
+                f"{artifact.name} downloaded and verified (sha256 from {artifact.sha256_source}); nothing was changed")
+        return UpdateResult(plan.spec.name, True, text, "dry_run", dry_run=True, from_version=plan.from_version,
+                            to_version=plan.version_text, manifest=plan.manifest_note, details=details)
+
+    def _record(self, action: str, spec: ComponentSpec, plan: Plan | None, run: PlaybookRun | None,
+                started: str, result: UpdateResult) -> UpdateResult:
+        self.history.append(HistoryEntry(
+            run_id=result.run_id or (run.run_id if run else f"{started}-{spec.name}-{action}"),
+            action=action, component=spec.name, from_version=result.from_version, to_version=result.to_version,
+            outcome=result.outcome, success=result.success, message=result.message,
+            started_at=started, finished_at=self._stamp(),
+        ))
+        # Only now is the run's outcome safe on disk; a crash before this line is
+        # settled by recovery, which reads the journal.
+        self._journal.finish()
+        return result
+
+    # --- small helpers ---------------------------------------------------------------
+
+    def _locked(self, what: str) -> DeviceLock:
+        self._lock.acquire(what)
+        return self._lock
+
+    def _release_client(self) -> ReleaseClient:
+        settings = self._settings
+        return ReleaseClient(settings.github_api_url, token=settings.github_token,
+                             cache=EtagCache(settings.state_path / "http-cache.json"),
+                             timeout=settings.http_timeout_seconds, transport=self._transport)
+
+    def _stamp(self) -> str:
+        return self._clock().isoformat()
+
+    @staticmethod
+    def _require_python_app(spec: ComponentSpec) -> None:
+        if spec.type != "python_app":
+            raise BadRequest(f"{spec.name}: updates of {spec.type} components are not available yet")
+
+
+def refused(spec: ComponentSpec, reason: str, dry_run: bool, plan: Plan | None = None) -> UpdateResult:
+    return UpdateResult(
+        spec.name, False, f"{spec.name} update refused: {reason.rstrip('.')}. Nothing was changed.",
+        "refused", dry_run=dry_run,
+        from_version=plan.from_version if plan else None,
+        to_version=plan.version_text if plan else None,
+        manifest=plan.manifest_note if plan else "",
+    )
+
+
+def _failure_text(run: PlaybookRun) -> str:
+    failure = last_failure(run.events)
+    if failure and failure.message:
+        return " ".join(failure.message.split())
+    return f"the {run.playbook} playbook ended {run.status} (rc {run.rc}); see {run.artifacts}"
+
+
+def _parsed_or_none(text: str | None):  # noqa: ANN202
+    if text is None:
+        return None
+    try:
+        return parse_version(text)
+    except NotAVersion:
+        return None
+
+
+def _checked_version_text(text: str) -> str:
+    """A requested version without its "v", or BadRequest."""
+    try:
+        parse_version(text)
+    except NotAVersion as exc:
+        raise BadRequest(f"--version/--to: {exc}") from None
+    return text[1:] if text[:1] in "vV" else text
+
+
+def _run_status(settings: Settings, run_id: str) -> str | None:
+    path = settings.state_path / "runs" / run_id / "artifacts" / run_id / "status"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None

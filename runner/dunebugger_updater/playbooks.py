@@ -1,0 +1,135 @@
+"""Running our own playbooks through ansible-runner.
+
+Only playbooks shipped in this package run (looked up by bare name, never by path).
+Each run gets a private data dir under statePath/runs/<run id> holding the extra-vars
+file, the runner's artifacts (stdout, every event as JSON) for diagnosis; the newest
+runs are kept, older ones pruned. ansible-runner is synchronous and starts
+`ansible-playbook` as a child process: callers run `run()` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import extravars
+from .errors import PlaybookError
+from .events import RunnerEvent, parse_event
+
+log = logging.getLogger(__name__)
+
+CONTENT_DIR = Path(__file__).resolve().parent
+PLAYBOOK_DIR = CONTENT_DIR / "playbooks"
+ROLES_DIR = CONTENT_DIR / "roles"
+LOCAL_INVENTORY = CONTENT_DIR / "inventory" / "localhost.yml"
+RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+
+EventHandler = Callable[[RunnerEvent], None]
+
+
+@dataclass(frozen=True)
+class PlaybookRun:
+    run_id: str
+    playbook: str
+    status: str  # successful, failed, timeout, canceled
+    rc: int | None
+    events: tuple[RunnerEvent, ...]
+    artifacts: Path
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "successful"
+
+
+def playbook_path(name: str) -> Path:
+    path = PLAYBOOK_DIR / f"{name}.yml"
+    if "/" in name or not path.is_file():
+        raise PlaybookError(f"no playbook named {name!r} in {PLAYBOOK_DIR}")
+    return path
+
+
+class PlaybookRunner:
+    def __init__(self, runs_dir: Path, *, keep: int = 20, timeout_seconds: int = 1800) -> None:
+        self._runs_dir = runs_dir
+        self._keep = keep
+        self._timeout = timeout_seconds
+
+    def run(
+        self,
+        name: str,
+        values: Mapping[str, Any],
+        *,
+        run_id: str,
+        on_event: EventHandler | None = None,
+        inventory: Path | None = None,
+        limit: str | None = None,
+        forks: int | None = None,
+    ) -> PlaybookRun:
+        import ansible_runner  # heavy: imported only when a run needs it
+
+        if not RUN_ID.fullmatch(run_id):
+            raise PlaybookError(f"invalid run id {run_id!r}")
+        playbook = playbook_path(name)
+        environment = _ansible_environment()
+        data_dir = self._runs_dir / run_id
+        extravars.write(data_dir / "env" / "extravars", values)
+        events: list[RunnerEvent] = []
+
+        def handle(raw: dict[str, Any]) -> bool:
+            event = parse_event(raw)
+            events.append(event)
+            if on_event:
+                try:
+                    on_event(event)
+                except Exception:  # a broken listener must not break the update
+                    log.exception("progress listener failed")
+            return True
+
+        runner = ansible_runner.run(
+            private_data_dir=str(data_dir),
+            project_dir=str(CONTENT_DIR),
+            playbook=str(playbook.relative_to(CONTENT_DIR)),
+            inventory=str(inventory or LOCAL_INVENTORY),
+            limit=limit,
+            forks=forks,
+            ident=run_id,
+            envvars=environment,
+            event_handler=handle,
+            quiet=True,
+            timeout=self._timeout,
+            suppress_env_files=True,
+        )
+        self._prune()
+        return PlaybookRun(
+            run_id=run_id,
+            playbook=name,
+            status=str(runner.status),
+            rc=runner.rc,
+            events=tuple(events),
+            artifacts=data_dir / "artifacts" / run_id,
+        )
+
+    def _prune(self) -> None:
+        runs = sorted((p for p in self._runs_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in runs[: max(0, len(runs) - self._keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _ansible_environment() -> dict[str, str]:
+    # Our interpreter's bin directory first, so a venv install needs no activated PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])
+    if not shutil.which("ansible-playbook", path=path):
+        raise PlaybookError("ansible-playbook is not installed (pip install ansible-core)")
+    return {
+        "PATH": path,
+        "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
+        "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        "ANSIBLE_NOCOLOR": "true",
+    }

@@ -1,0 +1,257 @@
+"""GitHub releases: the newest release of a repository, a release by tag, and the
+`update-manifest.yaml` at a tag.
+
+One `ReleaseClient` serves many lookups over one connection pool; lookups of several
+components run concurrently. Answers are cached by ETag (see http_cache) and read with
+a size cap, because a device must not be knocked over by one huge or hostile answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from packaging.version import Version
+
+from .errors import InvalidTag, RateLimited, ReleaseLookupError
+from .http_cache import EtagCache
+from .versions import NotAVersion, parse_version
+
+log = logging.getLogger(__name__)
+
+MAX_API_ANSWER_BYTES = 4 * 1024 * 1024
+MAX_RELEASE_NOTES_CHARS = 20_000
+RELEASES_PER_PAGE = 30
+MANIFEST_FILE = "update-manifest.yaml"
+MAX_MANIFEST_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    url: str
+    size: int
+    digest: str | None  # "sha256:<hex>" when GitHub knows it
+
+
+@dataclass(frozen=True)
+class Release:
+    tag: str
+    version: Version
+    notes: str | None
+    prerelease: bool
+    published_at: str | None
+    assets: tuple[Asset, ...]
+
+    def asset(self, name: str) -> Asset | None:
+        return next((asset for asset in self.assets if asset.name == name), None)
+
+
+class ReleaseClient:
+    """Talks to the GitHub REST API (or anything that answers like it)."""
+
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        token: str | None = None,
+        cache: EtagCache | None = None,
+        timeout: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "dunebugger-updater",
+        }
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._api_url = api_url.rstrip("/")
+        self._cache = cache or EtagCache(None)
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport)
+
+    async def __aenter__(self) -> ReleaseClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        self._cache.save()
+
+    async def latest(self, component: str, repo: str, *, include_prerelease: bool = False) -> Release:
+        """The newest usable release: drafts never, prereleases only when asked."""
+        if not include_prerelease:
+            document = await self._get_json(component, f"/repos/{repo}/releases/latest")
+            return _release(component, document)
+        listing = await self._get_json(component, f"/repos/{repo}/releases?per_page={RELEASES_PER_PAGE}")
+        if not isinstance(listing, list):
+            raise ReleaseLookupError(component, "GitHub answered the release list with something that is not a list")
+        return _newest(component, [entry for entry in listing if not _is_draft(entry)])
+
+    async def by_version(self, component: str, repo: str, version: str) -> Release:
+        """The release whose tag is `v<version>` or `<version>`."""
+        wanted = _parse_tag(component, version)
+        for tag in (f"v{version}", version):
+            try:
+                release = _release(component, await self._get_json(component, f"/repos/{repo}/releases/tags/{quote(tag)}"))
+            except ReleaseLookupError as exc:
+                if "404" in exc.reason:
+                    continue
+                raise
+            if release.version == wanted:
+                return release
+        raise ReleaseLookupError(component, f"no release {version} in {repo}")
+
+    async def manifest(self, component: str, repo: str, tag: str) -> bytes | None:
+        """`update-manifest.yaml` at the tag, or None when the release has none."""
+        url = f"{self._api_url}/repos/{repo}/contents/{MANIFEST_FILE}?ref={quote(tag)}"
+        response = await self._send(component, url, {"Accept": "application/vnd.github.raw+json"})
+        if response.status_code == 404:
+            return None
+        _raise_for_status(component, response, url)
+        return await _read_capped(component, response, MAX_MANIFEST_BYTES, url)
+
+    async def _get_json(self, component: str, path: str) -> Any:
+        url = f"{self._api_url}{path}"
+        cached = self._cache.get(url)
+        headers = {"If-None-Match": cached.etag} if cached else {}
+        response = await self._send(component, url, headers)
+        if response.status_code == 304 and cached:
+            await response.aclose()
+            log.debug("%s: %s not modified", component, url)
+            return cached.body
+        _raise_for_status(component, response, url)
+        body = await _read_capped(component, response, MAX_API_ANSWER_BYTES, url)
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise ReleaseLookupError(component, f"GitHub answered {url} with invalid JSON") from None
+        etag = response.headers.get("etag")
+        if etag:
+            self._cache.put(url, etag, document)
+        return document
+
+    async def _send(self, component: str, url: str, headers: dict[str, str]) -> httpx.Response:
+        request = self._http.build_request("GET", url, headers=headers)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise ReleaseLookupError(component, f"no answer from {_host(url)} within {self._timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise ReleaseLookupError(component, f"cannot reach {_host(url)}: {exc or type(exc).__name__}") from None
+        if response.status_code >= 400:
+            await response.aread()
+        return response
+
+
+def _raise_for_status(component: str, response: httpx.Response, url: str) -> None:
+    status = response.status_code
+    if status < 300:
+        return
+    if status in (403, 429) and _is_rate_limit(response):
+        raise RateLimited(component, _reset_time(response))
+    if status == 404:
+        raise ReleaseLookupError(component, f"not found (404 from {url}): no such repository or no release")
+    if status == 401:
+        raise ReleaseLookupError(component, f"GitHub refused the token (401 from {url})")
+    raise ReleaseLookupError(component, f"GitHub answered {status} for {url}")
+
+
+def _is_rate_limit(response: httpx.Response) -> bool:
+    if response.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in response.headers:
+        return True
+    return "rate limit" in response.text.lower()
+
+
+def _reset_time(response: httpx.Response) -> datetime | None:
+    reset = response.headers.get("x-ratelimit-reset")
+    if reset and reset.isdigit():
+        return datetime.fromtimestamp(int(reset), tz=timezone.utc)
+    retry_after = response.headers.get("retry-after")
+    if retry_after and retry_after.isdigit():
+        return datetime.now(tz=timezone.utc).replace(microsecond=0) + timedelta(seconds=int(retry_after))
+    return None
+
+
+async def _read_capped(component: str, response: httpx.Response, limit: int, url: str) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        await response.aclose()
+        raise ReleaseLookupError(component, f"answer from {url} is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            await response.aclose()
+            raise ReleaseLookupError(component, f"answer from {url} is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _host(url: str) -> str:
+    return httpx.URL(url).host or url
+
+
+def _is_draft(entry: Any) -> bool:
+    return isinstance(entry, dict) and entry.get("draft") is True
+
+
+def _parse_tag(component: str, tag: str) -> Version:
+    try:
+        return parse_version(tag)
+    except NotAVersion:
+        raise InvalidTag(component, tag) from None
+
+
+def _newest(component: str, entries: list[Any]) -> Release:
+    releases, bad_tags = [], []
+    for entry in entries:
+        try:
+            releases.append(_release(component, entry))
+        except InvalidTag as exc:
+            bad_tags.append(exc.tag)
+    if releases:
+        return max(releases, key=lambda release: release.version)
+    if bad_tags:
+        raise InvalidTag(component, bad_tags[0])
+    raise ReleaseLookupError(component, "the repository has no published release")
+
+
+def _release(component: str, document: Any) -> Release:
+    if not isinstance(document, dict) or not isinstance(document.get("tag_name"), str):
+        raise ReleaseLookupError(component, "GitHub answered with something that is not a release")
+    if document.get("draft") is True:
+        raise ReleaseLookupError(component, f"release {document['tag_name']!r} is a draft")
+    notes = document.get("body")
+    if isinstance(notes, str) and len(notes) > MAX_RELEASE_NOTES_CHARS:
+        notes = notes[:MAX_RELEASE_NOTES_CHARS] + "\n…"
+    return Release(
+        tag=document["tag_name"],
+        version=_parse_tag(component, document["tag_name"]),
+        notes=notes if isinstance(notes, str) else None,
+        prerelease=document.get("prerelease") is True,
+        published_at=document.get("published_at") if isinstance(document.get("published_at"), str) else None,
+        assets=tuple(_assets(document.get("assets"))),
+    )
+
+
+def _assets(entries: Any) -> list[Asset]:
+    assets = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        name, url = entry.get("name"), entry.get("browser_download_url")
+        if not (isinstance(name, str) and isinstance(url, str)):
+            continue
+        size = entry.get("size") if isinstance(entry.get("size"), int) else -1
+        digest = entry.get("digest") if isinstance(entry.get("digest"), str) else None
+        assets.append(Asset(name=name, url=url, size=size, digest=digest))
+    return assets

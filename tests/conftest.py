@@ -1,0 +1,31 @@
+"""Fixtures shared by every test tier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dunebugger_updater.fake_github import FakeGitHub
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    with FakeGitHub() as server:
+        yield server
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No UPDATER_* or GITHUB_TOKEN from the machine running the tests."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("UPDATER_") or name in ("GITHUB_TOKEN", "DUNEBUGGER_CONFIG"):
+            monkeypatch.delenv(name)
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,222 @@
+"""Update checks against the loopback GitHub-like server, through the library and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dunebugger_updater import ComponentUpdater, load_settings
+from dunebugger_updater.fake_github import FakeGitHub
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+
+def device(tmp_path: Path, github: FakeGitHub, extra: str = "") -> Path:
+    """A config for a device whose core runs 1.0.0 and whose containers run 1.0.0."""
+    core = tmp_path / "core"
+    core.mkdir()
+    (core / "VERSION").write_text('{"version": "1.0.0", "commit": "abc"}')
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text(
+        "services:\n"
+        "  scheduler:\n    image: ghcr.io/marco-svitol/dunebugger-scheduler:1.0.0\n"
+        "  remote:\n    image: ghcr.io/marco-svitol/dunebugger-remote:v1.0.0\n"
+    )
+    config = tmp_path / "dunebugger.conf"
+    config.write_text(
+        "[Updater]\n"
+        f"githubApiUrl = {github.url}\n"
+        f"coreInstallPath = {core}\n"
+        f"dockerComposePath = {compose}\n"
+        f"statePath = {tmp_path / 'state'}\n"
+        "httpTimeoutSeconds = 5\n" + extra
+    )
+    return config
+
+
+def publish_standard_releases(github: FakeGitHub) -> None:
+    github.add_release("marco-svitol/dunebugger", "v1.0.0")
+    github.add_release("marco-svitol/dunebugger", "v1.1.0", body="### New Features\n- Feature 1")
+    github.add_release("marco-svitol/dunebugger", "v1.2.0-beta", prerelease=True)
+    github.add_release("marco-svitol/dunebugger", "v9.9.9", draft=True)
+    github.add_release("marco-svitol/dunebugger-scheduler", "1.0.0")
+    github.add_release("marco-svitol/dunebugger-remote", "v1.1.0", body="### Bug Fixes\n- Fix 1")
+
+
+async def test_check_compares_installed_with_latest(tmp_path, github):
+    publish_standard_releases(github)
+    updater = ComponentUpdater(load_settings(device(tmp_path, github), environ={}))
+    results = await updater.check_updates(force=True)
+
+    core, scheduler, remote = results["core"], results["scheduler"], results["remote"]
+    assert (core.current_version, core.latest_version, core.update_available) == ("1.0.0", "1.1.0", True)
+    assert core.release_notes == "### New Features\n- Feature 1"
+    assert (scheduler.latest_version, scheduler.update_available) == ("1.0.0", False)
+    assert (remote.current_version, remote.latest_version, remote.update_available) == ("v1.0.0", "1.1.0", True)
+    assert all(status.error is None and status.last_checked for status in results.values())
+
+
+async def test_prereleases_only_when_asked(tmp_path, github):
+    publish_standard_releases(github)
+    settings = load_settings(device(tmp_path, github, "includePrerelease = true\n"), environ={})
+    results = await ComponentUpdater(settings).check_updates(force=True)
+    assert results["core"].latest_version == "1.2.0b0"
+    assert results["core"].latest_tag == "v1.2.0-beta"
+
+
+async def test_lookups_overlap_in_time(tmp_path):
+    with FakeGitHub(latency=0.3) as slow:
+        publish_standard_releases(slow)
+        updater = ComponentUpdater(load_settings(device(tmp_path, slow), environ={}))
+        await updater.check_updates(force=True)
+    first_finish = min(request.finished for request in slow.requests)
+    last_start = max(request.started for request in slow.requests)
+    assert len(slow.requests) == 3
+    assert last_start < first_finish, "the three lookups ran one after another"
+
+
+async def test_forced_recheck_is_answered_by_304_and_unforced_asks_nothing(tmp_path, github):
+    publish_standard_releases(github)
+    config = device(tmp_path, github)
+    updater = ComponentUpdater(load_settings(config, environ={}))
+    first = await updater.check_updates(force=True)
+    assert github.statuses() == {200: 3}
+
+    # A new process: only the cache on disk can make these 304s.
+    again = await ComponentUpdater(load_settings(config, environ={})).check_updates(force=True)
+    assert github.statuses() == {200: 3, 304: 3}
+    assert {n: s.latest_version for n, s in again.items()} == {n: s.latest_version for n, s in first.items()}
+
+    await updater.check_updates(force=False)
+    assert len(github.requests) == 6, "a recent answer must be reused without asking GitHub"
+
+
+async def test_per_component_errors_do_not_spoil_the_others(tmp_path, github):
+    github.add_release("marco-svitol/dunebugger", "nightly-2026")
+    github.rate_limit("marco-svitol/dunebugger-scheduler", reset_epoch=1_900_000_000)
+    # remote has no repository at all: 404
+    results = await ComponentUpdater(load_settings(device(tmp_path, github), environ={})).check_updates(force=True)
+
+    assert "'nightly-2026' is not a version" in results["core"].error
+    assert "rate limit" in results["scheduler"].error and "2030-03-17T17:46:40" in results["scheduler"].error
+    assert "404" in results["remote"].error
+    for status in results.values():
+        assert status.latest_version is None and status.update_available is False
+
+
+async def test_token_is_sent_when_configured(tmp_path):
+    with FakeGitHub(require_token="s3cret") as github:
+        publish_standard_releases(github)
+        config = device(tmp_path, github)
+        without = await ComponentUpdater(load_settings(config, environ={})).check_updates(force=True)
+        assert "401" in without["core"].error
+        with_token = await ComponentUpdater(load_settings(config, environ={"GITHUB_TOKEN": "s3cret"})).check_updates(force=True)
+        assert with_token["core"].error is None
+        assert github.requests[-1].headers["authorization"] == "Bearer s3cret"
+
+
+async def test_slow_server_is_a_timeout_error(tmp_path):
+    with FakeGitHub(latency=1.5) as github:
+        publish_standard_releases(github)
+        config = device(tmp_path, github, "")
+        settings = load_settings(config, environ={"UPDATER_HTTPTIMEOUTSECONDS": "0.3"})
+        results = await ComponentUpdater(settings).check_updates(force=True)
+    assert "no answer from 127.0.0.1 within 0.3 s" in results["core"].error
+
+
+async def test_unreachable_server_is_a_network_error(tmp_path, github):
+    settings = load_settings(device(tmp_path, github), environ={"UPDATER_GITHUBAPIURL": "http://127.0.0.1:9"})
+    results = await ComponentUpdater(settings).check_updates(force=True)
+    assert "cannot reach 127.0.0.1" in results["core"].error
+
+
+async def test_not_installed_component_is_reported_not_crashed(tmp_path, github):
+    publish_standard_releases(github)
+    config = device(tmp_path, github)
+    (tmp_path / "core" / "VERSION").unlink()
+    (tmp_path / "docker-compose.yml").unlink()
+    results = await ComponentUpdater(load_settings(config, environ={})).check_updates(force=True)
+    assert results["core"].current_version is None
+    assert results["core"].latest_version == "1.1.0"
+    assert results["core"].update_available is False
+    assert "not installed" in results["core"].detail
+
+
+async def test_get_all_versions_reads_the_device_and_last_check(tmp_path, github):
+    publish_standard_releases(github)
+    updater = ComponentUpdater(load_settings(device(tmp_path, github), environ={}))
+    before = updater.get_all_versions()
+    assert before["core"].current_version == "1.0.0" and before["core"].latest_version is None
+
+    await updater.check_updates(force=True)
+    after = updater.get_all_versions()
+    assert after["core"].latest_version == "1.1.0" and after["core"].update_available
+
+
+# --- the CLI -------------------------------------------------------------------------
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_") and k != "GITHUB_TOKEN"}
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "dunebugger_updater.cli", *args],
+        capture_output=True, text=True, env=environ, timeout=60,
+    )
+
+
+def test_cli_check_json_is_exactly_the_message(tmp_path, github):
+    publish_standard_releases(github)
+    result = cli("--config", str(device(tmp_path, github)), "check", "--force", "--json")
+    assert result.returncode == 0, result.stderr
+    message = json.loads(result.stdout)
+    assert message["subject"] == "update_check_result" and message["source"] == "controller"
+    core = message["body"]["components"]["core"]
+    assert {k: core[k] for k in ("current", "latest", "update_available")} == {
+        "current": "1.0.0", "latest": "1.1.0", "update_available": True}
+    assert set(core) >= {"current", "latest", "update_available", "release_notes", "last_checked"}
+
+
+def test_cli_check_exit_1_when_a_component_failed_and_json_still_printed(tmp_path, github):
+    publish_standard_releases(github)
+    github.rate_limit("marco-svitol/dunebugger-remote", reset_epoch=1_900_000_000)
+    result = cli("--config", str(device(tmp_path, github)), "check", "--json")
+    assert result.returncode == 1
+    remote = json.loads(result.stdout)["body"]["components"]["remote"]
+    assert remote["latest"] is None and remote["update_available"] is False and "rate limit" in remote["error"]
+
+
+def test_cli_environment_overrides_the_file(tmp_path, github):
+    publish_standard_releases(github)
+    config = device(tmp_path, github)
+    result = cli("--config", str(config), "check", "--json", env={"UPDATER_GITHUBAPIURL": "http://127.0.0.1:9"})
+    assert result.returncode == 1
+    assert "cannot reach" in json.loads(result.stdout)["body"]["components"]["core"]["error"]
+
+
+def test_cli_bad_config_exits_2_naming_the_key(tmp_path, github):
+    config = device(tmp_path, github, "updateCheckIntervalHours = soon\n")
+    result = cli("--config", str(config), "check", "--json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "[Updater] updateCheckIntervalHours" in result.stderr and str(config) in result.stderr
+
+
+def test_cli_bad_usage_exits_2():
+    assert cli("frobnicate").returncode == 2
+
+
+def test_cli_table_and_versions(tmp_path, github):
+    publish_standard_releases(github)
+    config = str(device(tmp_path, github))
+    table = cli("--config", config, "check")
+    assert table.returncode == 0
+    assert "core" in table.stdout and "update available" in table.stdout
+    versions = cli("--config", config, "versions", "--json")
+    assert versions.returncode == 0
+    assert json.loads(versions.stdout)["body"]["components"]["core"]["latest"] == "1.1.0"

@@ -1,0 +1,222 @@
+"""core updates through the Python layer: real releases on the loopback GitHub, real
+downloads, the real playbooks through ansible-runner, a real stand-in service."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dunebugger_updater import ComponentUpdater
+from dunebugger_updater.demo import DemoDevice
+from dunebugger_updater.fake_github import FakeGitHub
+from dunebugger_updater.lock import DeviceLock
+from dunebugger_updater.sandbox import releases
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
+
+
+@pytest.fixture
+def device(tmp_path: Path, github: FakeGitHub) -> Iterator[DemoDevice]:
+    sandbox = DemoDevice(tmp_path / "device", github)
+    sandbox.start()
+    yield sandbox
+    sandbox.close()
+
+
+def tree_digest(root: Path) -> str:
+    """Names, link targets and contents of everything under root (state excluded)."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if relative.parts[0] in ("state", "artifacts") or path.name in ("app.log",) or "__pycache__" in relative.parts:
+            continue
+        digest.update(str(relative).encode())
+        if path.is_symlink():
+            digest.update(os.readlink(path).encode())
+        elif path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def app_pid(device: DemoDevice) -> str:
+    return (device.home / "app.pid").read_text().strip()
+
+
+async def test_dry_run_verifies_and_changes_nothing(device):
+    device.publish("1.1.0")
+    before, pid = tree_digest(device.home), app_pid(device)
+
+    result = await ComponentUpdater(device.settings()).update_component("core", dry_run=True)
+
+    assert result.success and result.dry_run and result.outcome == "dry_run"
+    assert result.details["verified"] is True and result.details["sha256_source"] == "release asset digest"
+    assert "nothing was changed" in result.message
+    assert tree_digest(device.home) == before
+    assert app_pid(device) == pid, "a dry run must not restart the service"
+
+
+async def test_update_then_unhealthy_release_rolls_back(device):
+    device.publish("1.1.0")
+    updater = ComponentUpdater(device.settings())
+    progress: list[dict] = []
+    updater.add_listener(progress.append)
+
+    good = await updater.update_component("core")
+    assert (good.success, good.outcome, good.message) == (True, "updated", "Updated core to 1.1.0")
+    assert device.health()["version"] == "1.1.0"
+    assert (device.home / "core").is_symlink()
+    steps = [message["body"]["step"] for message in progress]
+    assert steps[0] == "preflight" and steps[-1] == "finalize" and "switch" in steps
+    assert all(m["subject"] == "updater_progress" and m["body"]["total"] == 5 for m in progress)
+
+    device.publish("1.2.0", health="fail")
+    bad = await updater.update_component("core")
+    assert not bad.success and bad.rolled_back
+    assert "Rolled back to 1.1.0" in bad.message and "health" in bad.message
+    assert device.health()["version"] == "1.1.0"
+
+    history = updater.get_history()
+    assert [(e.action, e.outcome, e.to_version) for e in history] == [
+        ("update", "updated", "1.1.0"), ("update", "rolled_back", "1.2.0")]
+
+
+async def test_up_to_date_is_a_success_that_runs_nothing(device):
+    device.publish("1.0.0")
+    result = await ComponentUpdater(device.settings()).update_component("core")
+    assert (result.success, result.outcome) == (True, "up_to_date")
+    assert not (device.state / "runs").exists()
+
+
+async def test_bad_checksum_is_refused_before_anything_changes(device):
+    archive = releases.build_release(device.artifacts, "1.1.0")
+    device.github.add_release("marco-svitol/dunebugger", "v1.1.0",
+                              assets={"dunebugger-1.1.0.tar.gz": archive.read_bytes()},
+                              digests={"dunebugger-1.1.0.tar.gz": "sha256:" + "0" * 64})
+    before, pid = tree_digest(device.home), app_pid(device)
+
+    result = await ComponentUpdater(device.settings()).update_component("core")
+
+    assert (result.success, result.outcome) == (False, "refused")
+    assert "sha256 mismatch" in result.message and "Nothing was changed" in result.message
+    assert tree_digest(device.home) == before and app_pid(device) == pid
+
+
+async def test_release_without_any_checksum_is_refused(device):
+    archive = releases.build_release(device.artifacts, "1.1.0")
+    device.github.add_release("marco-svitol/dunebugger", "v1.1.0",
+                              assets={"dunebugger-1.1.0.tar.gz": archive.read_bytes()},
+                              digests={"dunebugger-1.1.0.tar.gz": None})
+    result = await ComponentUpdater(device.settings()).update_component("core")
+    assert result.outcome == "refused" and "no sha256 is known" in result.message
+
+
+async def test_hostile_archive_is_refused_naming_the_member(device):
+    archive = releases.build_traversal_archive(device.artifacts, "1.1.0")
+    device.publish_archive("1.1.0", archive)
+    before, pid = tree_digest(device.home), app_pid(device)
+
+    result = await ComponentUpdater(device.settings()).update_component("core")
+
+    # The archive is checked on the device, after preflight: a failed stage, not a refusal.
+    assert not result.success and result.outcome == "failed"
+    assert releases.HOSTILE_MEMBERS["traversal"] in result.message
+    assert "Nothing was changed" in result.message
+    assert tree_digest(device.home) == before and app_pid(device) == pid
+
+
+async def test_manifest_checksum_is_used_and_a_mismatch_refused(device):
+    archive = releases.build_release(device.artifacts, "1.1.0")
+    wrong = "sha256:" + hashlib.sha256(b"something else").hexdigest()
+    manifest = (
+        'version: "1.1.0"\ncomponent_type: "python_app"\nupdate_steps:\n'
+        '  - action: "download_artifact"\n'
+        f'    url: "{device.github.asset_url("marco-svitol/dunebugger", "v1.1.0", "dunebugger-1.1.0.tar.gz")}"\n'
+        f'    checksum: "{wrong}"\n'
+    ).encode()
+    device.github.add_release("marco-svitol/dunebugger", "v1.1.0",
+                              assets={"dunebugger-1.1.0.tar.gz": archive.read_bytes()}, manifest=manifest)
+    result = await ComponentUpdater(device.settings()).update_component("core", dry_run=True)
+    assert result.outcome == "refused" and "sha256 mismatch" in result.message and result.manifest == "manifest used"
+
+
+@pytest.mark.parametrize(("manifest", "expect_outcome", "expect_text"), [
+    (b"version: [unclosed", "dry_run", "invalid manifest"),
+    (b'version: "1.1.0"\ncomponent_type: "python_app"\nupdate_steps:\n  - action: "format_disk"\n',
+     "dry_run", "unknown action 'format_disk'"),
+    (b'version: "1.0.5"\ncomponent_type: "python_app"\n', "refused", "the release tag is 1.1.0"),
+    (b'version: "1.1.0"\ncomponent_type: "python_app"\nupdate_steps:\n'
+     b'  - action: "run_migrations"\n    script: "/usr/bin/evil.sh"\n', "refused", "outside the release"),
+])
+async def test_manifest_problems(device, manifest, expect_outcome, expect_text):
+    device.publish("1.1.0", manifest=manifest)
+    result = await ComponentUpdater(device.settings()).update_component("core", dry_run=True)
+    assert result.outcome == expect_outcome
+    assert expect_text in (result.manifest + result.message)
+
+
+async def test_downgrade_through_update_is_refused(device):
+    device.publish("0.9.0")
+    result = await ComponentUpdater(device.settings()).update_component("core", version="0.9.0")
+    assert result.outcome == "refused" and "never goes back" in result.message
+
+
+async def test_second_update_while_one_runs_is_busy(device):
+    device.publish("1.1.0")
+    holder = DeviceLock(device.state / "update.lock")
+    holder.acquire("update of core")
+    try:
+        from dunebugger_updater.errors import Busy
+
+        with pytest.raises(Busy, match="busy: update of core"):
+            await ComponentUpdater(device.settings()).update_component("core")
+    finally:
+        holder.release()
+
+
+async def test_rollback_to_previous_and_again_is_idempotent(device):
+    device.publish("1.1.0")
+    updater = ComponentUpdater(device.settings())
+    assert (await updater.update_component("core")).success
+
+    back = await updater.rollback_component("core")
+    assert (back.success, back.outcome, back.to_version) == (True, "rolled_back", "1.0.0")
+    assert device.health()["version"] == "1.0.0"
+    pid = app_pid(device)
+
+    again = await updater.rollback_component("core", to="1.0.0")
+    assert (again.success, again.outcome) == (True, "up_to_date")
+    assert app_pid(device) == pid, "an idempotent rollback must not restart the service"
+
+
+def cli(device: DemoDevice, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")}
+    return subprocess.run([sys.executable, "-m", "dunebugger_updater.cli", "--config", str(device.config), *args],
+                          capture_output=True, text=True, env=environ, timeout=300)
+
+
+def test_cli_update_exit_codes_and_json(device):
+    device.publish("1.1.0")
+    dry = cli(device, "update", "core", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["body"]["dry_run"] is True
+
+    device.publish("1.2.0", health="crash")
+    rolled = cli(device, "update", "core", "--version", "1.2.0", "--json")
+    assert rolled.returncode == 1
+    body = json.loads(rolled.stdout)["body"]
+    assert body["rolled_back"] is True
+    assert device.health()["version"] == "1.0.0"
+
+    assert cli(device, "update", "core", "--version", "not-a-version").returncode == 2
+    assert cli(device, "update", "nope").returncode == 2
+
+    history = cli(device, "history", "--json")
+    entries = json.loads(history.stdout)["body"]["entries"]
+    assert [e["outcome"] for e in entries] == ["dry_run", "rolled_back"]
