@@ -41,16 +41,16 @@ def free_port() -> int:
 class DemoDevice:
     """A sandbox device plus a release server; a context manager that cleans up."""
 
-    def __init__(self, home: Path, github: FakeGitHub, *, installed: str = "1.0.0") -> None:
+    def __init__(self, home: Path, github: FakeGitHub, *, installed: str = "1.0.0", extra_config: str = "") -> None:
         self.home = home
         self.github = github
         self.port = free_port()
         self.state = home / "state"
         self.artifacts = home / "artifacts"
         releases.make_sandbox(home, installed, port=self.port)
-        self.config = self._write_config()
+        self.config = self._write_config(extra_config)
 
-    def _write_config(self, extra: str = "") -> Path:
+    def _write_config(self, extra: str) -> Path:
         appctl = f"{sys.executable} -m dunebugger_updater.sandbox.appctl --home {self.home}"
         config = self.home / "dunebugger.conf"
         config.write_text(
@@ -105,9 +105,10 @@ class DemoDevice:
             time.sleep(0.05)
         raise TimeoutError(f"the sandbox app on port {self.port} did not become healthy")
 
-    def publish(self, version: str, *, health: str = "ok", manifest: bytes | None = None, **fields: Any) -> Path:
+    def publish(self, version: str, *, health: str = "ok", manifest: bytes | None = None,
+                requirements: tuple[str, ...] = (), **fields: Any) -> Path:
         """Build a release of the sample app and publish it as tag v<version>."""
-        archive = releases.build_release(self.artifacts, version, health=health)
+        archive = releases.build_release(self.artifacts, version, health=health, requirements=requirements)
         name = f"dunebugger-{version}.tar.gz"
         self.github.add_release(CORE_REPO, f"v{version}", body=f"Sample app {version}",
                                 assets={name: archive.read_bytes()}, manifest=manifest, **fields)

@@ -1,0 +1,127 @@
+"""Crash safety: kill the updater (and every process it started) at each step of an
+update, as a power cut would, then start it again. The device must end on the old or
+the new version, running and healthy, never in between."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dunebugger_updater.demo import DemoDevice
+from dunebugger_updater.fake_github import FakeGitHub
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
+
+KILL_POINTS = [
+    "Check free disk space for the new release",
+    "Extract the release archive safely",
+    "Install the release requirements",
+    "Back up the current installation",
+    "Stop the core service",
+    "Record the previous release",
+    "Point core at the new release",
+    "Run the release migration script",
+    "Start the core service",
+    "Wait for the health endpoint to answer",
+    "Prune old release directories",
+]
+
+
+@pytest.fixture
+def device(tmp_path: Path, github: FakeGitHub) -> Iterator[DemoDevice]:
+    sandbox = DemoDevice(tmp_path / "device", github)
+    sandbox.start()
+    yield sandbox
+    sandbox.close()
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        for child in children.get(pid, []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def power_cut(pid: int) -> None:
+    for victim in [pid, *descendants(pid)]:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def task_started(state: Path, task: str) -> bool:
+    for event_file in state.glob("runs/*/artifacts/*/job_events/*.json"):
+        try:
+            event = json.loads(event_file.read_text())
+        except (OSError, ValueError):
+            continue  # being written
+        if event.get("event") == "playbook_on_task_start" and event.get("event_data", {}).get("task") == task:
+            return True
+    return False
+
+
+def cli(device: DemoDevice, *args: str, **popen: object) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")}
+    argv = [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(device.config), *args]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ, **popen)
+
+
+@pytest.mark.parametrize("kill_at", KILL_POINTS)
+def test_killed_update_ends_on_old_or_new_version_after_restart(device, kill_at):
+    migrate = (b"#!/bin/sh\nexit 0\n", 0o755)
+    archive_dir = device.artifacts
+    from dunebugger_updater.sandbox import releases
+
+    archive = releases.build_release(archive_dir, "1.1.0", extra_members={"scripts/migrate.sh": migrate})
+    device.publish_archive("1.1.0", archive)
+
+    updater = cli(device, "update", "core", "--json")
+    deadline = time.monotonic() + 120
+    while not task_started(device.state, kill_at):
+        assert updater.poll() is None, f"the update ended before '{kill_at}': {updater.communicate()}"
+        assert time.monotonic() < deadline, f"'{kill_at}' never started"
+        time.sleep(0.02)
+    power_cut(updater.pid)
+    updater.wait(timeout=30)
+    assert (device.state / "journal.json").exists(), "the cut-off run left no journal"
+
+    recovered = cli(device, "recover", "--json")
+    out, err = recovered.communicate(timeout=180)
+    assert recovered.returncode == 0, (out, err)
+    result = json.loads(out)["body"]
+    assert result["success"] is True, result
+
+    health = device.wait_healthy(timeout=10)
+    assert health["version"] in ("1.0.0", "1.1.0")
+    assert not (device.state / "journal.json").exists()
+    core = device.home / "core"
+    assert (core / "VERSION").is_file() and (core / "app.py").is_file()
+    history = [json.loads(line) for line in (device.state / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["action"] == "recovery" and history[-1]["success"] is True
+
+    # The device is usable again: the update can now simply be run once more.
+    retry = cli(device, "update", "core", "--json")
+    out, err = retry.communicate(timeout=180)
+    assert retry.returncode == 0, (out, err)
+    assert device.wait_healthy()["version"] == "1.1.0"
