@@ -15,7 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import messages, tables
+from . import fleet_cli, messages, tables
+from . import manifest_tool
 from .config import Settings, load_settings
 from .errors import BadRequest, Busy, ConfigError, UpdaterError
 from .progressbar import ProgressBar
@@ -60,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     history = verbs.add_parser("history", parents=[json_flag], help="every update, rollback and recovery")
     history.add_argument("--limit", type=int, metavar="N", help="only the newest N entries")
     history.set_defaults(handler=run_history)
+
+    serve = verbs.add_parser("serve", help="run the WebSocket API, the operator page and the periodic checks")
+    serve.add_argument("--host", metavar="H", help="address to bind (default: serveHost, 127.0.0.1)")
+    serve.add_argument("--port", metavar="P", type=_tcp_port, help="TCP port (default: servePort, 8765)")
+    serve.set_defaults(handler=run_serve)
+
+    fleet_cli.add_parser(verbs, json_flag)
+
+    manifest = verbs.add_parser("manifest", help="validate or generate an update-manifest.yaml (release tooling)")
+    manifest_tool.add_arguments(manifest)
 
     demo = verbs.add_parser("demo", help="show check, update and rollback on a sandbox device, offline")
     demo.set_defaults(handler=run_demo, needs_settings=False)
@@ -126,6 +137,35 @@ def run_history(args: argparse.Namespace, settings: Settings) -> int:
     table = tables.render(("FINISHED", "COMPONENT", "ACTION", "FROM", "TO", "RESULT", "RUN"), rows)
     _emit(args, messages.history(entries), table)
     return EXIT_OK
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
+    from .security import AccessRules
+    from .server import serve_forever
+
+    settings = dataclasses.replace(settings, serve_host=args.host or settings.serve_host,
+                                   serve_port=args.port or settings.serve_port)
+    AccessRules(settings.serve_host, settings.serve_port, settings.serve_token)  # ConfigError: exit 2, nothing started
+    if not args.verbose:
+        logging.getLogger("dunebugger_updater").setLevel(logging.INFO)  # a service's log is its journal
+    try:
+        return asyncio.run(serve_forever(settings))
+    except OSError as exc:
+        print(f"dunebugger-updater: cannot serve on {settings.serve_host}:{settings.serve_port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _tcp_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return port
 
 
 def run_demo(args: argparse.Namespace, settings: None) -> int:

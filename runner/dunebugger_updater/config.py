@@ -25,6 +25,7 @@ DEFAULT_CONFIG_CANDIDATES = (Path("config/dunebugger.conf"),)
 
 COMPONENT_TYPES = ("python_app", "container")
 SERVICE_MANAGERS = ("systemd", "command")
+AUTO_UPDATE_LEVELS = ("off", "patch", "minor", "all")
 
 # Strict shapes for everything that ends up in a path, an argv or a URL.
 COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -75,12 +76,19 @@ class Settings:
     state_path: Path = Path("/var/lib/dunebugger-updater")
     initial_check_delay_minutes: int = 5
     http_timeout_seconds: float = 15.0
+    compose_command: tuple[str, ...] = ()
     max_download_mb: int = 200
+    max_extract_mb: int = 1024
+    signing_public_key: str | None = None  # OpenSSH public key line: releases must carry <artifact>.sig
+    allowed_signers: Path | None = None  # ssh-keygen allowed_signers file (same effect, several keys)
     backups_to_keep: int = 5
     playbook_timeout_minutes: int = 30
     serve_host: str = "127.0.0.1"
     serve_port: int = 8765
     serve_token: str | None = None
+    auto_update: str = "off"
+    update_window: str = ""
+    notify_urls: tuple[str, ...] = ()
     components: Mapping[str, ComponentSpec] = field(default_factory=dict)
     source: str = "built-in defaults"
 
@@ -190,6 +198,43 @@ def _optional_argv(raw: str) -> tuple[str, ...]:
     return tuple(shlex.split(raw))
 
 
+class SecretValueError(ValueError):
+    """A bad value that must not be quoted back (it may hold a password)."""
+
+
+def _update_window(raw: str) -> str:
+    from .policy import parse_window  # policy is pure and imports nothing heavy
+
+    text = raw.strip()
+    parse_window(text)  # raises ValueError naming what is wrong
+    return text
+
+
+def _notify_urls(raw: str) -> tuple[str, ...]:
+    urls = tuple(part for part in re.split(r"[\s,]+", raw.strip()) if part)
+    for url in urls:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", url):
+            # Never echo the URL: apprise URLs carry passwords and tokens.
+            raise SecretValueError(f"entry {urls.index(url) + 1} is not an apprise URL (scheme://...)")
+    return urls
+
+
+SSH_PUBLIC_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|"
+    r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]{0,200})?$")
+
+
+def _ssh_public_key(raw: str) -> str | None:
+    value = raw.strip()
+    if value and not SSH_PUBLIC_KEY.fullmatch(value):
+        raise ValueError("is not one OpenSSH public key line (e.g. 'ssh-ed25519 AAAA... comment')")
+    return value or None
+
+
+def _optional_absolute_path(raw: str) -> Path | None:
+    return _absolute_path(raw) if raw.strip() else None
+
+
 # config key -> (Settings attribute, parser)
 UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "updateCheckIntervalHours": ("update_check_interval_hours", _positive_int),
@@ -203,12 +248,19 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "statePath": ("state_path", _absolute_path),
     "initialCheckDelayMinutes": ("initial_check_delay_minutes", _non_negative_int),
     "httpTimeoutSeconds": ("http_timeout_seconds", _positive_float),
+    "composeCommand": ("compose_command", _optional_argv),
     "maxDownloadMb": ("max_download_mb", _positive_int),
+    "maxExtractMb": ("max_extract_mb", _positive_int),
+    "signingPublicKey": ("signing_public_key", _ssh_public_key),
+    "allowedSigners": ("allowed_signers", _optional_absolute_path),
     "backupsToKeep": ("backups_to_keep", _positive_int),
     "playbookTimeoutMinutes": ("playbook_timeout_minutes", _positive_int),
     "serveHost": ("serve_host", _text),
     "servePort": ("serve_port", _port),
     "serveToken": ("serve_token", _optional_text),
+    "autoUpdate": ("auto_update", _one_of(AUTO_UPDATE_LEVELS)),
+    "updateWindow": ("update_window", _update_window),
+    "notifyUrls": ("notify_urls", _notify_urls),
 }
 
 # component key -> (ComponentSpec attribute, parser, types it applies to)
@@ -382,4 +434,6 @@ def _parse(parse: Callable[[str], Any], value: str, where: str) -> Any:
             reason = "must be a whole number"
         elif reason.startswith("could not convert"):
             reason = "must be a number"
+        if isinstance(exc, SecretValueError):
+            raise ConfigError(f"{where}: {reason}") from None
         raise ConfigError(f"{where}: {value.strip()!r} {reason}") from None

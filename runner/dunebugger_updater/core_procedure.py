@@ -3,6 +3,7 @@ it is verified, and the extra-vars of the core playbooks."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,11 @@ from typing import Any
 import httpx
 
 from .config import ComponentSpec, Settings
-from .download import DownloadPolicy, download_verified
+from .download import DownloadPolicy, download_bytes, download_verified
 from .errors import DownloadError
 from .manifest import Manifest
 from .releases import Release
+from .signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignatureError, SignaturePolicy
 
 UPDATE_STEPS = ("preflight", "stage", "switch", "postflight", "finalize")
 ROLLBACK_STEPS = ("core_rollback", "postflight")
@@ -25,12 +27,14 @@ class Artifact:
     url: str
     sha256: str
     sha256_source: str  # "manifest checksum" or "release asset digest"
+    signature_url: str | None = None  # <name>.sig, fetched only when a signing key is configured
 
 
 @dataclass(frozen=True)
 class Prepared:
     artifact: Artifact
     archive: Path
+    signer: str | None = None  # principal whose signature verified (None: signatures not required)
 
 
 class CoreProcedure:
@@ -42,6 +46,7 @@ class CoreProcedure:
     def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._settings = settings
         self._transport = transport
+        self._signatures = SignaturePolicy.from_settings(settings)
 
     def artifact(self, spec: ComponentSpec, release: Release, version_text: str, manifest: Manifest | None) -> Artifact:
         """The archive to install and the sha256 it must have; refuses when none is known."""
@@ -50,13 +55,23 @@ class CoreProcedure:
         url = (manifest.artifact_url if manifest and manifest.artifact_url else None) or (asset.url if asset else None)
         if url is None:
             raise DownloadError(f"release {release.tag} has no asset {name!r}")
+        signature_url = self._signature_url(release, name)
         if manifest and manifest.checksum:
-            return Artifact(name, url, manifest.checksum, "manifest checksum")
+            return Artifact(name, url, manifest.checksum, "manifest checksum", signature_url)
         if asset and asset.digest and asset.digest.lower().startswith("sha256:"):
-            return Artifact(name, url, asset.digest.split(":", 1)[1].lower(), "release asset digest")
+            return Artifact(name, url, asset.digest.split(":", 1)[1].lower(), "release asset digest", signature_url)
         raise DownloadError(
             f"no sha256 is known for {name!r}: the release asset has no digest and the manifest no checksum"
         )
+
+    def _signature_url(self, release: Release, name: str) -> str | None:
+        if not self._signatures.required:
+            return None
+        signature = release.asset(name + SIGNATURE_SUFFIX)
+        if signature is None:
+            raise SignatureError(f"release {release.tag} has no signature {name + SIGNATURE_SUFFIX!r}, "
+                                 "and this device requires signed releases (signingPublicKey/allowedSigners)")
+        return signature.url
 
     async def prepare(self, artifact: Artifact) -> Prepared:
         settings = self._settings
@@ -69,7 +84,17 @@ class CoreProcedure:
             token=settings.github_token,
             transport=self._transport,
         )
-        return Prepared(artifact, archive)
+        if artifact.signature_url is None:
+            return Prepared(artifact, archive)
+        try:
+            signature = await download_bytes(artifact.signature_url, policy, max_bytes=MAX_SIGNATURE_BYTES,
+                                             name=artifact.name + SIGNATURE_SUFFIX, token=settings.github_token,
+                                             transport=self._transport)
+            signer = await asyncio.to_thread(self._signatures.verify, archive, signature, name=artifact.name)
+        except DownloadError:
+            archive.unlink(missing_ok=True)  # verified bytes, but not from a trusted signer: keep nothing
+            raise
+        return Prepared(artifact, archive, signer)
 
     def update_vars(
         self, spec: ComponentSpec, version_text: str, from_version: str | None, prepared: Prepared, manifest: Manifest | None
@@ -81,6 +106,7 @@ class CoreProcedure:
             "core_from_version": from_version or "",
             "core_archive": prepared.archive,
             "core_archive_sha256": prepared.artifact.sha256,
+            "core_max_extract_mb": self._settings.max_extract_mb,
             "core_python": spec.python,
             "core_pip_extra_args": list(spec.pip_extra_args),
         }

@@ -8,9 +8,11 @@ the sha256 matches. A refused or corrupt download leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +85,31 @@ async def download_verified(
     finally:
         partial.unlink(missing_ok=True)
     return destination
+
+
+async def download_bytes(
+    url: str,
+    policy: DownloadPolicy,
+    *,
+    max_bytes: int,
+    name: str = "download",
+    token: str | None = None,
+    timeout: float = 60.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> bytes:
+    """A small file (a detached signature) under the same host, scheme and redirect
+    rules and a tighter size cap. No sha256: its reader checks what it proves."""
+    small = dataclasses.replace(policy, max_bytes=min(max_bytes, policy.max_bytes))
+    with tempfile.TemporaryDirectory(prefix="dunebugger-fetch-") as tmp:
+        target = Path(tmp) / (Path(name).name + ".partial")  # `name` is ours: it labels messages
+        try:
+            async with httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False) as client:
+                await _fetch(client, url, target, small, token)
+        except httpx.TimeoutException:
+            raise DownloadError(f"download of {url} timed out after {timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise DownloadError(f"download of {url} failed: {exc or type(exc).__name__}") from None
+        return target.read_bytes()
 
 
 async def _fetch(client: httpx.AsyncClient, url: str, target: Path, policy: DownloadPolicy, token: str | None) -> str:

@@ -19,10 +19,21 @@ class _UnsafeDumper(yaml.SafeDumper):
 
 
 def _unsafe_string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if not value:
+        # ansible-core 2.19 reads `!unsafe ""` as None; an empty string holds no template.
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
     return dumper.represent_scalar("!unsafe", value, style='"')
 
 
+def _mapping(dumper: yaml.SafeDumper, value: Mapping[str, Any]) -> yaml.MappingNode:
+    # Keys are our own variable names: plain strings. Values are data: unsafe.
+    pairs = [(dumper.represent_scalar("tag:yaml.org,2002:str", key), dumper.represent_data(item))
+             for key, item in sorted(value.items())]
+    return yaml.MappingNode("tag:yaml.org,2002:map", pairs)
+
+
 _UnsafeDumper.add_representer(str, _unsafe_string)
+_UnsafeDumper.add_representer(dict, _mapping)
 
 
 def render(values: Mapping[str, Any]) -> str:

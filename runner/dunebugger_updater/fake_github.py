@@ -36,6 +36,7 @@ class FakeRelease:
     digests: dict[str, str | None] = field(default_factory=dict)  # override: wrong or missing digest
     manifest: bytes | None = None
     published_at: str = "2026-01-01T00:00:00Z"
+    asset_urls: dict[str, str] = field(default_factory=dict)  # override: browser_download_url
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class FakeGitHub:
         self.require_token = require_token
         self._repos: dict[str, list[FakeRelease]] = {}
         self._rate_limited: dict[str, int] = {}
+        self._canned: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self._lock = threading.Lock()
         self.requests: list[SeenRequest] = []
         self._server: ThreadingHTTPServer | None = None
@@ -74,6 +76,23 @@ class FakeGitHub:
     def rate_limit(self, repo: str, reset_epoch: int) -> None:
         """Answer every request for `repo` with GitHub's rate-limit 403."""
         self._rate_limited[repo] = reset_epoch
+
+    def redirect(self, path: str, location: str, status: int = 302) -> None:
+        """Answer GET `path` with a redirect to `location` (hostile or not)."""
+        self.canned(path, status, {"Location": location}, b"")
+
+    def canned(self, path: str, status: int, headers: dict[str, str], body: bytes) -> None:
+        """Answer GET `path` (without query) with exactly this, e.g. a hostile API answer."""
+        with self._lock:
+            self._canned[path] = (status, dict(headers), body)
+
+    def reset(self) -> None:
+        """Forget every repository, canned answer and seen request."""
+        with self._lock:
+            self._repos.clear()
+            self._canned.clear()
+            self._rate_limited.clear()
+            self.requests.clear()
 
     def asset_url(self, repo: str, tag: str, name: str) -> str:
         return f"{self.url}/{repo}/releases/download/{tag}/{name}"
@@ -112,6 +131,9 @@ class FakeGitHub:
     # --- answers ---------------------------------------------------------------------
 
     def answer(self, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if path in self._canned:
+            status, canned_headers, body = self._canned[path]
+            return status, dict(canned_headers), body
         if self.require_token and headers.get("authorization") != f"Bearer {self.require_token}":
             return _json(401, {"message": "Bad credentials"})
         parts = [unquote(part) for part in path.strip("/").split("/")]
@@ -154,7 +176,7 @@ class FakeGitHub:
                 {
                     "name": name,
                     "size": len(data),
-                    "browser_download_url": self.asset_url(repo, release.tag, name),
+                    "browser_download_url": release.asset_urls.get(name) or self.asset_url(repo, release.tag, name),
                     "digest": release.digests.get(name, "sha256:" + hashlib.sha256(data).hexdigest()),
                 }
                 for name, data in release.assets.items()

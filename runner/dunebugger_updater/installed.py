@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,35 @@ def image_tag(image: str) -> str | None:
     return last.split(":", 1)[1] if ":" in last else None
 
 
+VERSION_LABEL = "org.opencontainers.image.version"
+DOCKER_TIMEOUT_SECONDS = 5
+
+
+def running_container_version(compose_path: Path, service: str) -> InstalledVersion | None:
+    """The version the service's container runs: its image tag, else the image's OCI
+    version label. None when no such container runs or the engine cannot be asked."""
+    argv = [
+        "docker", "ps",
+        "--filter", f"label=com.docker.compose.service={service}",
+        "--filter", f"label=com.docker.compose.project.working_dir={compose_path.parent}",
+        "--format", "{{.Image}}\t{{.Label \"" + VERSION_LABEL + "\"}}",
+    ]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=DOCKER_TIMEOUT_SECONDS)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.debug("cannot ask the container engine: %s", exc)
+        return None
+    lines = done.stdout.strip().splitlines() if done.returncode == 0 else []
+    if not lines:
+        return None
+    image, _, label = lines[0].partition("\t")
+    version = image_tag(image) or label.strip() or None
+    return InstalledVersion(version) if version else None
+
+
 def installed_version(settings: Settings, spec: ComponentSpec) -> InstalledVersion:
     if spec.is_container:
-        return image_tag_in_compose(settings.docker_compose_path, spec.service)
+        compose = settings.docker_compose_path
+        return running_container_version(compose, spec.service) or image_tag_in_compose(compose, spec.service)
     assert spec.install_path is not None  # config guarantees it for python_app
     return read_version_file(spec.install_path / "VERSION")

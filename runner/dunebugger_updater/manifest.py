@@ -2,16 +2,27 @@
 and reduced to the few typed values the updater uses.
 
 Two kinds of problems, treated differently (the seed keeps manifests optional):
-- `ManifestInvalid`: the file is malformed or breaks the schema. The update goes on
-  with the built-in procedure and the result says so.
-- `ManifestRefused`: the file is well-formed but asks for something unsafe or
-  contradicts its release (other version, other component type, a script outside the
-  release). The update stops; nothing is changed.
+- `ManifestInvalid`: the file is malformed (YAML syntax, not UTF-8) or breaks the
+  schema's structure (unknown action or check, missing or extra field, wrong type). The
+  update goes on with the built-in procedure and the result says so: an honest mistake
+  or a newer manifest format must not block updates.
+- `ManifestRefused`: the file is hostile or contradicts its release, and the release is
+  therefore not trusted at all. The update stops; nothing is changed. Hostile means: a
+  YAML alias, a nesting deeper than the cap, a duplicate key, a YAML tag outside the
+  safe set (`!!python/...`), a file above the size cap, a template marker (`{{`, `{%`,
+  `{#`) or a control/format character in any string, a value that breaks the strict
+  pattern of its field (names, paths, image references, URLs, checksums). Contradicting
+  means: other version than the tag, other component type, a migration script outside
+  the release, a health URL that is not on this device.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -71,9 +82,7 @@ def schema() -> dict[str, Any]:
 
 def load_manifest(data: bytes, *, tag_version: Version, component_type: str, install_path: str | None = None) -> Manifest:
     """Parse and check a manifest fetched at the release whose tag is `tag_version`."""
-    document = parse_document(data)
-    validate_document(document)
-    manifest = _typed(document, install_path)
+    manifest = read_manifest(data, install_path=install_path)
     if manifest.version != tag_version:
         raise ManifestRefused(f"version: the manifest says {manifest.version} but the release tag is {tag_version}")
     if manifest.component_type != component_type:
@@ -81,24 +90,98 @@ def load_manifest(data: bytes, *, tag_version: Version, component_type: str, ins
     return manifest
 
 
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema())
+
+
+def read_manifest(data: bytes, *, install_path: str | None = None) -> Manifest:
+    """Parse, screen and validate a manifest on its own (no release to compare with)."""
+    document = parse_document(data)
+    validate_document(document)
+    return _typed(document, install_path)
+
+
 def parse_document(data: bytes) -> Any:
     if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestInvalid(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+        raise ManifestRefused(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ManifestInvalid("the manifest is not UTF-8 text") from None
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
+    except _HostileYaml as exc:
+        raise ManifestRefused(f"YAML: {exc}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
         raise ManifestInvalid(f"the manifest is not valid YAML: {exc}") from None
 
 
 def validate_document(document: Any) -> None:
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(document), key=lambda error: list(error.absolute_path))
-    if errors:
-        raise ManifestInvalid("; ".join(_describe(error) for error in errors[:5]))
+    """Raise ManifestRefused for hostile values, ManifestInvalid for structural errors."""
+    hostile, invalid = problems(document)
+    if hostile:
+        raise ManifestRefused("; ".join(hostile[:5]))
+    if invalid:
+        raise ManifestInvalid("; ".join(invalid[:5]))
+
+
+def problems(document: Any) -> tuple[list[str], list[str]]:
+    """(hostile, invalid): every problem of a parsed document, each naming its field."""
+    hostile = [f"{where}: {problem}" for where, problem in _suspicious_strings(document)]
+    validator = _validator()
+    invalid = []
+    for error in sorted(validator.iter_errors(document), key=lambda error: [str(p) for p in error.absolute_path]):
+        (hostile if _injection_shaped(error) else invalid).append(_describe(error))
+    return hostile, invalid
+
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def _injection_shaped(error: jsonschema.ValidationError) -> bool:
+    """A value that breaks the strict shape of a name, path, image, URL or checksum, or
+    an unknown action/check/type that is not even a plain identifier, is how injection
+    attempts look: refuse rather than fall back. (`format_disk` is merely unknown.)"""
+    if error.validator == "pattern":
+        return True
+    if error.validator == "enum":
+        return not (isinstance(error.instance, str) and IDENTIFIER.fullmatch(error.instance))
+    return False
+
+
+TEMPLATE_MARKERS = ("{{", "{%", "{#")
+FREE_TEXT_FIELDS = ("description",)
+
+
+def _suspicious_strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """Template markers anywhere; control and invisible format characters anywhere
+    (line breaks and tabs only in descriptions). Keys are screened like values."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            field = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str):
+                yield from _string_problems(field, key, free_text=False, what="key")
+            yield from _suspicious_strings(item, field)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _suspicious_strings(item, f"{where}[{index}]")
+    elif isinstance(value, str):
+        yield from _string_problems(where or "manifest", value, free_text=where.endswith(FREE_TEXT_FIELDS))
+
+
+def _string_problems(where: str, text: str, *, free_text: bool, what: str = "value") -> Iterator[tuple[str, str]]:
+    marker = next((m for m in TEMPLATE_MARKERS if m in text), None)
+    if marker:
+        yield where, f"{what} {_short(text)} contains the template marker {marker!r}; manifest values are data"
+    allowed = "\n\t" if free_text else ""
+    bad = next((ch for ch in text if ch not in allowed and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if bad is not None:
+        yield where, f"{what} {_short(text)} contains the control character U+{ord(bad):04X}"
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -110,20 +193,45 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where or 'manifest'}: {error.message}"
 
 
+class _HostileYaml(yaml.YAMLError):
+    """A YAML shape that only an attack needs; the manifest is refused, not ignored."""
+
+    def __init__(self, problem: str, mark: Any = None) -> None:
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        super().__init__(problem + where)
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader without aliases (no "billion laughs") and with a nesting limit."""
+    """SafeLoader without aliases (no "billion laughs"), with a nesting limit, without
+    duplicate keys (a reviewer would read one value, the updater another) and without
+    any tag the safe loader does not know (`!!python/object/apply:...`)."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed", event.start_mark)
+            raise _HostileYaml("YAML aliases are not allowed", self.peek_event().start_mark)
         self._depth = getattr(self, "_depth", 0) + 1
         try:
             if self._depth > MAX_NESTING:
-                raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_NESTING}", self.peek_event().start_mark)
+                raise _HostileYaml(f"nesting deeper than {MAX_NESTING}", self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise _HostileYaml(f"duplicate key {key_node.value!r}", key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _refuse_tag(loader: yaml.SafeLoader, node: Any) -> Any:
+    raise _HostileYaml(f"the YAML tag {node.tag!r} is not allowed", node.start_mark)
+
+
+_StrictLoader.add_constructor(None, _refuse_tag)
 
 
 def _typed(document: dict[str, Any], install_path: str | None) -> Manifest:
@@ -173,15 +281,20 @@ def _checks(pre: list[dict[str, Any]], post: list[dict[str, Any]]) -> Checks:
     return Checks(**values)
 
 
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-
-
 def _loopback_url(url: str) -> str:
-    """A manifest may only point the device at its own health endpoints."""
+    """A manifest may only point the device at its own health endpoints: `localhost` or
+    a loopback address (not a name that merely starts with "127.")."""
     host = urlsplit(url).hostname or ""
-    if host not in LOOPBACK_HOSTS and not host.startswith("127."):
+    if host != "localhost" and not _is_loopback_address(host):
         raise ManifestRefused(f"post_update_checks.health_endpoint.url: {url!r} is not on this device (localhost)")
     return url
+
+
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _migration_path(script: str, install_path: str | None) -> str:

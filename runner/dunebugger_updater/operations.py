@@ -21,6 +21,7 @@ import httpx
 
 from .checker import Clock, local_now
 from .config import ComponentSpec, Settings
+from .container_procedure import ContainerProcedure
 from .core_procedure import CoreProcedure
 from .errors import BadRequest, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from .events import Progress, RunnerEvent, host_reports, last_failure, progress
@@ -69,12 +70,12 @@ class DeviceOperations:
         self.history = History(state / "history.jsonl")
         self._runner = PlaybookRunner(state / "runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
         self._core = CoreProcedure(settings, transport=transport)
+        self._container = ContainerProcedure(settings)
 
     # --- public operations -----------------------------------------------------------
 
     async def update(self, name: str, *, dry_run: bool = False, version: str | None = None) -> UpdateResult:
         spec = self._settings.component(name)
-        self._require_python_app(spec)
         if version is not None:
             version = _checked_version_text(version)
         started = self._stamp()
@@ -91,26 +92,32 @@ class DeviceOperations:
                 result = UpdateResult(spec.name, True, f"{spec.name} is already at the newest version ({current})",
                                       "up_to_date", dry_run=dry_run, from_version=current, to_version=current)
                 return self._record("update", spec, None, None, started, result)
-            try:
-                prepared = await self._core.prepare(self._core.artifact(spec, plan.release, plan.version_text, plan.manifest))
-            except DownloadError as exc:
-                return self._record("update", spec, plan, None, started, refused(spec, str(exc), dry_run, plan))
-            if dry_run:
-                return self._record("dry_run", spec, plan, None, started, self._dry_run_result(plan, prepared))
-            values = self._core.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest)
+            if spec.is_container:
+                values = self._container.update_vars(spec, plan.version_text, plan.manifest)
+                if dry_run:
+                    details = self._container.dry_run_details(spec, plan.version_text)
+                    return self._record("dry_run", spec, plan, None, started, self._dry_run_result(plan, details))
+            else:
+                try:
+                    prepared = await self._core.prepare(self._core.artifact(spec, plan.release, plan.version_text, plan.manifest))
+                except DownloadError as exc:
+                    return self._record("update", spec, plan, None, started, refused(spec, str(exc), dry_run, plan))
+                if dry_run:
+                    return self._record("dry_run", spec, plan, None, started,
+                                        self._dry_run_result(plan, _artifact_details(prepared)))
+                values = self._core.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest)
             run = await self._run_playbook("update", spec, plan.from_version, plan.version_text, values, started)
             return self._record("update", spec, plan, run, started, self._update_result(spec, plan, run))
 
     async def rollback(self, name: str, *, to: str | None = None) -> UpdateResult:
         spec = self._settings.component(name)
-        self._require_python_app(spec)
         if to is not None:
             to = _checked_version_text(to)
         started = self._stamp()
         with self._locked(f"rollback of {name}"):
             await self._recover_locked()
             before = installed_version(self._settings, spec).version
-            values = self._core.rollback_vars(spec, to)
+            values = self._procedure(spec).rollback_vars(spec, to)
             run = await self._run_playbook("rollback", spec, before, to or "previous", values, started)
             after = installed_version(self._settings, spec).version
             result = self._rollback_result(spec, before, after, run)
@@ -141,9 +148,10 @@ class DeviceOperations:
                     f"{release.version} is older than the running {installed.version}; update never goes back (use rollback)"
                 )
             manifest, note = await self._manifest(client, spec, release)
-        if manifest and manifest.min_remote_version:
+        if manifest and manifest.min_remote_version and spec.name != "remote":
             self._check_remote_version(manifest)
-        return Plan(spec, installed.version, release, release.tag.lstrip("vV"), manifest, note)
+        version_text = self._container.target_tag(release, manifest) if spec.is_container else release.tag.lstrip("vV")
+        return Plan(spec, installed.version, release, version_text, manifest, note)
 
     async def _manifest(self, client: ReleaseClient, spec: ComponentSpec, release: Release) -> tuple[Manifest | None, str]:
         data = await client.manifest(spec.name, spec.repo, release.tag)
@@ -174,7 +182,8 @@ class DeviceOperations:
     ) -> PlaybookRun:
         run_id = f"{started.replace(':', '').replace('-', '')}-{spec.name}-{action}-{secrets.token_hex(3)}"
         self._journal.begin(JournalEntry(run_id, action, spec.name, from_version, to_version, started))
-        steps = self._core.update_steps if action == "update" else self._core.rollback_steps
+        procedure = self._procedure(spec)
+        steps = procedure.update_steps if action == "update" else procedure.rollback_steps
         loop = asyncio.get_running_loop()
         last: list[Progress] = []
 
@@ -184,7 +193,7 @@ class DeviceOperations:
                 last.append(step)
                 loop.call_soon_threadsafe(self._on_progress, spec.name, run_id, action, step)
 
-        name = self._core.update_playbook if action == "update" else self._core.rollback_playbook
+        name = procedure.update_playbook if action == "update" else procedure.rollback_playbook
         return await asyncio.to_thread(self._runner.run, name, values, run_id=run_id, on_event=on_event)
 
     async def _recover_locked(self) -> UpdateResult | None:
@@ -205,7 +214,8 @@ class DeviceOperations:
         target = entry.from_version if entry.action == "update" else entry.to_version
         if not target or target == "previous":
             target = None
-        run = await self._run_playbook("rollback", spec, None, target or "previous", self._core.rollback_vars(spec, target), started)
+        values = self._procedure(spec).rollback_vars(spec, target)
+        run = await self._run_playbook("rollback", spec, None, target or "previous", values, started)
         after = installed_version(self._settings, spec).version
         if run.succeeded:
             result = UpdateResult(spec.name, True, f"Recovered {spec.name}: the {entry.action} to {entry.to_version} was "
@@ -233,19 +243,12 @@ class DeviceOperations:
             return UpdateResult(spec.name, True, text, "rolled_back" if before != after else "up_to_date", **common)
         return UpdateResult(spec.name, False, _failure_text(run), "failed", **common)
 
-    def _dry_run_result(self, plan: Plan, prepared: Any) -> UpdateResult:
-        artifact = prepared.artifact
-        details = {
-            "release": plan.release.tag,
-            "artifact": artifact.name,
-            "url": artifact.url,
-            "sha256": artifact.sha256,
-            "sha256_source": artifact.sha256_source,
-            "verified": True,
-            "steps": list(self._core.update_steps),
-        }
+    def _dry_run_result(self, plan: Plan, details: dict[str, Any]) -> UpdateResult:
+        details = {"release": plan.release.tag, **details}
+        what = (f"{details['artifact']} downloaded and verified (sha256 from {details['sha256_source']})"
+                if "artifact" in details else f"would pull {details['image']} and recreate only service {details['service']}")
         text = (f"Dry run: would update {plan.spec.name} from {plan.from_version or 'nothing'} to {plan.version_text}; "
-                f"{artifact.name} downloaded and verified (sha256 from {artifact.sha256_source}); nothing was changed")
+                f"{what}; nothing was changed")
         return UpdateResult(plan.spec.name, True, text, "dry_run", dry_run=True, from_version=plan.from_version,
                             to_version=plan.version_text, manifest=plan.manifest_note, details=details)
 
@@ -277,10 +280,8 @@ class DeviceOperations:
     def _stamp(self) -> str:
         return self._clock().isoformat()
 
-    @staticmethod
-    def _require_python_app(spec: ComponentSpec) -> None:
-        if spec.type != "python_app":
-            raise BadRequest(f"{spec.name}: updates of {spec.type} components are not available yet")
+    def _procedure(self, spec: ComponentSpec) -> CoreProcedure | ContainerProcedure:
+        return self._container if spec.is_container else self._core
 
 
 def refused(spec: ComponentSpec, reason: str, dry_run: bool, plan: Plan | None = None) -> UpdateResult:
@@ -291,6 +292,18 @@ def refused(spec: ComponentSpec, reason: str, dry_run: bool, plan: Plan | None =
         to_version=plan.version_text if plan else None,
         manifest=plan.manifest_note if plan else "",
     )
+
+
+def _artifact_details(prepared: Any) -> dict[str, Any]:
+    artifact = prepared.artifact
+    return {
+        "artifact": artifact.name,
+        "url": artifact.url,
+        "sha256": artifact.sha256,
+        "sha256_source": artifact.sha256_source,
+        "verified": True,
+        "steps": list(CoreProcedure.update_steps),
+    }
 
 
 def _failure_text(run: PlaybookRun) -> str:

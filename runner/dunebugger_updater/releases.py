@@ -132,7 +132,7 @@ class ReleaseClient:
         body = await _read_capped(component, response, MAX_API_ANSWER_BYTES, url)
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             raise ReleaseLookupError(component, f"GitHub answered {url} with invalid JSON") from None
         etag = response.headers.get("etag")
         if etag:

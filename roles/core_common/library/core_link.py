@@ -15,6 +15,8 @@ options:
   path: {type: path, required: true, description: the install path, e.g. /opt/dunebugger/core}
   target: {type: path, required: true, description: release directory the link must point at}
   migrate_to: {type: path, description: where to move a plain directory found at path}
+  previous_file: {type: path, description: file that records the release being replaced}
+  previous: {type: str, description: that release's version, written before the link moves}
 """
 
 import os
@@ -39,6 +41,17 @@ def migrate_plain_dir(module, path, migrate_to):
     os.rename(path, migrate_to)
 
 
+def record_previous(previous_file, previous):
+    """Written before the link moves, so a crash right after the switch knows the way back."""
+    os.makedirs(os.path.dirname(previous_file), exist_ok=True)
+    tmp = f"{previous_file}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(previous + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, previous_file)
+
+
 def replace_link(path, target):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp-link-{os.getpid()}"
@@ -55,6 +68,8 @@ def main():
             "path": {"type": "path", "required": True},
             "target": {"type": "path", "required": True},
             "migrate_to": {"type": "path"},
+            "previous_file": {"type": "path"},
+            "previous": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
     )
@@ -70,6 +85,8 @@ def main():
         module.fail_json(msg=f"{path} exists and is neither a symlink nor a directory", **result)
     if module.check_mode:
         module.exit_json(changed=True, **result)
+    if module.params["previous_file"] and module.params["previous"]:
+        record_previous(module.params["previous_file"], module.params["previous"])
     if os.path.isdir(path) and not is_link:
         migrate_plain_dir(module, path, migrate_to)
         result["migrated_to"] = migrate_to

@@ -10,6 +10,10 @@ description:
   - Every member is checked before anything is written. Refused, naming the member -
     absolute paths, C(..) components, symlinks or hardlinks whose target leaves the release,
     device and fifo files, setuid/setgid bits, any other non-regular member type.
+  - Decompression bombs are refused - the declared sizes of the members are added up
+    header by header while the archive is read, and the archive is refused at the first
+    header that takes the total past I(max_bytes) (or the count past I(max_members)),
+    before that member's data is decompressed or anything is written.
   - Members may sit at the archive root or under exactly one top directory, which is stripped.
   - The release's VERSION (JSON with a C(version) key, or one plain line) must equal
     I(expected_version); a plain VERSION is written when the archive has none.
@@ -25,6 +29,8 @@ options:
   dest: {type: path, required: true, description: final release directory releases/<version>}
   expected_version: {type: str, required: true}
   migration_script: {type: str, description: path relative to the release root; its argv is returned as migration_argv ([] if absent)}
+  max_bytes: {type: int, default: 1073741824, description: cap on the unpacked size of all regular files}
+  max_members: {type: int, default: 20000, description: cap on the number of archive members}
 """
 
 import copy
@@ -36,6 +42,10 @@ import stat
 import tarfile
 
 from ansible.module_utils.basic import AnsibleModule
+
+DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
+DEFAULT_MAX_MEMBERS = 20000
+MAX_VERSION_FILE_BYTES = 4096
 
 
 class Refused(Exception):
@@ -83,9 +93,30 @@ def check_member(member, rel):
         raise Refused(f"member {name!r} has unsupported type {member.type!r}")
 
 
-def plan(tar):
+def read_members(tar, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
+    """Every member, read header by header under the caps (see DOCUMENTATION).
+
+    Reading the next header skips (decompresses) the previous member's data, so the
+    sizes are checked on each header before moving on: a bomb costs at most max_bytes
+    of decompression and nothing on disk.
+    """
+    members, total = [], 0
+    while True:
+        member = tar.next()
+        if member is None:
+            return members
+        members.append(member)
+        if len(members) > max_members:
+            raise Refused(f"the archive has more than {max_members} members")
+        total += max(member.size, 0) if member.isreg() else 0
+        if total > max_bytes:
+            raise Refused(f"member {member.name!r} takes the unpacked release past the cap of "
+                          f"{max_bytes} bytes (a decompression bomb?)")
+
+
+def plan(tar, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
     """Validate all members; return [(member, release-relative path)] to extract."""
-    members = [(normalize(m.name), m) for m in tar.getmembers()]
+    members = [(normalize(m.name), m) for m in read_members(tar, max_bytes, max_members)]
     top = common_top(members)
     planned, regular_files = [], set()
     for parts, member in members:
@@ -143,13 +174,13 @@ def write_member(tar, member, rel, root):
 def release_version(root):
     try:
         with open(os.path.join(root, "VERSION"), encoding="utf-8") as handle:
-            text = handle.read().strip()
+            text = handle.read(MAX_VERSION_FILE_BYTES).strip()
     except FileNotFoundError:
         return None
     if text.startswith("{"):
         try:
             return str(json.loads(text)["version"]).strip()
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise Refused("VERSION is JSON without a usable 'version' key")
     return text.splitlines()[0].strip() if text else ""
 
@@ -189,12 +220,12 @@ def migration_argv(root, final, relpath):
     raise Refused(f"migration script {relpath!r} is not executable")
 
 
-def extract(src, dest, expected, script):
+def extract(src, dest, expected, script, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
     partial = dest + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial, mode=0o755)
     with tarfile.open(src, "r:*") as tar:
-        planned = plan(tar)
+        planned = plan(tar, max_bytes, max_members)
         if not planned:
             raise Refused("the archive is empty")
         for member, rel in planned:
@@ -227,6 +258,8 @@ def main():
             "dest": {"type": "path", "required": True},
             "expected_version": {"type": "str", "required": True},
             "migration_script": {"type": "str"},
+            "max_bytes": {"type": "int", "default": DEFAULT_MAX_BYTES},
+            "max_members": {"type": "int", "default": DEFAULT_MAX_MEMBERS},
         },
     )
     src, dest = module.params["src"], module.params["dest"].rstrip("/")
@@ -235,7 +268,8 @@ def main():
     try:
         os.makedirs(parent, mode=0o755, exist_ok=True)
         result = extract(src, dest, module.params["expected_version"],
-                         module.params["migration_script"])
+                         module.params["migration_script"],
+                         module.params["max_bytes"], module.params["max_members"])
     except (Refused, tarfile.TarError, OSError) as exc:
         shutil.rmtree(dest + ".partial", ignore_errors=True)
         if created_root:

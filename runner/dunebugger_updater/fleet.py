@@ -1,0 +1,297 @@
+"""Fleet updates: the same vetted playbooks, over an Ansible inventory, in batches.
+
+Ansible does the orchestration: `serial` makes the batches (the first one is the
+canary), `max_fail_percentage` stops the rollout when a batch fails too much (later
+batches are never started), `forks` sets the parallelism, and every failed device is
+rolled back by its own play (the block/rescue of update_core.yml). This module only
+decides what every device gets and reads back what happened:
+
+    resolve the release once (one lookup, one verified download, on the controller)
+      -> versions before (fleet_versions.yml over the inventory, read-only)
+      -> devices already on (or past) the target are left out
+      -> update_core.yml over the rest, with dunebugger_batches / _max_fail_percentage
+      -> versions after, only for devices whose outcome leaves them in doubt
+      -> FleetResult (the `fleet_result` message and the table)
+
+Device settings (paths, service manager and its commands, health URL, python) come
+from the inventory; the controller passes only what is the same for every device:
+the release (version, archive, sha256) and the checks its manifest asks for. So
+`ansible-playbook -i INVENTORY playbooks/update_core.yml -e ...` by hand does the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .checker import UpdateChecker
+from .config import ComponentSpec, Settings
+from .core_procedure import CoreProcedure, Prepared
+from .errors import BadRequest, DownloadError, ManifestError, ReleaseLookupError
+from .fleet_status import (
+    DeviceStatus,
+    FleetCheck,
+    FleetResult,
+    HostVersion,
+    describe,
+    device_statuses,
+    host_versions,
+    not_run,
+)
+from .manifest import Manifest, ManifestInvalid, ManifestRefused, load_manifest
+from .playbooks import PlaybookRun, PlaybookRunner
+from .releases import Release, ReleaseClient
+from .versions import NotAVersion, parse_version
+
+log = logging.getLogger(__name__)
+
+VERSIONS_PLAYBOOK = "fleet_versions"
+DEFAULT_BATCHES: tuple[int | str, ...] = (1, "100%")
+DEFAULT_MAX_FAIL_PERCENTAGE = 0
+MAX_DEFAULT_FORKS = 50
+_BATCH = re.compile(r"^(?:[1-9][0-9]{0,5}|(?:[1-9][0-9]?|100)%)$")
+
+# What update_vars() renders that is the same for every device (release + manifest
+# checks). Everything else it renders describes *this* controller's device and would,
+# as extra-vars, override the inventory's per-device variables.
+RELEASE_VARS = (
+    "dunebugger_component", "dunebugger_version", "core_archive", "core_archive_sha256",
+    "core_min_free_mb", "core_check_service_running_before", "core_migration_script",
+    "core_health_expected_status", "core_service_active_timeout_seconds",
+)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How to roll out: Ansible's `serial` list and `max_fail_percentage`."""
+
+    batches: tuple[int | str, ...] = DEFAULT_BATCHES
+    max_fail_percentage: int | None = DEFAULT_MAX_FAIL_PERCENTAGE
+
+    def extra_vars(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"dunebugger_batches": list(self.batches)}
+        if self.max_fail_percentage is not None:
+            values["dunebugger_max_fail_percentage"] = self.max_fail_percentage
+        return values
+
+
+def parse_batches(text: str) -> tuple[int | str, ...]:
+    """`1,25%,100%` -> (1, "25%", "100%"): host counts or percentages, as `serial` takes them."""
+    items = [item.strip() for item in text.split(",")]
+    bad = [item for item in items if not _BATCH.fullmatch(item)]
+    if not items or bad:
+        raise BadRequest(f"--batches: {text!r} is not a comma-separated list of host counts (1, 2, ...) "
+                         "or percentages (1%..100%)")
+    return tuple(item if item.endswith("%") else int(item) for item in items)
+
+
+def check_max_fail_percentage(value: int) -> int:
+    if not 0 <= value <= 100:
+        raise BadRequest(f"--max-fail-percentage: {value} is not between 0 and 100")
+    return value
+
+
+@dataclass(frozen=True)
+class FleetTarget:
+    """Which devices: an inventory file, an optional Ansible `--limit` pattern, forks."""
+
+    inventory: Path
+    limit: str | None = None
+    forks: int | None = None
+
+    def checked(self) -> FleetTarget:
+        if not self.inventory.is_file():
+            raise BadRequest(f"inventory {self.inventory} does not exist")
+        if self.forks is not None and not 1 <= self.forks <= 500:
+            raise BadRequest(f"--forks: {self.forks} is not between 1 and 500")
+        if self.limit is not None and not self.limit.strip():
+            raise BadRequest("--limit: empty pattern")
+        return FleetTarget(self.inventory.resolve(), self.limit, self.forks)
+
+
+@dataclass(frozen=True)
+class _ResolvedRelease:
+    release: Release
+    version: str  # tag without "v": what the release's VERSION says
+    manifest: Manifest | None
+    manifest_note: str
+
+
+class FleetUpdater:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        runner: PlaybookRunner | None = None,
+    ) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._runner = runner or PlaybookRunner(
+            settings.state_path / "fleet-runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
+        self._core = CoreProcedure(settings, transport=transport)
+
+    # --- public --------------------------------------------------------------------
+
+    async def check(self, component: str, target: FleetTarget) -> FleetCheck:
+        """Installed versions on every device, and the newest release (one lookup)."""
+        spec = self._python_app(component)
+        target = target.checked()
+        versions_task = asyncio.create_task(self._versions(spec, target, target.limit))
+        latest, error = None, None
+        try:
+            async with self._release_client() as client:
+                latest = await client.latest(spec.name, spec.repo, include_prerelease=self._settings.include_prerelease)
+        except ReleaseLookupError as exc:
+            error = exc.reason
+        devices = await versions_task
+        return FleetCheck(spec.name, str(latest.version) if latest else None, latest.tag if latest else None,
+                          tuple(devices.values()), error)
+
+    async def update(self, component: str, target: FleetTarget, *, version: str | None = None,
+                     rollout: Rollout = Rollout()) -> FleetResult:
+        spec = self._python_app(component)
+        target = target.checked()
+        version = _version_text(version) if version is not None else None
+        common = dict(batches=rollout.batches, max_fail_percentage=rollout.max_fail_percentage)
+        try:
+            resolved = await self._resolve(spec, version)
+            prepared = await self._core.prepare(
+                self._core.artifact(spec, resolved.release, resolved.version, resolved.manifest))
+        except (ReleaseLookupError, ManifestError, DownloadError) as exc:
+            reason = exc.reason if isinstance(exc, ReleaseLookupError) else str(exc)
+            return FleetResult(spec.name, False, f"{spec.name} fleet update refused: {reason}. Nothing was changed.",
+                               version, **common)
+        before = await self._versions(spec, target, target.limit)
+        statuses = self._not_run(before, resolved.version)
+        pending = [host for host in before if host not in statuses]
+        run = None
+        if pending:
+            values = {**self._release_vars(spec, resolved, prepared), **rollout.extra_vars()}
+            run = await self._run(self._core.update_playbook, values, target, pending, f"{spec.name}-update")
+            statuses.update(device_statuses(run.events, before, pending, resolved.version))
+            statuses.update(await self._settle_unknown(spec, target, statuses))
+        devices = tuple(statuses[host] for host in before)
+        success = all(device.ok for device in devices)
+        return FleetResult(
+            spec.name, success, describe(spec.name, resolved.version, devices), resolved.version,
+            release=resolved.release.tag, devices=devices, run_id=run.run_id if run else None,
+            details={"sha256": prepared.artifact.sha256, "sha256_source": prepared.artifact.sha256_source,
+                     "manifest": resolved.manifest_note, "inventory": str(target.inventory), "limit": target.limit},
+            **common,
+        )
+
+    # --- stages --------------------------------------------------------------------
+
+    async def _resolve(self, spec: ComponentSpec, version: str | None) -> _ResolvedRelease:
+        async with self._release_client() as client:
+            if version is not None:
+                release = await client.by_version(spec.name, spec.repo, version)
+            else:
+                release = await client.latest(spec.name, spec.repo, include_prerelease=self._settings.include_prerelease)
+            manifest, note = await self._manifest(client, spec, release)
+        return _ResolvedRelease(release, release.tag.lstrip("vV"), manifest, note)
+
+    async def _manifest(self, client: ReleaseClient, spec: ComponentSpec, release: Release) -> tuple[Manifest | None, str]:
+        data = await client.manifest(spec.name, spec.repo, release.tag)
+        if data is None:
+            return None, "no manifest: built-in procedure"
+        try:
+            # Device paths differ across a fleet: the playbook checks the script path on each device.
+            manifest = load_manifest(data, tag_version=release.version, component_type=spec.type)
+        except ManifestInvalid as exc:
+            log.warning("%s: invalid update manifest at %s: %s", spec.name, release.tag, exc)
+            return None, f"invalid manifest ({exc}): built-in procedure"
+        except ManifestRefused as exc:
+            raise ManifestError(f"the update manifest at {release.tag} is refused: {exc}") from None
+        return manifest, "manifest used"
+
+    def _release_vars(self, spec: ComponentSpec, resolved: _ResolvedRelease, prepared: Prepared) -> dict[str, Any]:
+        rendered = self._core.update_vars(spec, resolved.version, None, prepared, resolved.manifest)
+        return {key: value for key, value in rendered.items() if key in RELEASE_VARS}
+
+    async def _versions(self, spec: ComponentSpec, target: FleetTarget, limit: str | None) -> dict[str, HostVersion]:
+        run = await self._run(VERSIONS_PLAYBOOK, {"dunebugger_component": spec.name}, target, None,
+                              f"{spec.name}-versions", limit=limit)
+        found = host_versions(run.events)
+        if not found:
+            raise BadRequest(_no_hosts(run, target, limit))
+        return found
+
+    async def _settle_unknown(self, spec: ComponentSpec, target: FleetTarget,
+                              statuses: dict[str, DeviceStatus]) -> dict[str, DeviceStatus]:
+        """A `failed` device either changed nothing or failed its rollback: ask it."""
+        unknown = [host for host, status in statuses.items() if status.version_after is None]
+        if not unknown:
+            return {}
+        after = await self._versions(spec, target, ",".join(unknown))
+        return {host: _with_after(statuses[host], after.get(host)) for host in unknown}
+
+    async def _run(self, playbook: str, values: dict[str, Any], target: FleetTarget, hosts: list[str] | None,
+                   action: str, *, limit: str | None = None) -> PlaybookRun:
+        if hosts is not None:
+            limit = ",".join(hosts)
+        forks = target.forks or min(MAX_DEFAULT_FORKS, max(5, len(hosts or ())))
+        run_id = f"{datetime.now():%Y%m%dT%H%M%S}-fleet-{action}-{secrets.token_hex(3)}"
+        log.info("running %s over %s (limit %s, forks %d) as %s", playbook, target.inventory, limit, forks, run_id)
+        return await asyncio.to_thread(self._runner.run, playbook, values, run_id=run_id,
+                                       inventory=target.inventory, limit=limit, forks=forks)
+
+    # --- helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def _not_run(before: dict[str, HostVersion], version: str) -> dict[str, DeviceStatus]:
+        statuses = {}
+        for host, found in before.items():
+            status = not_run(found, version)
+            if status is not None:
+                statuses[host] = status
+        return statuses
+
+    def _python_app(self, component: str) -> ComponentSpec:
+        spec = self._settings.component(component)
+        if spec.type != "python_app":
+            raise BadRequest(f"{spec.name}: fleet updates of {spec.type} components are not available yet")
+        return spec
+
+    def _release_client(self) -> ReleaseClient:
+        return UpdateChecker(self._settings, transport=self._transport).release_client()
+
+
+def _with_after(status: DeviceStatus, found: HostVersion | None) -> DeviceStatus:
+    if found is None or not found.readable:
+        return status
+    return DeviceStatus(status.host, status.outcome, status.version_before, found.version, status.batch, status.reason)
+
+
+def _version_text(text: str) -> str:
+    try:
+        parse_version(text)
+    except NotAVersion as exc:
+        raise BadRequest(f"--version: {exc}") from None
+    return text[1:] if text[:1] in "vV" else text
+
+
+def _no_hosts(run: PlaybookRun, target: FleetTarget, limit: str | None) -> str:
+    where = f"inventory {target.inventory}" + (f" with --limit {limit!r}" if limit else "")
+    if run.succeeded:
+        return f"no device in {where}"
+    tail = _stdout_tail(run)
+    return f"could not read the devices of {where}" + (f": {tail}" if tail else f" (see {run.artifacts})")
+
+
+def _stdout_tail(run: PlaybookRun) -> str:
+    try:
+        lines = (run.artifacts / "stdout").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line.strip() for line in lines if line.strip().startswith(("ERROR", "[ERROR]", "[WARNING]"))]
+    return " ".join(errors[-2:] or [line.strip() for line in lines if line.strip()][-1:])

@@ -1,0 +1,148 @@
+"""Fleet rollouts over four SSH hosts (h1 = canary, h2..h4 = production), through the
+CLI, the real playbooks and ansible-runner; plus one `ansible-playbook` run by hand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from dunebugger_updater.sandbox.releases import sha256_file
+
+REPO = Path(__file__).resolve().parents[2]
+CORE = "/opt/dunebugger/core"
+
+
+def devices(message: dict) -> dict[str, dict]:
+    assert message["subject"] == "fleet_result" and message["source"] == "controller"
+    return message["body"]["devices"]
+
+
+def outcomes(message: dict) -> dict[str, str]:
+    return {host: device["outcome"] for host, device in devices(message).items()}
+
+
+def pids(fleet) -> dict[str, int | None]:
+    return {host.name: host.app_pid() for host in fleet.hosts}
+
+
+def test_hosts_are_separate_machines(fleet):
+    assert [host.hostname() for host in fleet.hosts] == ["h1", "h2", "h3", "h4"]
+    (fleet["h1"].path("/opt") / "marker").write_text("only on h1")
+    assert not (fleet["h2"].path("/opt") / "marker").exists() and not Path("/opt/marker").exists()
+    assert len({host.app_pid() for host in fleet.hosts}) == 4
+
+
+def test_check_reports_each_device_and_the_latest_release(fleet, controller):
+    controller.publish("1.1.0")
+    fleet["h2"].reset_core("1.0.5")
+
+    status, message = controller.fleet_json("check", "-i", str(fleet.inventory))
+
+    assert status == 0 and message["subject"] == "fleet_check_result"
+    body = message["body"]
+    assert (body["latest"], body["latest_tag"]) == ("1.1.0", "v1.1.0")
+    assert {host: d["version"] for host, d in body["devices"].items()} == {
+        "h1": "1.0.0", "h2": "1.0.5", "h3": "1.0.0", "h4": "1.0.0"}
+    assert all(d["update_available"] and not d["unreachable"] for d in body["devices"].values())
+
+
+def test_all_devices_updated_canary_first(fleet, controller):
+    controller.publish("1.1.0")
+
+    status, message = controller.fleet_json("update", "core", "-i", str(fleet.inventory), "--batches", "1,100%")
+
+    assert status == 0, message
+    body = message["body"]
+    assert body["success"] and body["version"] == "1.1.0" and body["summary"] == {"updated": 4}
+    assert {h: (d["batch"], d["version_before"], d["version_after"], d["rolled_back"], d["unreachable"])
+            for h, d in devices(message).items()} == {
+        "h1": (1, "1.0.0", "1.1.0", False, False), "h2": (2, "1.0.0", "1.1.0", False, False),
+        "h3": (2, "1.0.0", "1.1.0", False, False), "h4": (2, "1.0.0", "1.1.0", False, False)}
+    assert [host.health() for host in fleet.hosts] == ["1.1.0"] * 4
+    # resolved once on the controller: one release lookup, one download for four devices
+    paths = [request.path for request in controller.github.requests]
+    assert sum(path.endswith("/releases/latest") for path in paths) == 1
+    assert sum("/releases/download/" in path for path in paths) == 1
+
+
+def test_canary_fails_health_check_and_nothing_else_is_touched(fleet, controller):
+    controller.publish("1.1.0", health="fail")
+    before = pids(fleet)
+
+    status, message = controller.fleet_json("update", "core", "-i", str(fleet.inventory))
+
+    assert status == 1
+    body = message["body"]
+    assert not body["success"] and body["rollout"]["stopped"]
+    assert outcomes(message) == {"h1": "rolled_back", "h2": "not_started", "h3": "not_started", "h4": "not_started"}
+    canary = devices(message)["h1"]
+    assert (canary["version_before"], canary["version_after"], canary["rolled_back"]) == ("1.0.0", "1.0.0", True)
+    assert "500" in canary["reason"] or "health" in canary["reason"].lower()
+    assert fleet["h1"].health() == "1.0.0"
+    for host in fleet.hosts[1:]:
+        assert host.health() == "1.0.0" and host.installed_version() == "1.0.0"
+        assert host.app_pid() == before[host.name], f"{host.name} was restarted"
+        assert not host.path(CORE).is_symlink(), f"{host.name} was migrated: the rollout touched it"
+        assert not host.path("/opt/dunebugger/releases").exists()
+
+
+def test_unreachable_device_is_reported_and_the_others_updated(fleet, controller):
+    controller.publish("1.1.0")
+    fleet["h3"].stop_sshd()
+
+    status, message = controller.fleet_json("update", "core", "-i", str(fleet.inventory), "--batches", "1,100%")
+
+    assert status == 1
+    assert outcomes(message) == {"h1": "updated", "h2": "updated", "h3": "unreachable", "h4": "updated"}
+    h3 = devices(message)["h3"]
+    assert h3["unreachable"] and not h3["rolled_back"] and h3["version_after"] is None
+    assert fleet["h3"].health() == "1.0.0"
+    assert [fleet[name].health() for name in ("h1", "h2", "h4")] == ["1.1.0"] * 3
+
+
+def test_limit_then_a_full_run_updates_only_what_is_left(fleet, controller):
+    controller.publish("1.1.0")
+    before = pids(fleet)
+
+    status, message = controller.fleet_json("update", "core", "-i", str(fleet.inventory), "--limit", "production:!h4")
+
+    assert status == 0, message
+    assert outcomes(message) == {"h2": "updated", "h3": "updated"}
+    assert fleet["h1"].app_pid() == before["h1"] and fleet["h4"].app_pid() == before["h4"]
+    assert [host.health() for host in fleet.hosts] == ["1.0.0", "1.1.0", "1.1.0", "1.0.0"]
+
+    status, message = controller.fleet_json("update", "core", "-i", str(fleet.inventory))
+
+    assert status == 0, message
+    assert outcomes(message) == {"h1": "updated", "h2": "up_to_date", "h3": "up_to_date", "h4": "updated"}
+    assert [host.health() for host in fleet.hosts] == ["1.1.0"] * 4
+
+
+def test_bad_input_exits_2(fleet, controller):
+    controller.publish("1.1.0")
+    inventory = str(fleet.inventory)
+    assert controller.cli("fleet", "update", "core", "-i", inventory, "--batches", "1,0%").returncode == 2
+    assert controller.cli("fleet", "update", "core", "-i", inventory, "--max-fail-percentage", "101").returncode == 2
+    assert controller.cli("fleet", "update", "core", "-i", "/nonexistent.yml").returncode == 2
+    done = controller.cli("fleet", "update", "core", "-i", inventory, "--limit", "nosuchhost")
+    assert done.returncode == 2 and "no device" in done.stderr
+
+
+def test_ansible_playbook_by_hand_rolls_out_in_batches(fleet, controller, tmp_path):
+    archive = controller.publish("1.1.0")
+    extra = tmp_path / "vars.yml"
+    extra.write_text(yaml.safe_dump({
+        "dunebugger_version": "1.1.0", "core_archive": str(archive), "core_archive_sha256": sha256_file(archive),
+        "dunebugger_batches": [1, "100%"], "dunebugger_max_fail_percentage": 0}))
+
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(fleet.inventory),
+         "playbooks/update_core.yml", "-e", f"@{extra}"],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert done.stdout.count("PLAY [Update core]") == 2, "two batches: the canary, then the rest"
+    assert [host.health() for host in fleet.hosts] == ["1.1.0"] * 4

@@ -1,0 +1,126 @@
+"""What every attack in the battery needs: payloads, a fingerprint of the device, and
+one assertion that says "refused, nothing changed, recorded"."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+import zlib
+from pathlib import Path
+
+from dunebugger_updater import ComponentUpdater
+from dunebugger_updater.demo import CORE_REPO, DemoDevice
+from dunebugger_updater.results import UpdateResult
+
+ASSET = "dunebugger-1.1.0.tar.gz"
+
+
+def template_payloads(marker: Path) -> dict[str, str]:
+    """Jinja2 that would leave `marker` behind (or run `id`) if anything evaluated it."""
+    return {
+        "lookup": f"{{{{ lookup('pipe', 'touch {marker}') }}}}",
+        "lookup_id": "{{ lookup('pipe','id') }}",
+        "statement": f"{{% set x = lookup('pipe', 'touch {marker}') %}}done",
+        "comment": "{# hidden #}text",
+    }
+
+
+def tree_digest(root: Path) -> str:
+    """Names, modes, link targets and contents under the device home, except the
+    updater's own state and the test's artifact folder."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if relative.parts[0] in ("state", "artifacts") or path.name == "app.log" or "__pycache__" in relative.parts:
+            continue
+        info = path.lstat()
+        digest.update(f"{relative}\0{info.st_mode}\0".encode())
+        if path.is_symlink():
+            digest.update(os.readlink(path).encode())
+        elif path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def app_pid(device: DemoDevice) -> str:
+    return (device.home / "app.pid").read_text().strip()
+
+
+class Fingerprint:
+    """The device before an attempt; `unchanged()` compares it with the device after."""
+
+    def __init__(self, device: DemoDevice) -> None:
+        self.device = device
+        self.tree = tree_digest(device.home)
+        self.pid = app_pid(device)
+        self.health = device.health()
+
+    def assert_unchanged(self) -> None:
+        assert tree_digest(self.device.home) == self.tree, "the device tree changed"
+        assert app_pid(self.device) == self.pid, "the app was restarted"
+        assert self.device.health() == self.health, "the app answers differently"
+
+
+async def attempt(device: DemoDevice, *, environ: dict[str, str] | None = None, dry_run: bool = True,
+                  version: str | None = None, transport=None) -> tuple[UpdateResult, ComponentUpdater]:
+    updater = ComponentUpdater(device.settings(environ), transport=transport)
+    result = await updater.update_component("core", dry_run=dry_run, version=version)
+    return result, updater
+
+
+async def assert_refused(device: DemoDevice, expect: str | tuple[str, ...], *, outcome: str = "refused",
+                         markers: tuple[Path, ...] = (), **kwargs) -> UpdateResult:
+    """The attempt fails with `outcome`, its message holds every `expect`, the device
+    is unchanged, no marker file appeared, and history.jsonl records it."""
+    before = Fingerprint(device)
+    result, updater = await attempt(device, **kwargs)
+    expected = (expect,) if isinstance(expect, str) else expect
+    assert (result.success, result.outcome) == (False, outcome), result.message
+    for text in expected:
+        assert text in result.message, result.message
+    assert "Nothing was changed" in result.message
+    before.assert_unchanged()
+    for marker in markers:
+        assert not marker.exists(), f"{marker} exists: something evaluated a template"
+    last = updater.get_history()[-1]
+    assert (last.component, last.outcome, last.success) == ("core", outcome, False)
+    assert last.message == result.message
+    return result
+
+
+def publish_raw(device: DemoDevice, tag: str, *, archive: bytes | None = None, name: str = ASSET, **fields) -> None:
+    """A release whose every field the test chooses (the archive defaults to a good 1.1.0)."""
+    if archive is None:
+        from dunebugger_updater.sandbox import releases
+
+        archive = releases.build_release(device.artifacts, "1.1.0").read_bytes()
+    device.github.add_release(CORE_REPO, tag, assets={name: archive, **fields.pop("assets", {})}, **fields)
+
+
+# --- hostile archives -----------------------------------------------------------------
+
+
+def gzip_bomb_tar(path: Path, *, unpacked_bytes: int, member: str = "dunebugger-1.1.0/data.bin") -> Path:
+    """A real .tar.gz whose one member unpacks to `unpacked_bytes` of zeros, written in
+    a fraction of a second: gzip members may be concatenated, so one compressed 64 MiB
+    block of zeros is repeated. About 1 KiB on disk per MiB unpacked."""
+    block = 64 * 1024 * 1024
+    assert unpacked_bytes % block == 0
+    header = io.BytesIO()
+    with tarfile.open(fileobj=header, mode="w") as tar:
+        info = tarfile.TarInfo(member)
+        info.size, info.mode = unpacked_bytes, 0o644
+        tar.addfile(info)  # header only; the data follows as separate gzip members
+    head = header.getvalue()[:512]
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = compressor.compress(bytes(block)) + compressor.flush()
+    trailer = bytes(1024)  # the end-of-archive blocks (the data is block-aligned already)
+    with path.open("wb") as handle:
+        handle.write(gzip.compress(head))
+        for _ in range(unpacked_bytes // block):
+            handle.write(zeros)
+        handle.write(gzip.compress(trailer))
+    return path

@@ -1,0 +1,45 @@
+"""The security battery: hostile releases, manifests, archives and API answers.
+
+Most attacks are dry runs (download and verification happen, the device is never
+touched) against one sandbox device per module; the extraction and migration attacks
+run the real playbooks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from dunebugger_updater.demo import DemoDevice  # noqa: E402
+from dunebugger_updater.fake_github import FakeGitHub  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shared_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDevice]:
+    with FakeGitHub() as github:
+        device = DemoDevice(tmp_path_factory.mktemp("security") / "device", github)
+        device.start()
+        try:
+            yield device
+        finally:
+            device.close()
+
+
+@pytest.fixture
+def device(shared_device: DemoDevice, clean_env: None) -> DemoDevice:
+    """The shared device with an empty release server (its history keeps growing)."""
+    shared_device.github.reset()
+    if shared_device.health() is None:  # a previous test must not leave it stopped
+        shared_device.start()
+    return shared_device
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Path:
+    """A file that only an evaluated template payload would create."""
+    return tmp_path / "PWNED"
