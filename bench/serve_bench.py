@@ -5,11 +5,15 @@ against the loopback GitHub-like server, then prints:
 
 - resident memory (VmRSS, and VmHWM, the peak) once it listens and sits idle, and
   again after a forced update check over the WebSocket (target: under 40 MB);
-- the round-trip latency of `updater.get_versions` over one connection (median, p95);
-- which heavy modules the serve process holds (read from the process's own report is
-  not possible from outside, so a twin in-process probe lists them).
+- the round-trip latency of `updater.get_versions` over one connection (median, p95),
+  paced below the per-connection rate limit;
+- which heavy modules importing the service pulls in (a separate probe process).
 
-    .venv/bin/python bench/serve_bench.py [--requests 200]
+    .venv/bin/python bench/serve_bench.py [--requests 200] [--hide rich,pygments]
+
+`--hide` makes those modules unimportable in the serve process, to see the footprint
+of a device install: the test extras (molecule) bring rich and pygments, which httpx
+imports at start-up whenever they are installed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ from websockets.asyncio.client import connect
 
 from dunebugger_updater.demo import DemoDevice, free_port
 from dunebugger_updater.fake_github import FakeGitHub
+from dunebugger_updater.server import RATE_PER_SECOND
+
+
+PACE_SECONDS = 1 / (RATE_PER_SECOND * 0.8)
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -59,11 +67,19 @@ async def ask(ws, subject: str, body: dict, answer: str) -> None:  # noqa: ANN00
         pass
 
 
-async def measure(config: Path, requests: int) -> None:
+def serve_command(config: Path, port: int, hide: list[str]) -> list[str]:
+    args = ["--config", str(config), "serve", "--port", str(port)]
+    if not hide:
+        return [sys.executable, "-m", "dunebugger_updater.cli", *args]
+    launcher = (f"import sys; sys.modules.update(dict.fromkeys({hide!r})); "
+                f"from dunebugger_updater.cli import main; sys.exit(main({args!r}))")
+    return [sys.executable, "-c", launcher]
+
+
+async def measure(config: Path, requests: int, hide: list[str]) -> None:
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")}
-    process = subprocess.Popen([sys.executable, "-m", "dunebugger_updater.cli", "--config", str(config),
-                                "serve", "--port", str(port)], stderr=subprocess.DEVNULL, env=environ)
+    process = subprocess.Popen(serve_command(config, port, hide), stderr=subprocess.DEVNULL, env=environ)
     try:
         ready = await wait_listening(port)
         await asyncio.sleep(1.0)  # let the start-up recovery pass settle
@@ -78,6 +94,7 @@ async def measure(config: Path, requests: int) -> None:
                 started = time.perf_counter()
                 await ask(ws, "updater.get_versions", {}, "versions_result")
                 latencies.append((time.perf_counter() - started) * 1000)
+                await asyncio.sleep(PACE_SECONDS)  # stay under the per-connection rate limit
             after = memory_mb(process.pid)
         latencies.sort()
         print(f"serve listening after       {ready:8.2f} s")
@@ -94,13 +111,17 @@ async def measure(config: Path, requests: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--hide", default="", help="comma-separated modules the serve process must not import")
     args = parser.parse_args()
+    hide = [name for name in args.hide.split(",") if name]
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as home, FakeGitHub() as github:
         device = DemoDevice(Path(home), github)  # the stand-in app need not run for reads
         device.publish("1.1.0")
         for repo in ("marco-svitol/dunebugger-scheduler", "marco-svitol/dunebugger-remote"):
             github.add_release(repo, "v1.0.0")
-        asyncio.run(measure(device.config, args.requests))
+        if hide:
+            print(f"serve process without: {', '.join(hide)}")
+        asyncio.run(measure(device.config, args.requests, hide))
         heavy = subprocess.run(
             [sys.executable, "-c", "import sys, dunebugger_updater.cli, dunebugger_updater.server; "
              "print(' '.join(sorted(m for m in ('ansible', 'ansible_runner', 'apprise', 'jsonschema', 'rich', "

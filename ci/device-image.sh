@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Build the systemd "device" image ($DUNEBUGGER_DEVICE_IMAGE, default
 # dunebugger-device:bookworm): a debootstrap'ed Debian bookworm that boots /sbin/init,
-# with sshd, python3 (+venv) and sudo so Ansible and molecule can drive it.
+# with sshd, python3 (+venv, +yaml for the compose modules) and sudo so Ansible and
+# molecule can drive it.
 # Run it with the flags in tests/device/conftest.py (tmpfs /run, cgroup ro, SIGRTMIN+3).
-# Cached: skipped when the image exists; otherwise imported from the rootfs tarball in
-# $DUNEBUGGER_CI_CACHE (seconds); debootstrap (~80 s) only when neither exists.
-# The tarball name carries a hash of the package list, so editing the list rebuilds.
+# Cached: skipped when the image exists AND carries the hash of the package list (label
+# org.dunebugger.device-rootfs); otherwise imported from the rootfs tarball in
+# $DUNEBUGGER_CI_CACHE (seconds), replacing an older image under the same tag;
+# debootstrap (~80 s) only when the tarball of this package list does not exist.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
-INCLUDE=systemd,systemd-sysv,dbus,openssh-server,python3,python3-venv,iproute2,sudo,ca-certificates,curl
+INCLUDE=systemd,systemd-sysv,dbus,openssh-server,python3,python3-venv,python3-yaml,iproute2,sudo,ca-certificates,curl
 SUITE=bookworm
-TARBALL="$DUNEBUGGER_CI_CACHE/device-rootfs-$SUITE-$(echo "$INCLUDE" | sha256sum | cut -c1-8).tar"
+ROOTFS_KEY=$SUITE-$(echo "$INCLUDE" | sha256sum | cut -c1-8)
+TARBALL="$DUNEBUGGER_CI_CACHE/device-rootfs-$ROOTFS_KEY.tar"
 
 # The Debian mirror this machine already uses (apt sources, one-line or deb822 format).
 debian_mirror() {
@@ -47,12 +50,22 @@ build_rootfs() {
   rm -rf "$root"
 }
 
-if docker image inspect "$DUNEBUGGER_DEVICE_IMAGE" >/dev/null 2>&1; then
-  log "image $DUNEBUGGER_DEVICE_IMAGE present"; exit 0
+KEY_FORMAT='{{ index .Config.Labels "org.dunebugger.device-rootfs" }}'
+old_id=$(docker image inspect --format '{{.Id}}' "$DUNEBUGGER_DEVICE_IMAGE" 2>/dev/null || true)
+if [[ -n $old_id ]]; then
+  if [[ $(docker image inspect --format "$KEY_FORMAT" "$old_id") == "$ROOTFS_KEY" ]]; then
+    log "image $DUNEBUGGER_DEVICE_IMAGE present ($ROOTFS_KEY)"; exit 0
+  fi
+  log "image $DUNEBUGGER_DEVICE_IMAGE is not of package list $ROOTFS_KEY: replacing it"
 fi
 mkdir -p "$DUNEBUGGER_CI_CACHE/build"
 [[ -f $TARBALL ]] || build_rootfs
 docker import -c 'CMD ["/sbin/init"]' \
   -c 'LABEL org.opencontainers.image.title=dunebugger-device' \
+  -c "LABEL org.dunebugger.device-rootfs=$ROOTFS_KEY" \
   "$TARBALL" "$DUNEBUGGER_DEVICE_IMAGE" >/dev/null
 log "image $DUNEBUGGER_DEVICE_IMAGE imported from $TARBALL"
+# The tag moved; drop the old image unless a container still uses it.
+if [[ -n $old_id ]]; then
+  docker rmi "$old_id" >/dev/null 2>&1 || log "old image ${old_id:7:12} still in use; left in place"
+fi

@@ -125,14 +125,14 @@ class Api:
         return messages.check_result(await self._service.check(force=force))
 
     async def get_versions(self, request: Request) -> dict[str, Any]:
-        return messages.versions_result(self._service.versions())
+        return messages.versions_result(await self._service.versions())
 
     async def get_history(self, request: Request) -> dict[str, Any]:
         body = _object(request)
         limit = _field(request, body, "limit", int)
         if limit is not None and not 0 < limit <= MAX_HISTORY:
             raise ApiError(f"'body.limit' must be between 1 and {MAX_HISTORY}", request.subject)
-        return messages.history(self._service.history(limit))
+        return messages.history(await self._service.history(limit))
 
     async def perform_update(self, request: Request) -> dict[str, Any]:
         body = _object(request, required=True)

@@ -44,6 +44,9 @@ class ComponentSpec:
     repo: str
     health_url: str = ""
     health_timeout_seconds: int = 60
+    # Its update may replace the process or container that asked for it (remote hosts
+    # the frontend link, and maybe the updater): the run is detached from the caller.
+    self_hosted: bool = False
     # python_app
     service_name: str = "dunebugger"
     service_manager: str = "systemd"
@@ -153,6 +156,15 @@ def _http_url(raw: str) -> str:
     return url
 
 
+def _api_url(raw: str) -> str:
+    """https, or plain http only on loopback (a test or demo server on this machine)."""
+    url = _http_url(raw)
+    parts = urlsplit(url)
+    if parts.scheme == "http" and parts.hostname not in ("localhost", "::1") and not parts.hostname.startswith("127."):
+        raise ValueError("must use https (plain http is allowed only for a loopback test server)")
+    return url
+
+
 def _optional_http_url(raw: str) -> str:
     return _http_url(raw) if raw.strip() else ""
 
@@ -242,7 +254,7 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "coreInstallPath": ("core_install_path", _absolute_path),
     "backupPath": ("backup_path", _absolute_path),
     "githubAccount": ("github_account", _matching(re.compile(r"^[A-Za-z0-9-]{1,39}$"), "GitHub account")),
-    "githubApiUrl": ("github_api_url", _http_url),
+    "githubApiUrl": ("github_api_url", _api_url),
     "githubToken": ("github_token", _optional_text),
     "includePrerelease": ("include_prerelease", _bool),
     "statePath": ("state_path", _absolute_path),
@@ -269,6 +281,7 @@ COMPONENT_KEYS: dict[str, tuple[str, Callable[[str], Any], tuple[str, ...]]] = {
     "repo": ("repo", _matching(REPO, "GitHub repository (owner/name)"), COMPONENT_TYPES),
     "healthUrl": ("health_url", _optional_http_url, COMPONENT_TYPES),
     "healthTimeoutSeconds": ("health_timeout_seconds", _positive_int, COMPONENT_TYPES),
+    "selfHosted": ("self_hosted", _bool, COMPONENT_TYPES),
     "serviceName": ("service_name", _matching(SERVICE_NAME, "service name"), ("python_app",)),
     "serviceManager": ("service_manager", _one_of(SERVICE_MANAGERS), ("python_app",)),
     "startCommand": ("start_command", _argv, ("python_app",)),
@@ -297,6 +310,7 @@ def builtin_components(account: str, core_install_path: Path) -> dict[str, dict[
             "type": "container",
             "repo": f"{account}/dunebugger-remote",
             "service": "remote",
+            "selfHosted": "true",
             "image": f"ghcr.io/{account.lower()}/dunebugger-remote",
         },
     }

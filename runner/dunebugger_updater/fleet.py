@@ -282,9 +282,9 @@ def _version_text(text: str) -> str:
 
 def _no_hosts(run: PlaybookRun, target: FleetTarget, limit: str | None) -> str:
     where = f"inventory {target.inventory}" + (f" with --limit {limit!r}" if limit else "")
-    if run.succeeded:
-        return f"no device in {where}"
     tail = _stdout_tail(run)
+    if run.succeeded or "no hosts" in tail.lower():
+        return f"no device in {where}"
     return f"could not read the devices of {where}" + (f": {tail}" if tail else f" (see {run.artifacts})")
 
 

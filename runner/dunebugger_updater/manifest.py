@@ -112,7 +112,7 @@ def parse_document(data: bytes) -> Any:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _HostileYaml as exc:
-        raise ManifestRefused(f"YAML: {exc}") from None
+        raise ManifestRefused(f"YAML {exc}") from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise ManifestInvalid(f"the manifest is not valid YAML: {exc}") from None
 
@@ -208,7 +208,7 @@ class _StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
-            raise _HostileYaml("YAML aliases are not allowed", self.peek_event().start_mark)
+            raise _HostileYaml("aliases are not allowed", self.peek_event().start_mark)
         self._depth = getattr(self, "_depth", 0) + 1
         try:
             if self._depth > MAX_NESTING:
@@ -228,7 +228,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _refuse_tag(loader: yaml.SafeLoader, node: Any) -> Any:
-    raise _HostileYaml(f"the YAML tag {node.tag!r} is not allowed", node.start_mark)
+    raise _HostileYaml(f"tag {node.tag!r} is not allowed", node.start_mark)
 
 
 _StrictLoader.add_constructor(None, _refuse_tag)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -82,32 +84,13 @@ class DeviceOperations:
         with self._locked(f"update of {name}"):
             await self._recover_locked()
             try:
-                plan = await self._plan(spec, version)
-            except ReleaseLookupError as exc:
-                return self._record("update", spec, None, None, started, refused(spec, exc.reason, dry_run))
-            except (PreflightError, ManifestError) as exc:
-                return self._record("update", spec, None, None, started, refused(spec, str(exc), dry_run))
-            if plan is None:
-                current = installed_version(self._settings, spec).version
-                result = UpdateResult(spec.name, True, f"{spec.name} is already at the newest version ({current})",
-                                      "up_to_date", dry_run=dry_run, from_version=current, to_version=current)
-                return self._record("update", spec, None, None, started, result)
-            if spec.is_container:
-                values = self._container.update_vars(spec, plan.version_text, plan.manifest)
-                if dry_run:
-                    details = self._container.dry_run_details(spec, plan.version_text)
-                    return self._record("dry_run", spec, plan, None, started, self._dry_run_result(plan, details))
-            else:
-                try:
-                    prepared = await self._core.prepare(self._core.artifact(spec, plan.release, plan.version_text, plan.manifest))
-                except DownloadError as exc:
-                    return self._record("update", spec, plan, None, started, refused(spec, str(exc), dry_run, plan))
-                if dry_run:
-                    return self._record("dry_run", spec, plan, None, started,
-                                        self._dry_run_result(plan, _artifact_details(prepared)))
-                values = self._core.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest)
-            run = await self._run_playbook("update", spec, plan.from_version, plan.version_text, values, started)
-            return self._record("update", spec, plan, run, started, self._update_result(spec, plan, run))
+                return await self._update_locked(spec, version, dry_run, started)
+            except Exception as exc:  # noqa: BLE001 - an update must always end in the history
+                log.exception("update of %s failed unexpectedly", name)
+                result = UpdateResult(spec.name, False, f"{spec.name} update failed: internal error: {exc!r}",
+                                      "failed", dry_run=dry_run)
+                # A journal left by a run it interrupted stays: the next start settles it.
+                return self._record("update", spec, None, None, started, result, settled=False)
 
     async def rollback(self, name: str, *, to: str | None = None) -> UpdateResult:
         spec = self._settings.component(name)
@@ -129,6 +112,38 @@ class DeviceOperations:
             return await self._recover_locked()
 
     # --- stages ----------------------------------------------------------------------
+
+    async def _update_locked(self, spec: ComponentSpec, version: str | None, dry_run: bool, started: str) -> UpdateResult:
+        try:
+            plan = await self._plan(spec, version)
+        except ReleaseLookupError as exc:
+            return self._record("update", spec, None, None, started, refused(spec, exc.reason, dry_run))
+        except (PreflightError, ManifestError) as exc:
+            return self._record("update", spec, None, None, started, refused(spec, str(exc), dry_run))
+        if plan is None:
+            current = installed_version(self._settings, spec).version
+            result = UpdateResult(spec.name, True, f"{spec.name} is already at the newest version ({current})",
+                                  "up_to_date", dry_run=dry_run, from_version=current, to_version=current)
+            return self._record("update", spec, None, None, started, result)
+        try:
+            values, details = await self._prepare(plan)
+        except DownloadError as exc:
+            return self._record("update", spec, plan, None, started, refused(spec, str(exc), dry_run, plan))
+        if dry_run:
+            return self._record("dry_run", spec, plan, None, started, self._dry_run_result(plan, details))
+        run = await self._run_playbook("update", spec, plan.from_version, plan.version_text, values, started)
+        return self._record("update", spec, plan, run, started, self._update_result(spec, plan, run))
+
+    async def _prepare(self, plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The playbook's extra-vars and what a dry run reports. For core this downloads
+        and verifies the artifact (a DownloadError refuses the update)."""
+        spec = plan.spec
+        if spec.is_container:
+            values = self._container.update_vars(spec, plan.version_text, plan.manifest)
+            return values, self._container.dry_run_details(spec, plan.version_text)
+        prepared = await self._core.prepare(self._core.artifact(spec, plan.release, plan.version_text, plan.manifest))
+        values = self._core.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest)
+        return values, _artifact_details(prepared)
 
     async def _plan(self, spec: ComponentSpec, version: str | None) -> Plan | None:
         """What to install, or None when the device already runs the newest release."""
@@ -194,7 +209,8 @@ class DeviceOperations:
                 loop.call_soon_threadsafe(self._on_progress, spec.name, run_id, action, step)
 
         name = procedure.update_playbook if action == "update" else procedure.rollback_playbook
-        return await asyncio.to_thread(self._runner.run, name, values, run_id=run_id, on_event=on_event)
+        run = self._runner.run_detached if spec.self_hosted else self._runner.run
+        return await asyncio.to_thread(run, name, values, run_id=run_id, on_event=on_event)
 
     async def _recover_locked(self) -> UpdateResult | None:
         entry = self._journal.pending()
@@ -207,10 +223,18 @@ class DeviceOperations:
             return None
         log.warning("settling run %s (%s of %s) that was cut off", entry.run_id, entry.action, entry.component)
         started = self._stamp()
-        if entry.action == "update" and _run_status(self._settings, entry.run_id) == "successful":
-            result = UpdateResult(spec.name, True, f"Updated {spec.name} to {entry.to_version} (confirmed after restart)",
-                                  "updated", from_version=entry.from_version, to_version=entry.to_version, run_id=entry.run_id)
-            return self._record("recovery", spec, None, None, started, result)
+        await asyncio.to_thread(_wait_for_detached_run, self._settings, entry.run_id)
+        procedure = self._procedure(spec)
+        name = procedure.update_playbook if entry.action == "update" else procedure.rollback_playbook
+        finished = self._runner.load(name, entry.run_id)
+        if finished is not None:
+            # The run ended on its own (a detached run that outlived its caller, or a crash
+            # after the playbook but before the history): its own result stands.
+            plan_like = _FinishedPlan(spec, entry.from_version, entry.to_version)
+            result = (self._update_result(spec, plan_like, finished) if entry.action == "update"
+                      else self._rollback_result(spec, entry.from_version,
+                                                 installed_version(self._settings, spec).version, finished))
+            return self._record("recovery", spec, None, finished, started, result)
         target = entry.from_version if entry.action == "update" else entry.to_version
         if not target or target == "previous":
             target = None
@@ -228,7 +252,7 @@ class DeviceOperations:
 
     # --- results ---------------------------------------------------------------------
 
-    def _update_result(self, spec: ComponentSpec, plan: Plan, run: PlaybookRun) -> UpdateResult:
+    def _update_result(self, spec: ComponentSpec, plan: Plan | _FinishedPlan, run: PlaybookRun) -> UpdateResult:
         report = next(iter(host_reports(run.events).values()), None)
         common = dict(from_version=plan.from_version, to_version=plan.version_text, run_id=run.run_id, manifest=plan.manifest_note)
         if run.succeeded:
@@ -253,7 +277,7 @@ class DeviceOperations:
                             to_version=plan.version_text, manifest=plan.manifest_note, details=details)
 
     def _record(self, action: str, spec: ComponentSpec, plan: Plan | None, run: PlaybookRun | None,
-                started: str, result: UpdateResult) -> UpdateResult:
+                started: str, result: UpdateResult, *, settled: bool = True) -> UpdateResult:
         self.history.append(HistoryEntry(
             run_id=result.run_id or (run.run_id if run else f"{started}-{spec.name}-{action}"),
             action=action, component=spec.name, from_version=result.from_version, to_version=result.to_version,
@@ -262,7 +286,8 @@ class DeviceOperations:
         ))
         # Only now is the run's outcome safe on disk; a crash before this line is
         # settled by recovery, which reads the journal.
-        self._journal.finish()
+        if settled:
+            self._journal.finish()
         return result
 
     # --- small helpers ---------------------------------------------------------------
@@ -331,9 +356,31 @@ def _checked_version_text(text: str) -> str:
     return text[1:] if text[:1] in "vV" else text
 
 
-def _run_status(settings: Settings, run_id: str) -> str | None:
-    path = settings.state_path / "runs" / run_id / "artifacts" / run_id / "status"
+@dataclass(frozen=True)
+class _FinishedPlan:
+    """The parts of a Plan that a result needs, rebuilt from the journal."""
+
+    spec: ComponentSpec
+    from_version: str | None
+    version_text: str
+    manifest_note: str = ""
+
+
+def _wait_for_detached_run(settings: Settings, run_id: str, timeout: float = 3600) -> None:
+    """A detached run may still be going (we are the restarted caller): let it finish."""
+    pid_file = settings.state_path / "runs" / run_id / "detached.pid"
     try:
-        return path.read_text(encoding="utf-8").strip()
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -9,11 +9,14 @@ runs are kept, older ones pruned. ansible-runner is synchronous and starts
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +67,7 @@ class PlaybookRunner:
     def run(
         self,
         name: str,
-        values: Mapping[str, Any],
+        values: Mapping[str, Any] | None,
         *,
         run_id: str,
         on_event: EventHandler | None = None,
@@ -79,7 +82,8 @@ class PlaybookRunner:
         playbook = playbook_path(name)
         environment = _ansible_environment()
         data_dir = self._runs_dir / run_id
-        extravars.write(data_dir / "env" / "extravars", values)
+        if values is not None:
+            extravars.write(data_dir / "env" / "extravars", values)
         events: list[RunnerEvent] = []
 
         def handle(raw: dict[str, Any]) -> bool:
@@ -116,10 +120,77 @@ class PlaybookRunner:
             artifacts=data_dir / "artifacts" / run_id,
         )
 
+    def run_detached(
+        self, name: str, values: Mapping[str, Any], *, run_id: str, on_event: EventHandler | None = None
+    ) -> PlaybookRun:
+        """Run in a process of its own session, which outlives this one: an update that
+        replaces the container or service hosting the caller still finishes, and its
+        artifacts tell the next start of the updater how it ended. While we live, we
+        wait for it and relay its events."""
+        playbook_path(name)
+        data_dir = self._runs_dir / run_id
+        extravars.write(data_dir / "env" / "extravars", values)
+        with (data_dir / "detached.log").open("ab") as log_file:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "dunebugger_updater.detached", str(self._runs_dir), name, run_id,
+                 str(self._timeout)],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+            )
+        (data_dir / "detached.pid").write_text(f"{child.pid}\n")
+        seen: set[str] = set()
+        while child.poll() is None:
+            self._relay_new_events(data_dir / "artifacts" / run_id / "job_events", seen, on_event)
+            time.sleep(0.2)
+        self._relay_new_events(data_dir / "artifacts" / run_id / "job_events", seen, on_event)
+        return self.load(name, run_id) or PlaybookRun(run_id, name, "failed", child.returncode, (), data_dir)
+
+    def load(self, name: str, run_id: str) -> PlaybookRun | None:
+        """A finished run read back from its artifacts; None while it has no status."""
+        artifacts = self._runs_dir / run_id / "artifacts" / run_id
+        try:
+            status = (artifacts / "status").read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        rc_text = _read_text(artifacts / "rc")
+        events = [parse_event(raw) for raw in _event_documents(artifacts / "job_events")]
+        return PlaybookRun(run_id, name, status, int(rc_text) if rc_text.lstrip("-").isdigit() else None,
+                           tuple(sorted(events, key=lambda event: event.counter)), artifacts)
+
+    @staticmethod
+    def _relay_new_events(directory: Path, seen: set[str], on_event: EventHandler | None) -> None:
+        if on_event is None or not directory.is_dir():
+            return
+        fresh = sorted((p for p in directory.glob("*.json") if p.name not in seen),
+                       key=lambda p: int(p.name.split("-", 1)[0]) if p.name.split("-", 1)[0].isdigit() else 0)
+        for path in fresh:
+            try:
+                raw = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # still being written: next round
+            seen.add(path.name)
+            on_event(parse_event(raw))
+
     def _prune(self) -> None:
         runs = sorted((p for p in self._runs_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
         for old in runs[: max(0, len(runs) - self._keep)]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def _event_documents(directory: Path) -> list[dict[str, Any]]:
+    documents = []
+    for path in directory.glob("*.json") if directory.is_dir() else []:
+        try:
+            documents.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return documents
 
 
 def _ansible_environment() -> dict[str, str]:

@@ -93,7 +93,7 @@ class Scheduler:
                 opening = self._window.next_opening(now)
                 if opening < next_check:
                     await self._sleep(max((opening - now).total_seconds(), 0.0))
-                    self._refresh_waiting()
+                    await self._refresh_waiting()
                     await self._apply_if_open()
                     continue
             remaining = (next_check - now).total_seconds()
@@ -101,9 +101,9 @@ class Scheduler:
                 await self._sleep(remaining)
             return
 
-    def _refresh_waiting(self) -> None:
+    async def _refresh_waiting(self) -> None:
         # The device may have been updated by hand while we waited.
-        self.waiting = auto_update_candidates(self._service.versions().values(), self._level)
+        self.waiting = auto_update_candidates((await self._service.versions()).values(), self._level)
 
     async def _apply_if_open(self) -> None:
         if not self.waiting:

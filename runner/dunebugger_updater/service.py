@@ -80,11 +80,12 @@ class UpdaterService:
             self._check = asyncio.get_running_loop().create_task(self._check_and_announce(force))
         return await asyncio.shield(self._check)
 
-    def versions(self) -> dict[str, ComponentStatus]:
-        return self.updater.get_all_versions()
+    async def versions(self) -> dict[str, ComponentStatus]:
+        # In a thread: reading what runs may ask the container engine (a subprocess).
+        return await asyncio.to_thread(self.updater.get_all_versions)
 
-    def history(self, limit: int | None) -> list[HistoryEntry]:
-        return self.updater.get_history(limit)
+    async def history(self, limit: int | None) -> list[HistoryEntry]:
+        return await asyncio.to_thread(self.updater.get_history, limit)
 
     # --- operations ------------------------------------------------------------------
 

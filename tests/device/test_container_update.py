@@ -163,3 +163,53 @@ async def test_crashing_release_rolls_back_and_rollback_verb_restores_previous(d
     back = await updater.rollback_component("scheduler")
     assert back.success, back.message
     assert updater.get_all_versions()["scheduler"].current_version == "1.0.0"
+
+
+def publish_remote(github: FakeGitHub, version: str) -> None:
+    github.add_release("marco-svitol/dunebugger-remote", f"v{version}", body=f"remote {version}")
+
+
+@V2_ONLY
+async def test_self_hosted_remote_update_runs_detached(device, github):
+    publish_remote(github, "1.1.0")
+    progress: list[dict] = []
+    updater = ComponentUpdater(device.settings())
+    updater.add_listener(progress.append)
+    scheduler_id = device.container_id("scheduler")
+
+    result = await updater.update_component("remote")
+
+    assert result.success, result.message
+    assert (device.home / "state" / "runs" / result.run_id / "detached.pid").is_file()
+    assert progress and progress[-1]["body"]["component"] == "remote", "events of the detached run were relayed"
+    assert device.container_id("scheduler") == scheduler_id
+
+
+@V2_ONLY
+def test_caller_killed_during_self_update_result_reported_on_next_start(device, github):
+    """The updater that asked for the update dies (its container is replaced, say);
+    the detached run finishes and the next start reports how it ended."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    publish_remote(github, "1.1.0")
+    environ = {**os.environ, **device.docker_env.env}
+    argv = [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(device.config)]
+    caller = subprocess.Popen([*argv, "update", "remote", "--json"], env=environ,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((device.home / "state" / "runs").glob("*/detached.pid")):
+        assert caller.poll() is None and time.monotonic() < deadline, caller.communicate()
+        time.sleep(0.05)
+    caller.send_signal(signal.SIGKILL)
+    caller.wait()
+
+    recovered = subprocess.run([*argv, "recover", "--json"], env=environ, capture_output=True, text=True, timeout=300)
+    assert recovered.returncode == 0, recovered.stderr
+    body = json.loads(recovered.stdout)["body"]
+    assert (body["component"], body["outcome"], body["to_version"]) == ("remote", "updated", "1.1.0"), body
+    history = [json.loads(line) for line in (device.home / "state" / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["action"] == "recovery" and history[-1]["outcome"] == "updated"

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import yaml
 
+from dunebugger_updater.sandbox import appctl as appctl_module
+
 SSHD = "/usr/sbin/sshd"
 CORE_HOME = "/opt/dunebugger"
 INSTALLED_VERSION = "1.0.0"
@@ -124,6 +126,13 @@ class Host:
         done = self.enter(sys.executable, "-c", probe, check=False)
         return done.stdout.strip() if done.returncode == 0 else None
 
+    def pristine(self) -> bool:
+        """Still exactly as reset_core() left it: plain 1.0.0 directory, nothing staged, running."""
+        home = self.path(CORE_HOME)
+        return (not (home / "core").is_symlink() and self.installed_version() == INSTALLED_VERSION
+                and not (home / "releases").exists() and not any((home / "backups").iterdir())
+                and self.app_pid() is not None)
+
     def hostname(self) -> str:
         return self.enter("hostname").stdout.strip()
 
@@ -147,10 +156,13 @@ class Host:
         raise TestbedError(f"sshd of {self.name} did not start; see {self.directory / 'sshd.log'}")
 
     def stop_sshd(self) -> None:
+        """Stop the listener and every session it started: ControlPersist would
+        otherwise keep the controller's connections alive and the host reachable."""
         if self.sshd and self.sshd.poll() is None:
             self.sshd.terminate()
             self.sshd.wait(10)
         self.sshd = None
+        _kill_namespace(self.anchor_pid, only="sshd")
 
 
 class Fleet:
@@ -259,7 +271,9 @@ class Fleet:
     def write_inventory(self) -> Path:
         """The fleet as an Ansible inventory: h1 is the canary, the rest production."""
         home = CORE_HOME
-        appctl = [sys.executable, "-m", "dunebugger_updater.sandbox.appctl", "--home", home]
+        # appctl as a script: `-m dunebugger_updater...` would import the whole package
+        # (httpx, ...) on every status poll, ten times slower.
+        appctl = [sys.executable, appctl_module.__file__, "--home", home]
 
         def host_vars(host: Host) -> dict:
             return {"ansible_host": host.address,
@@ -291,10 +305,13 @@ class Fleet:
         return self.inventory
 
     def reset(self) -> None:
-        """Every host reachable again and running a fresh core 1.0.0."""
+        """Every host reachable again and running a fresh core 1.0.0 (hosts a test did
+        not change are left as they are: a reset costs about a second per host)."""
         def reset_one(host: Host) -> None:
             if host.sshd is None:
                 host.start_sshd()
+            if host.pristine():
+                return
             host.reset_core()
             wait_for(lambda: host.health() == INSTALLED_VERSION, f"core 1.0.0 on {host.name}")
 
@@ -321,7 +338,7 @@ def wait_for(condition, what: str, timeout: float = 20.0) -> None:
     raise TestbedError(f"timed out waiting for {what}")
 
 
-def _comm(pid: int) -> str | None:
+def _comm(pid: int | str) -> str | None:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
@@ -335,13 +352,15 @@ def _mount_ns(pid: int | str) -> str | None:
         return None
 
 
-def _kill_namespace(anchor_pid: int) -> None:
-    """Kill every process in the anchor's mount namespace (all started by this test bed)."""
+def _kill_namespace(anchor_pid: int, only: str | None = None) -> None:
+    """Kill every process in the anchor's mount namespace (all started by this test bed),
+    or only those whose command name is `only`."""
     namespace = _mount_ns(anchor_pid)
     if namespace is None or namespace == _mount_ns("self"):
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        members = [int(p) for p in os.listdir("/proc") if p.isdigit() and _mount_ns(p) == namespace]
+        members = [int(p) for p in os.listdir("/proc")
+                   if p.isdigit() and _mount_ns(p) == namespace and (only is None or _comm(p) == only)]
         for pid in members:
             try:
                 os.kill(pid, sig)

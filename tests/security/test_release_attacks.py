@@ -61,7 +61,6 @@ async def test_template_in_release_notes_arrives_as_data(device, marker):
 
 
 async def test_template_in_the_asset_name_never_matches(device, marker):
-    archive = (device.artifacts / "x").parent  # noqa: F841 - the good archive is built by publish_raw
     publish_raw(device, "v1.1.0", name=ASSET + template_payloads(marker)["lookup"])
     await assert_refused(device, "has no asset 'dunebugger-1.1.0.tar.gz'", markers=(marker,))
 

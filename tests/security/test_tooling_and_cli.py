@@ -90,7 +90,7 @@ def test_quoting_keeps_odd_characters_as_data():
     (b'version: "1.2.0"\ncomponent_type: "python_app"\nextra: 1\n', "invalid (a device ignores it"),
     (b'version: "1.2.0"\ncomponent_type: "python_app"\nupdate_steps:\n  - action: stop_service\n'
      b'    service_name: "a;b"\n', "refused (a device stops the update): update_steps[0].service_name"),
-    (b'a: &a [1]\nb: *a\n', "refused (a device stops the update): YAML: YAML aliases are not allowed"),
+    (b'a: &a [1]\nb: *a\n', "refused (a device stops the update): YAML aliases are not allowed"),
     (b"version: [", "invalid (a device ignores it and uses the built-in procedure): the manifest is not valid YAML"),
 ])
 def test_validate_names_field_problem_and_verdict(tmp_path, capsys, text, verdict):

@@ -24,11 +24,11 @@ class FakeService:
         self.calls.append(("check", force))
         return {"core": ComponentStatus("core", "1.0.0", "1.1.0", True, release_notes="notes")}
 
-    def versions(self):
+    async def versions(self):
         self.calls.append(("versions",))
         return {"core": ComponentStatus("core", "1.0.0", None, False)}
 
-    def history(self, limit):
+    async def history(self, limit):
         self.calls.append(("history", limit))
         return [HistoryEntry("r1", "update", "core", "1.0.0", "1.1.0", "updated", True, "ok", "t0", "t1")]
 

@@ -59,7 +59,7 @@ class FakeService:
             raise answer
         return {s.name: s for s in answer}
 
-    def versions(self):
+    async def versions(self):
         return {"core": status(current=self.current["core"])}
 
     async def update(self, name: str, *, automatic: bool = False, **_):
