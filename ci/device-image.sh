@@ -48,6 +48,9 @@ build_rootfs() {
   done
   tar --numeric-owner -C "$root" -cf "$TARBALL.tmp" . && mv "$TARBALL.tmp" "$TARBALL"
   rm -rf "$root"
+  # Tarballs of older package lists are never used again (~220 MB each).
+  find "$DUNEBUGGER_CI_CACHE" -maxdepth 1 -name "device-rootfs-$SUITE-*.tar" \
+    ! -name "${TARBALL##*/}" -delete
 }
 
 KEY_FORMAT='{{ index .Config.Labels "org.dunebugger.device-rootfs" }}'

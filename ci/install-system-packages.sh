@@ -15,6 +15,7 @@ PACKAGES=(
   openssh-server openssh-client
   rsync curl tar procps ca-certificates
   python3-venv       # `python3 -m venv` on Debian's python (pyenv's python has it built in)
+  chromium           # headless browser for the operator page test (tests/integration/test_page.py)
 )
 
 missing=()

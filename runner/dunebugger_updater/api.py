@@ -53,7 +53,7 @@ def parse_request(raw: str | bytes) -> Request:
             raise ApiError("message is not UTF-8 text") from None
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ApiError(f"message is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(f"message must be a JSON object, not {_kind(data)}")

@@ -65,11 +65,14 @@ class UpdateChecker:
             for spec, (release, error) in zip(stale, found):
                 stored[spec.name] = _entry(release, error, stamp)
             self._save(stored)
-        return {spec.name: self._status(spec, stored.get(spec.name)) for spec in specs}
+        # Reading installed versions may ask the container engine: off the event loop.
+        return await asyncio.to_thread(self._statuses, stored)
 
     def known(self) -> dict[str, ComponentStatus]:
         """Installed versions now, with what the last check found upstream."""
-        stored = self._stored()
+        return self._statuses(self._stored())
+
+    def _statuses(self, stored: dict[str, Any]) -> dict[str, ComponentStatus]:
         return {spec.name: self._status(spec, stored.get(spec.name)) for spec in self._settings.components.values()}
 
     async def _look_up(self, client: ReleaseClient, spec: ComponentSpec) -> tuple[Release | None, str | None]:

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 VERSIONS_PLAYBOOK = "fleet_versions"
 DEFAULT_BATCHES: tuple[int | str, ...] = (1, "100%")
 DEFAULT_MAX_FAIL_PERCENTAGE = 0
-MAX_DEFAULT_FORKS = 50
+DEFAULT_FORKS = 50
 _BATCH = re.compile(r"^(?:[1-9][0-9]{0,5}|(?:[1-9][0-9]?|100)%)$")
 
 # What update_vars() renders that is the same for every device (release + manifest
@@ -229,7 +229,7 @@ class FleetUpdater:
     async def _settle_unknown(self, spec: ComponentSpec, target: FleetTarget,
                               statuses: dict[str, DeviceStatus]) -> dict[str, DeviceStatus]:
         """A `failed` device either changed nothing or failed its rollback: ask it."""
-        unknown = [host for host, status in statuses.items() if status.version_after is None]
+        unknown = [host for host, status in statuses.items() if status.outcome == "failed"]
         if not unknown:
             return {}
         after = await self._versions(spec, target, ",".join(unknown))
@@ -239,7 +239,7 @@ class FleetUpdater:
                    action: str, *, limit: str | None = None) -> PlaybookRun:
         if hosts is not None:
             limit = ",".join(hosts)
-        forks = target.forks or min(MAX_DEFAULT_FORKS, max(5, len(hosts or ())))
+        forks = target.forks or DEFAULT_FORKS  # Ansible never starts more workers than a batch has hosts
         run_id = f"{datetime.now():%Y%m%dT%H%M%S}-fleet-{action}-{secrets.token_hex(3)}"
         log.info("running %s over %s (limit %s, forks %d) as %s", playbook, target.inventory, limit, forks, run_id)
         return await asyncio.to_thread(self._runner.run, playbook, values, run_id=run_id,

@@ -26,8 +26,9 @@ from .versions import NotAVersion, parse_version
 
 VERSIONS_KEY = "dunebugger_versions_by_host"
 GOOD_OUTCOMES = ("updated", "up_to_date", "skipped")
-# Outcomes that leave the version the device had before (the after-version needs no probe).
-UNCHANGED_OUTCOMES = ("rolled_back", "refused", "unreachable", "not_started", "up_to_date", "skipped")
+# Outcomes that leave the version the device had before. After `failed` the version is
+# read from the device again; after `unreachable` it is unknown (None).
+UNCHANGED_OUTCOMES = ("rolled_back", "refused", "not_started", "up_to_date", "skipped")
 
 
 @dataclass(frozen=True)

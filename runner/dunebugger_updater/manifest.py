@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import jsonschema
 import yaml
 from packaging.version import Version
 
@@ -90,8 +89,14 @@ def load_manifest(data: bytes, *, tag_version: Version, component_type: str, ins
     return manifest
 
 
+if TYPE_CHECKING:
+    import jsonschema
+
+
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema  # a few MB: loaded when a manifest is first checked, not at service start
+
     return jsonschema.Draft202012Validator(schema())
 
 

@@ -243,7 +243,7 @@ def _auth_token(raw: str | bytes, subject_only: bool = False) -> str | bool | No
         return None
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("subject") != "auth":
         return None

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import messages
 from .errors import Busy
@@ -29,6 +29,7 @@ from .updater import ComponentUpdater
 log = logging.getLogger(__name__)
 
 Broadcast = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
 
 
 def update_available(status: ComponentStatus) -> dict[str, Any]:
@@ -102,8 +103,9 @@ class UpdaterService:
 
     async def recover(self) -> UpdateResult | None:
         """Settle a run a crash cut off (once, at start); a CLI run holding the lock is left alone."""
+        operation = asyncio.ensure_future(self._tracked(self.updater.recover()))
         try:
-            result = await self.updater.recover()
+            result = await asyncio.shield(operation)  # like updates: never abandoned half-way
         except Busy as exc:
             log.warning("recovery at start skipped: %s", exc)
             return None
@@ -127,16 +129,20 @@ class UpdaterService:
             return UpdateResult(component, False, str(exc), "busy", dry_run=dry_run)
 
     async def _counted(self, run: Callable[[], Awaitable[UpdateResult]], automatic: bool) -> UpdateResult:
+        result = await self._tracked(run())
+        self.notifier.update_finished(result, automatic=automatic)
+        return result
+
+    async def _tracked(self, work: Awaitable[T]) -> T:
+        """Count running work, so that shutdown can wait for it."""
         self._running += 1
         self._idle.clear()
         try:
-            result = await run()
+            return await work
         finally:
             self._running -= 1
             if self._running == 0:
                 self._idle.set()
-        self.notifier.update_finished(result, automatic=automatic)
-        return result
 
     # --- shutdown --------------------------------------------------------------------
 

@@ -125,16 +125,31 @@ class Device:
                                    check=check, timeout=timeout)
 
 
-def engine_mounts(docker_env: DockerEnv) -> list[str]:
-    """-v flags that let a device drive the test bed's engine, as a real device drives
-    its own: the engine socket, a docker client and the compose v2 plugin. Containers
-    it starts are siblings on the same engine (and so can pull from localhost:5000)."""
+def engine_sources(docker_env: DockerEnv) -> dict[str, str]:
+    """Host paths a device needs to drive the test bed's engine, keyed by where the
+    device sees them: the engine socket, a docker client and the compose v2 plugin."""
     sock = docker_env.env["DOCKER_HOST"].removeprefix("unix://")
     client = Path(shutil.which("docker", path=docker_env.env.get("PATH"))).resolve()
     plugin = docker_env.env["DUNEBUGGER_COMPOSE_V2"]
-    return ["-v", f"{sock}:/var/run/docker.sock",
-            "-v", f"{client}:/usr/local/bin/docker:ro",
-            "-v", f"{plugin}:/usr/local/lib/docker/cli-plugins/docker-compose:ro"]
+    return {"/var/run/docker.sock": sock,
+            "/usr/local/bin/docker": str(client),
+            "/usr/local/lib/docker/cli-plugins/docker-compose": plugin}
+
+
+def engine_mounts(docker_env: DockerEnv) -> list[str]:
+    """-v flags that let a device drive the test bed's engine, as a real device drives
+    its own (engine_sources; binaries read-only). Containers it starts are siblings on
+    the same engine (and so can pull from localhost:5000)."""
+    flags = []
+    for target, source in engine_sources(docker_env).items():
+        flags += ["-v", f"{source}:{target}" + ("" if target.endswith(".sock") else ":ro")]
+    return flags
+
+
+@pytest.fixture(scope="session")
+def engine_paths(docker_env: DockerEnv) -> dict[str, str]:
+    """engine_sources of the test bed, for tests that mount them by other means (molecule)."""
+    return engine_sources(docker_env)
 
 
 def wait_for_systemd(device: Device, timeout: float = 60) -> str:

@@ -220,3 +220,17 @@ def test_cli_update_exit_codes_and_json(device):
     history = cli(device, "history", "--json")
     entries = json.loads(history.stdout)["body"]["entries"]
     assert [e["outcome"] for e in entries] == ["dry_run", "rolled_back"]
+
+
+async def test_release_needing_a_newer_remote_says_update_remote_first(device):
+    (device.home / "docker-compose.yml").write_text(
+        "services:\n  remote:\n    image: ghcr.io/marco-svitol/dunebugger-remote:1.0.0\n")
+    manifest = b'version: "1.1.0"\ncomponent_type: "python_app"\nmin_remote_version: "2.0.0"\n'
+    device.publish("1.1.0", manifest=manifest)
+    before = tree_digest(device.home)
+
+    result = await ComponentUpdater(device.settings()).update_component("core")
+
+    assert result.outcome == "refused"
+    assert "needs remote 2.0.0 or newer (running 1.0.0): update remote first" in result.message
+    assert tree_digest(device.home) == before
