@@ -76,6 +76,8 @@ def make_device(tmp_path: Path, docker_env, registry, compose_argv: tuple[str, .
 def device(request, tmp_path, docker_env, registry, version_tags, github) -> Iterator[ComposeDevice]:
     argv = request.param
     sandbox = make_device(tmp_path, docker_env, registry, argv)
+    # v2 is found by discovery (as on a device); v1 has to be asked for by name.
+    compose_key = "composeCommand = docker-compose\n" if argv == ("docker-compose",) else ""
     sandbox.config.write_text(
         "[Updater]\n"
         f"githubApiUrl = {github.url}\n"
@@ -83,7 +85,7 @@ def device(request, tmp_path, docker_env, registry, version_tags, github) -> Ite
         f"backupPath = {sandbox.home / 'backups'}\n"
         f"statePath = {sandbox.home / 'state'}\n"
         f"coreInstallPath = {sandbox.home / 'core'}\n"
-        f"composeCommand = {' '.join(argv)}\n"
+        f"{compose_key}"
         "[Component:scheduler]\n"
         f"image = {registry}/dunebugger-scheduler\n"
         "healthTimeoutSeconds = 20\n"
