@@ -27,12 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fleet"))
 
-from fleet_testbed import Fleet, free_octet  # noqa: E402
-
-from dunebugger_updater.config import load_settings  # noqa: E402
-from dunebugger_updater.fake_github import FakeGitHub  # noqa: E402
-from dunebugger_updater.fleet import FleetTarget, FleetUpdater, Rollout  # noqa: E402
-from dunebugger_updater.sandbox import releases  # noqa: E402
+from dunebugger_updater.config import load_settings
+from dunebugger_updater.fake_github import FakeGitHub
+from dunebugger_updater.fleet import FleetTarget, FleetUpdater, Rollout
+from dunebugger_updater.sandbox import releases
+from fleet_testbed import Fleet, free_octet
 
 
 def one_update(updater: FleetUpdater, fleet: Fleet, size: int) -> float:

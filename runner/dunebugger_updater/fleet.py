@@ -161,7 +161,7 @@ class FleetUpdater:
         spec = self._python_app(component)
         target = target.checked()
         version = _version_text(version) if version is not None else None
-        common = dict(batches=rollout.batches, max_fail_percentage=rollout.max_fail_percentage)
+        common: dict[str, Any] = {"batches": rollout.batches, "max_fail_percentage": rollout.max_fail_percentage}
         try:
             resolved = await self._resolve(spec, version)
             prepared = await self._core.prepare(

@@ -27,7 +27,12 @@ from .fleet import (
     check_max_fail_percentage,
     parse_batches,
 )
-from .fleet_status import check_table, fleet_check_message, fleet_result_message, result_table
+from .fleet_status import (
+    check_table,
+    fleet_check_message,
+    fleet_result_message,
+    result_table,
+)
 
 EXIT_OK, EXIT_FAILED = 0, 1
 

@@ -280,7 +280,7 @@ def natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
-def _version_or_none(text: str | None):  # noqa: ANN202
+def _version_or_none(text: str | None):
     if text is None:
         return None
     try:

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from dunebugger_updater.fake_github import FakeGitHub
 from dunebugger_updater.sandbox import releases
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from fleet_testbed import Fleet, free_octet  # noqa: E402
+from fleet_testbed import Fleet, free_octet
 
 CORE_REPO = "marco-svitol/dunebugger"
 
@@ -72,7 +71,7 @@ class Controller:
         environ = {k: v for k, v in os.environ.items()
                    if not k.startswith("UPDATER_") and k not in ("GITHUB_TOKEN", "DUNEBUGGER_CONFIG")}
         return subprocess.run([sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
-                              capture_output=True, text=True, timeout=timeout, env=environ)
+                              capture_output=True, text=True, timeout=timeout, env=environ, check=False)
 
     def fleet_json(self, *args: str) -> tuple[int, dict[str, Any]]:
         done = self.cli("fleet", *args, "--json")

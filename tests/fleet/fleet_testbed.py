@@ -29,9 +29,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import yaml
-
 from dunebugger_updater.sandbox import appctl as appctl_module
 
 SSHD = "/usr/sbin/sshd"
@@ -43,6 +43,7 @@ FIRST_APP_PORT = 18080
 _RESET_CORE = """
 import shutil, sys
 from pathlib import Path
+from typing import Self
 from dunebugger_updater.sandbox import appctl, releases
 home, version, port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 if home.exists():
@@ -68,7 +69,7 @@ def require_tools() -> None:
     if not Path(SSHD).is_file():
         problems.append(f"{SSHD} is missing (apt-get install openssh-server)")
     if not problems:
-        probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+        probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
         if probe.returncode != 0:
             problems.append(f"`ip netns` does not work: {probe.stderr.strip()}")
     if problems:
@@ -77,7 +78,7 @@ def require_tools() -> None:
 
 
 def _run(argv: list[str], *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if check and done.returncode != 0:
         raise TestbedError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
     return done
@@ -141,8 +142,8 @@ class Host:
     def start_sshd(self) -> None:
         argv = ["nsenter", "-t", str(self.anchor_pid), "-m", "-u", "-n", "--",
                 SSHD, "-D", "-e", "-f", str(self.directory / "sshd_config")]
-        self.sshd = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.directory / "sshd.log", "ab"))
+        with open(self.directory / "sshd.log", "ab") as log:
+            self.sshd = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -181,7 +182,7 @@ class Fleet:
             for index in range(1, count + 1)
         ]
 
-    def __enter__(self) -> Fleet:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -227,10 +228,10 @@ class Fleet:
 
     def _anchor(self, host: Host) -> None:
         script = f"hostname {host.name} && mount -t tmpfs -o size=256m tmpfs /opt && exec sleep infinity"
-        anchor = subprocess.Popen(["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts",
-                                   "--propagation", "private", "sh", "-c", script],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=open(host.directory.parent / f"{host.name}-anchor.log", "ab"))
+        with open(host.directory.parent / f"{host.name}-anchor.log", "ab") as log:
+            anchor = subprocess.Popen(["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts",
+                                       "--propagation", "private", "sh", "-c", script],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         host.anchor_pid = anchor.pid  # ip, unshare and sh all exec: this pid becomes sleep
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -388,7 +389,7 @@ def _is_zombie(pid: int) -> bool:
 
 def free_octet(preferred: int) -> int:
     """`preferred` unless another bridge on this machine already uses 10.231.<octet>.0/24."""
-    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=False).stdout
     for octet in [preferred, *range(200, 250)]:
         if f"10.231.{octet}." not in used:
             return octet

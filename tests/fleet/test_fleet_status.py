@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import pytest
-
 from dunebugger_updater.errors import BadRequest
 from dunebugger_updater.events import RunnerEvent
 from dunebugger_updater.fleet import RELEASE_VARS, Rollout, parse_batches
 from dunebugger_updater.fleet_status import (
     FleetResult,
     HostVersion,
-    batches_by_host,
     describe,
     device_statuses,
     fleet_result_message,

@@ -8,7 +8,6 @@ manager (appctl), plus a way to run the real playbooks against it with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -23,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "runner"))
 
-from dunebugger_updater.sandbox import releases  # noqa: E402
+from dunebugger_updater.sandbox import releases
+from dunebugger_updater.sandbox.fingerprint import tree_fingerprint  # noqa: E402
 
 INVENTORY = ROOT / "inventory" / "localhost.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -138,18 +138,7 @@ class Sandbox:
 
     def tree_hash(self) -> str:
         """Hash of every path under home (type, mode, content or link target), except app.log."""
-        digest = hashlib.sha256()
-        for path in sorted(self.home.rglob("*")):
-            rel = path.relative_to(self.home).as_posix()
-            if rel == "app.log" or "__pycache__" in rel:
-                continue
-            st = path.lstat()
-            digest.update(f"{rel}\0{st.st_mode}\0".encode())
-            if path.is_symlink():
-                digest.update(os.readlink(path).encode())
-            elif path.is_file():
-                digest.update(path.read_bytes())
-        return digest.hexdigest()
+        return tree_fingerprint(self.home)
 
 
 def start_sandbox(tmp_path: Path, version: str = "1.0.0") -> Sandbox:

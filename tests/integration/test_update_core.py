@@ -30,36 +30,17 @@ def device(tmp_path: Path, github: FakeGitHub) -> Iterator[DemoDevice]:
     sandbox.close()
 
 
-def tree_digest(root: Path) -> str:
-    """Names, link targets and contents of everything under root (state excluded)."""
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if relative.parts[0] in ("state", "artifacts") or path.name in ("app.log",) or "__pycache__" in relative.parts:
-            continue
-        digest.update(str(relative).encode())
-        if path.is_symlink():
-            digest.update(os.readlink(path).encode())
-        elif path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def app_pid(device: DemoDevice) -> str:
-    return (device.home / "app.pid").read_text().strip()
-
-
 async def test_dry_run_verifies_and_changes_nothing(device):
     device.publish("1.1.0")
-    before, pid = tree_digest(device.home), app_pid(device)
+    before, pid = device.fingerprint(), device.app_pid()
 
     result = await ComponentUpdater(device.settings()).update_component("core", dry_run=True)
 
     assert result.success and result.dry_run and result.outcome == "dry_run"
     assert result.details["verified"] is True and result.details["sha256_source"] == "release asset digest"
     assert "nothing was changed" in result.message
-    assert tree_digest(device.home) == before
-    assert app_pid(device) == pid, "a dry run must not restart the service"
+    assert device.fingerprint() == before
+    assert device.app_pid() == pid, "a dry run must not restart the service"
 
 
 async def test_update_then_unhealthy_release_rolls_back(device):
@@ -99,13 +80,13 @@ async def test_bad_checksum_is_refused_before_anything_changes(device):
     device.github.add_release("marco-svitol/dunebugger", "v1.1.0",
                               assets={"dunebugger-1.1.0.tar.gz": archive.read_bytes()},
                               digests={"dunebugger-1.1.0.tar.gz": "sha256:" + "0" * 64})
-    before, pid = tree_digest(device.home), app_pid(device)
+    before, pid = device.fingerprint(), device.app_pid()
 
     result = await ComponentUpdater(device.settings()).update_component("core")
 
     assert (result.success, result.outcome) == (False, "refused")
     assert "sha256 mismatch" in result.message and "Nothing was changed" in result.message
-    assert tree_digest(device.home) == before and app_pid(device) == pid
+    assert device.fingerprint() == before and device.app_pid() == pid
 
 
 async def test_release_without_any_checksum_is_refused(device):
@@ -120,7 +101,7 @@ async def test_release_without_any_checksum_is_refused(device):
 async def test_hostile_archive_is_refused_naming_the_member(device):
     archive = releases.build_traversal_archive(device.artifacts, "1.1.0")
     device.publish_archive("1.1.0", archive)
-    before, pid = tree_digest(device.home), app_pid(device)
+    before, pid = device.fingerprint(), device.app_pid()
 
     result = await ComponentUpdater(device.settings()).update_component("core")
 
@@ -128,7 +109,7 @@ async def test_hostile_archive_is_refused_naming_the_member(device):
     assert not result.success and result.outcome == "failed"
     assert releases.HOSTILE_MEMBERS["traversal"] in result.message
     assert "Nothing was changed" in result.message
-    assert tree_digest(device.home) == before and app_pid(device) == pid
+    assert device.fingerprint() == before and device.app_pid() == pid
 
 
 async def test_manifest_checksum_is_used_and_a_mismatch_refused(device):
@@ -188,11 +169,11 @@ async def test_rollback_to_previous_and_again_is_idempotent(device):
     back = await updater.rollback_component("core")
     assert (back.success, back.outcome, back.to_version) == (True, "rolled_back", "1.0.0")
     assert device.health()["version"] == "1.0.0"
-    pid = app_pid(device)
+    pid = device.app_pid()
 
     again = await updater.rollback_component("core", to="1.0.0")
     assert (again.success, again.outcome) == (True, "up_to_date")
-    assert app_pid(device) == pid, "an idempotent rollback must not restart the service"
+    assert device.app_pid() == pid, "an idempotent rollback must not restart the service"
 
 
 def cli(device: DemoDevice, *args: str) -> subprocess.CompletedProcess[str]:
@@ -227,10 +208,10 @@ async def test_release_needing_a_newer_remote_says_update_remote_first(device):
         "services:\n  remote:\n    image: ghcr.io/marco-svitol/dunebugger-remote:1.0.0\n")
     manifest = b'version: "1.1.0"\ncomponent_type: "python_app"\nmin_remote_version: "2.0.0"\n'
     device.publish("1.1.0", manifest=manifest)
-    before = tree_digest(device.home)
+    before = device.fingerprint()
 
     result = await ComponentUpdater(device.settings()).update_component("core")
 
     assert result.outcome == "refused"
     assert "needs remote 2.0.0 or newer (running 1.0.0): update remote first" in result.message
-    assert tree_digest(device.home) == before
+    assert device.fingerprint() == before

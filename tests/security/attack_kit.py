@@ -4,9 +4,7 @@ one assertion that says "refused, nothing changed, recorded"."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
-import os
 import tarfile
 import zlib
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import CORE_REPO, DemoDevice
 from dunebugger_updater.results import UpdateResult
+from dunebugger_updater.sandbox.fingerprint import tree_fingerprint
 
 ASSET = "dunebugger-1.1.0.tar.gz"
 
@@ -29,20 +28,8 @@ def template_payloads(marker: Path) -> dict[str, str]:
 
 
 def tree_digest(root: Path) -> str:
-    """Names, modes, link targets and contents under the device home, except the
-    updater's own state and the test's artifact folder."""
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if relative.parts[0] in ("state", "artifacts") or path.name == "app.log" or "__pycache__" in relative.parts:
-            continue
-        info = path.lstat()
-        digest.update(f"{relative}\0{info.st_mode}\0".encode())
-        if path.is_symlink():
-            digest.update(os.readlink(path).encode())
-        elif path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    """Everything under the device home, except the updater's state and the test's artifacts."""
+    return tree_fingerprint(root, skip_top=("state", "artifacts"))
 
 
 def app_pid(device: DemoDevice) -> str:

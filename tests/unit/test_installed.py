@@ -1,4 +1,3 @@
-from pathlib import Path
 
 from dunebugger_updater.installed import image_tag, image_tag_in_compose, read_version_file
 
