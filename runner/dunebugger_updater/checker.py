@@ -14,7 +14,7 @@ import httpx
 from .config import ComponentSpec, Settings
 from .errors import ReleaseLookupError
 from .http_cache import EtagCache
-from .installed import installed_version
+from .installed import InstalledVersion, InstalledVersions
 from .releases import Release, ReleaseClient
 from .statefiles import read_json, write_json
 from .status import ComponentStatus, component_status
@@ -73,7 +73,9 @@ class UpdateChecker:
         return self._statuses(self._stored())
 
     def _statuses(self, stored: dict[str, Any]) -> dict[str, ComponentStatus]:
-        return {spec.name: self._status(spec, stored.get(spec.name)) for spec in self._settings.components.values()}
+        installed = InstalledVersions(self._settings)
+        return {spec.name: self._status(spec, installed.of(spec), stored.get(spec.name))
+                for spec in self._settings.components.values()}
 
     async def _look_up(self, client: ReleaseClient, spec: ComponentSpec) -> tuple[Release | None, str | None]:
         try:
@@ -83,8 +85,7 @@ class UpdateChecker:
             return None, exc.reason
         return release, None
 
-    def _status(self, spec: ComponentSpec, entry: dict[str, Any] | None) -> ComponentStatus:
-        installed = installed_version(self._settings, spec)
+    def _status(self, spec: ComponentSpec, installed: InstalledVersion, entry: dict[str, Any] | None) -> ComponentStatus:
         if not entry:
             return component_status(spec.name, installed, None, last_checked=None)
         return component_status(

@@ -88,31 +88,46 @@ VERSION_LABEL = "org.opencontainers.image.version"
 DOCKER_TIMEOUT_SECONDS = 5
 
 
-def running_container_version(compose_path: Path, service: str) -> InstalledVersion | None:
-    """The version the service's container runs: its image tag, else the image's OCI
-    version label. None when no such container runs or the engine cannot be asked."""
+def running_container_versions(compose_path: Path) -> dict[str, InstalledVersion]:
+    """Version of every running container of the compose project, by service: the
+    image tag, else the image's OCI version label. One engine call for all services;
+    empty when none runs or the engine cannot be asked."""
     argv = [
         "docker", "ps",
-        "--filter", f"label=com.docker.compose.service={service}",
         "--filter", f"label=com.docker.compose.project.working_dir={compose_path.parent}",
-        "--format", "{{.Image}}\t{{.Label \"" + VERSION_LABEL + "\"}}",
+        "--format", '{{.Label "com.docker.compose.service"}}\t{{.Image}}\t{{.Label "' + VERSION_LABEL + '"}}',
     ]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=DOCKER_TIMEOUT_SECONDS)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.debug("cannot ask the container engine: %s", exc)
-        return None
-    lines = done.stdout.strip().splitlines() if done.returncode == 0 else []
-    if not lines:
-        return None
-    image, _, label = lines[0].partition("\t")
-    version = image_tag(image) or label.strip() or None
-    return InstalledVersion(version) if version else None
+        return {}
+    versions: dict[str, InstalledVersion] = {}
+    for line in done.stdout.splitlines() if done.returncode == 0 else []:
+        service, _, rest = line.partition("\t")
+        image, _, label = rest.partition("\t")
+        version = image_tag(image) or label.strip() or None
+        if service and version:
+            versions.setdefault(service, InstalledVersion(version))
+    return versions
+
+
+class InstalledVersions:
+    """Reads what is installed, asking the container engine at most once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._running: dict[str, InstalledVersion] | None = None
+
+    def of(self, spec: ComponentSpec) -> InstalledVersion:
+        if spec.is_container:
+            compose = self._settings.docker_compose_path
+            if self._running is None:
+                self._running = running_container_versions(compose)
+            return self._running.get(spec.service) or image_tag_in_compose(compose, spec.service)
+        assert spec.install_path is not None  # config guarantees it for python_app
+        return read_version_file(spec.install_path / "VERSION")
 
 
 def installed_version(settings: Settings, spec: ComponentSpec) -> InstalledVersion:
-    if spec.is_container:
-        compose = settings.docker_compose_path
-        return running_container_version(compose, spec.service) or image_tag_in_compose(compose, spec.service)
-    assert spec.install_path is not None  # config guarantees it for python_app
-    return read_version_file(spec.install_path / "VERSION")
+    return InstalledVersions(settings).of(spec)
