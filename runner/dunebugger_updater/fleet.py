@@ -46,7 +46,7 @@ from .fleet_status import (
     host_versions,
     not_run,
 )
-from .manifest import Manifest, ManifestInvalid, ManifestRefused, load_manifest
+from .manifest import Manifest, ManifestRefused, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
 from .releases import Release, ReleaseClient
 from .versions import NotAVersion, parse_version
@@ -201,18 +201,11 @@ class FleetUpdater:
         return _ResolvedRelease(release, release.tag.lstrip("vV"), manifest, note)
 
     async def _manifest(self, client: ReleaseClient, spec: ComponentSpec, release: Release) -> tuple[Manifest | None, str]:
-        data = await client.manifest(spec.name, spec.repo, release.tag)
-        if data is None:
-            return None, "no manifest: built-in procedure"
         try:
             # Device paths differ across a fleet: the playbook checks the script path on each device.
-            manifest = load_manifest(data, tag_version=release.version, component_type=spec.type)
-        except ManifestInvalid as exc:
-            log.warning("%s: invalid update manifest at %s: %s", spec.name, release.tag, exc)
-            return None, f"invalid manifest ({exc}): built-in procedure"
+            return await fetch_manifest(client, spec, release)
         except ManifestRefused as exc:
             raise ManifestError(f"the update manifest at {release.tag} is refused: {exc}") from None
-        return manifest, "manifest used"
 
     def _release_vars(self, spec: ComponentSpec, resolved: _ResolvedRelease, prepared: Prepared) -> dict[str, Any]:
         rendered = self._core.update_vars(spec, resolved.version, None, prepared, resolved.manifest)

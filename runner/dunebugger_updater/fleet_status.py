@@ -22,7 +22,7 @@ from typing import Any
 
 from . import messages, tables
 from .events import HostReport, RunnerEvent, host_reports
-from .versions import NotAVersion, parse_version
+from .versions import parse_or_none, parse_version
 
 VERSIONS_KEY = "dunebugger_versions_by_host"
 GOOD_OUTCOMES = ("updated", "up_to_date", "skipped")
@@ -131,7 +131,7 @@ class FleetCheck:
     def update_available(self, device: HostVersion) -> bool | None:
         if self.latest is None or not device.readable:
             return None
-        current = _version_or_none(device.version)
+        current = parse_or_none(device.version)
         return current is None or parse_version(self.latest) > current
 
     def body(self) -> dict[str, Any]:
@@ -221,7 +221,7 @@ def _from_report(report: HostReport, before: str | None, target: str, batch: int
 
 def not_run(host: HostVersion, target: str) -> DeviceStatus | None:
     """The status of a device that needs no update (same or newer version), else None."""
-    current = _version_or_none(host.version) if host.readable else None
+    current = parse_or_none(host.version) if host.readable else None
     wanted = parse_version(target)
     if current is None or current < wanted:
         return None
@@ -278,15 +278,6 @@ def natural_key(name: str) -> tuple:
     import re
 
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
-
-
-def _version_or_none(text: str | None):
-    if text is None:
-        return None
-    try:
-        return parse_version(text)
-    except NotAVersion:
-        return None
 
 
 def _short(text: str, limit: int = 70) -> str:

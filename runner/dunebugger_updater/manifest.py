@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ from packaging.version import Version
 
 from .errors import ManifestError
 from .versions import NotAVersion, parse_version
+
+log = logging.getLogger(__name__)
 
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_NESTING = 12
@@ -91,6 +94,9 @@ def load_manifest(data: bytes, *, tag_version: Version, component_type: str, ins
 
 if TYPE_CHECKING:
     import jsonschema
+
+    from .config import ComponentSpec
+    from .releases import Release, ReleaseClient
 
 
 @cache
@@ -313,3 +319,19 @@ def _migration_path(script: str, install_path: str | None) -> str:
     if ".." in path.parts or not path.parts:
         raise ManifestRefused(f"update_steps.run_migrations.script: {script!r} is outside the release")
     return str(path)
+
+
+async def fetch_manifest(
+    client: ReleaseClient, spec: ComponentSpec, release: Release, *, install_path: str | None = None
+) -> tuple[Manifest | None, str]:
+    """The release's manifest and a note for the result. An invalid one means the
+    built-in procedure (the note says why); a refused one raises ManifestRefused."""
+    data = await client.manifest(spec.name, spec.repo, release.tag)
+    if data is None:
+        return None, "no manifest: built-in procedure"
+    try:
+        manifest = load_manifest(data, tag_version=release.version, component_type=spec.type, install_path=install_path)
+    except ManifestInvalid as exc:
+        log.warning("%s: invalid update manifest at %s: %s", spec.name, release.tag, exc)
+        return None, f"invalid manifest ({exc}): built-in procedure"
+    return manifest, "manifest used"

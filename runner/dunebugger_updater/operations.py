@@ -32,11 +32,11 @@ from .http_cache import EtagCache
 from .installed import installed_version
 from .journal import Journal, JournalEntry
 from .lock import DeviceLock
-from .manifest import Manifest, ManifestInvalid, ManifestRefused, load_manifest
+from .manifest import Manifest, ManifestRefused, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
 from .releases import Release, ReleaseClient
 from .results import UpdateResult
-from .versions import NotAVersion, parse_version
+from .versions import NotAVersion, parse_or_none, parse_version
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class DeviceOperations:
     async def _plan(self, spec: ComponentSpec, version: str | None) -> Plan | None:
         """What to install, or None when the device already runs the newest release."""
         installed = installed_version(self._settings, spec)
-        current = _parsed_or_none(installed.version)
+        current = parse_or_none(installed.version)
         if installed.version is not None and current is None:
             raise PreflightError(f"the running version {installed.version!r} is not a version; use rollback or reinstall by hand")
         async with self._release_client() as client:
@@ -169,24 +169,17 @@ class DeviceOperations:
         return Plan(spec, installed.version, release, version_text, manifest, note)
 
     async def _manifest(self, client: ReleaseClient, spec: ComponentSpec, release: Release) -> tuple[Manifest | None, str]:
-        data = await client.manifest(spec.name, spec.repo, release.tag)
-        if data is None:
-            return None, "no manifest: built-in procedure"
+        install = str(spec.install_path) if spec.install_path else None
         try:
-            install = str(spec.install_path) if spec.install_path else None
-            manifest = load_manifest(data, tag_version=release.version, component_type=spec.type, install_path=install)
-        except ManifestInvalid as exc:
-            log.warning("%s: invalid update manifest at %s: %s", spec.name, release.tag, exc)
-            return None, f"invalid manifest ({exc}): built-in procedure"
+            return await fetch_manifest(client, spec, release, install_path=install)
         except ManifestRefused as exc:
             raise PreflightError(f"the update manifest at {release.tag} is refused: {exc}") from None
-        return manifest, "manifest used"
 
     def _check_remote_version(self, manifest: Manifest) -> None:
         remote = self._settings.components.get("remote")
         if remote is None or manifest.min_remote_version is None:
             return
-        running = _parsed_or_none(installed_version(self._settings, remote).version)
+        running = parse_or_none(installed_version(self._settings, remote).version)
         if running is not None and running < manifest.min_remote_version:
             raise PreflightError(
                 f"this release needs remote {manifest.min_remote_version} or newer (running {running}): update remote first"
@@ -336,15 +329,6 @@ def _failure_text(run: PlaybookRun) -> str:
     if failure and failure.message:
         return " ".join(failure.message.split())
     return f"the {run.playbook} playbook ended {run.status} (rc {run.rc}); see {run.artifacts}"
-
-
-def _parsed_or_none(text: str | None):  # noqa: ANN202
-    if text is None:
-        return None
-    try:
-        return parse_version(text)
-    except NotAVersion:
-        return None
 
 
 def _checked_version_text(text: str) -> str:

@@ -34,6 +34,16 @@ def parse_version(text: str) -> Version:
     return version
 
 
+def parse_or_none(text: str | None) -> Version | None:
+    """The version in `text`, or None when there is none or it is not a version."""
+    if text is None:
+        return None
+    try:
+        return parse_version(text)
+    except NotAVersion:
+        return None
+
+
 def is_newer(candidate: Version, current: Version | None) -> bool:
     """True when `candidate` should replace `current` (nothing installed counts as older)."""
     return current is None or candidate > current
