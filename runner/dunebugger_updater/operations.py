@@ -140,10 +140,12 @@ class DeviceOperations:
         spec = plan.spec
         if spec.is_container:
             values = self._container.update_vars(spec, plan.version_text, plan.manifest)
-            return values, self._container.dry_run_details(spec, plan.version_text)
-        prepared = await self._core.prepare(self._core.artifact(spec, plan.release, plan.version_text, plan.manifest))
-        values = self._core.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest)
-        return values, _artifact_details(prepared)
+            details = self._container.dry_run_details(spec, plan.version_text)
+        else:
+            prepared = await self._core.prepare(self._core.artifact(spec, plan.release, plan.version_text, plan.manifest))
+            values = self._core.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest)
+            details = _artifact_details(prepared)
+        return values, {**details, "checks": _checks_of(values)}
 
     async def _plan(self, spec: ComponentSpec, version: str | None) -> Plan | None:
         """What to install, or None when the device already runs the newest release."""
@@ -322,6 +324,19 @@ def _artifact_details(prepared: Any) -> dict[str, Any]:
         "verified": True,
         "steps": list(CoreProcedure.update_steps),
     }
+
+
+CHECK_VARIABLES = (
+    "core_min_free_mb", "core_check_service_running_before", "core_health_url", "core_health_timeout_seconds",
+    "core_health_expected_status", "core_service_active_timeout_seconds", "core_migration_script",
+    "container_min_free_mb", "container_health_url", "container_health_timeout_seconds",
+)
+
+
+def _checks_of(values: dict[str, Any]) -> dict[str, Any]:
+    """The pre- and post-checks a run would make (what a dry run reports)."""
+    return {name: str(values[name]) if isinstance(values[name], Path) else values[name]
+            for name in CHECK_VARIABLES if name in values}
 
 
 def _failure_text(run: PlaybookRun) -> str:
