@@ -46,6 +46,7 @@ from .fleet_status import (
     host_versions,
     not_run,
 )
+from .history import History, HistoryEntry
 from .manifest import Manifest, ManifestRefused, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
 from .releases import Release, ReleaseClient
@@ -138,6 +139,7 @@ class FleetUpdater:
         self._runner = runner or PlaybookRunner(
             settings.state_path / "fleet-runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
         self._core = CoreProcedure(settings, transport=transport)
+        self._history = History(settings.state_path / "history.jsonl")
 
     # --- public --------------------------------------------------------------------
 
@@ -158,6 +160,20 @@ class FleetUpdater:
 
     async def update(self, component: str, target: FleetTarget, *, version: str | None = None,
                      rollout: Rollout = Rollout()) -> FleetResult:
+        """Roll one release out; the run, refused or not, ends up in the controller's history."""
+        started = datetime.now().replace(microsecond=0).isoformat()
+        result = await self._update(component, target, version=version, rollout=rollout)
+        self._history.append(HistoryEntry(
+            run_id=result.run_id or f"{started}-{result.component}-fleet-update",
+            action="fleet_update", component=result.component, from_version=None, to_version=result.version,
+            outcome="updated" if result.success else "failed", success=result.success, message=result.message,
+            started_at=started, finished_at=datetime.now().replace(microsecond=0).isoformat(),
+            details={"devices": {device.host: device.outcome for device in result.devices}, **result.details},
+        ))
+        return result
+
+    async def _update(self, component: str, target: FleetTarget, *, version: str | None,
+                      rollout: Rollout) -> FleetResult:
         spec = self._python_app(component)
         target = target.checked()
         version = _version_text(version) if version is not None else None
