@@ -230,6 +230,11 @@ def extract(src, dest, expected, script, max_bytes=DEFAULT_MAX_BYTES, max_member
             raise Refused("the archive is empty")
         for member, rel in planned:
             write_member(tar, member, rel, partial)
+    # The lexical check above cannot see chains (x/b -> .., a -> x/b/..): now that every
+    # member exists, resolve each link for real.
+    for member, rel in planned:
+        if member.issym() and not inside(partial, os.path.join(partial, rel)):
+            raise Refused(f"symlink {member.name!r} -> {member.linkname!r} leaves the release")
     version, wrote = check_version(partial, expected)
     script_argv = migration_argv(partial, dest, script)
     if os.path.isdir(dest):

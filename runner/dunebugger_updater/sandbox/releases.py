@@ -27,6 +27,7 @@ HOSTILE_MEMBERS = {
     "absolute": "/tmp/dunebugger-evil",
     "traversal": "core-evil/../../evil.txt",
     "symlink": "core-evil/escape",
+    "symlink_chain": "core-evil/a",
     "hardlink": "core-evil/hard",
     "device": "core-evil/null",
     "fifo": "core-evil/pipe",
@@ -128,6 +129,17 @@ def build_symlink_escape_archive(dest_dir, version: str = "9.9.9") -> Path:
         tar, HOSTILE_MEMBERS["symlink"], tarfile.SYMTYPE, linkname="../../../etc"))
 
 
+def build_symlink_chain_archive(dest_dir, version: str = "9.9.9") -> Path:
+    """Each link looks inside on its own (x/b -> .., a -> x/b/..); together a leaves."""
+    def add(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("core-evil/x")
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+        _add_special(tar, "core-evil/x/b", tarfile.SYMTYPE, linkname="..")
+        _add_special(tar, HOSTILE_MEMBERS["symlink_chain"], tarfile.SYMTYPE, linkname="x/b/..")
+    return _hostile(dest_dir, "symlink_chain", version, add)
+
+
 def build_hardlink_escape_archive(dest_dir, version: str = "9.9.9") -> Path:
     return _hostile(dest_dir, "hardlink", version, lambda tar: _add_special(
         tar, HOSTILE_MEMBERS["hardlink"], tarfile.LNKTYPE, linkname="/etc/passwd"))
@@ -155,6 +167,7 @@ HOSTILE_BUILDERS = {
     "absolute": build_absolute_path_archive,
     "traversal": build_traversal_archive,
     "symlink": build_symlink_escape_archive,
+    "symlink_chain": build_symlink_chain_archive,
     "hardlink": build_hardlink_escape_archive,
     "device": build_device_archive,
     "fifo": build_fifo_archive,
