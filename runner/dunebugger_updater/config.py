@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .security import is_loopback
 
 UPDATER_SECTION = "Updater"
 COMPONENT_SECTION_PREFIX = "Component:"
@@ -160,7 +161,7 @@ def _api_url(raw: str) -> str:
     """https, or plain http only on loopback (a test or demo server on this machine)."""
     url = _http_url(raw)
     parts = urlsplit(url)
-    if parts.scheme == "http" and parts.hostname not in ("localhost", "::1") and not parts.hostname.startswith("127."):
+    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
         raise ValueError("must use https (plain http is allowed only for a loopback test server)")
     return url
 

@@ -43,6 +43,8 @@ class ContainerProcedure:
         values = {**self._common_vars(spec, manifest), "dunebugger_version": tag}
         if checks and checks.min_free_mb:
             values["container_min_free_mb"] = checks.min_free_mb
+        if checks and checks.health_expected_status:
+            values["container_health_expected_status"] = checks.health_expected_status
         return values
 
     def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:

@@ -18,7 +18,6 @@ Two kinds of problems, treated differently (the seed keeps manifests optional):
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import re
@@ -35,6 +34,7 @@ import yaml
 from packaging.version import Version
 
 from .errors import ManifestError
+from .security import is_loopback
 from .versions import NotAVersion, parse_version
 
 log = logging.getLogger(__name__)
@@ -296,16 +296,9 @@ def _loopback_url(url: str) -> str:
     """A manifest may only point the device at its own health endpoints: `localhost` or
     a loopback address (not a name that merely starts with "127.")."""
     host = urlsplit(url).hostname or ""
-    if host != "localhost" and not _is_loopback_address(host):
+    if not is_loopback(host):
         raise ManifestRefused(f"post_update_checks.health_endpoint.url: {url!r} is not on this device (localhost)")
     return url
-
-
-def _is_loopback_address(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _migration_path(script: str, install_path: str | None) -> str:

@@ -29,7 +29,7 @@ from .errors import BadRequest, DownloadError, ManifestError, PreflightError, Re
 from .events import Progress, RunnerEvent, host_reports, last_failure, progress
 from .history import History, HistoryEntry
 from .http_cache import EtagCache
-from .installed import installed_version
+from .installed import InstalledVersion, installed_version
 from .journal import Journal, JournalEntry
 from .lock import DeviceLock
 from .manifest import Manifest, ManifestRefused, fetch_manifest
@@ -99,10 +99,10 @@ class DeviceOperations:
         started = self._stamp()
         with self._locked(f"rollback of {name}"):
             await self._recover_locked()
-            before = installed_version(self._settings, spec).version
+            before = (await self._installed(spec)).version
             values = self._procedure(spec).rollback_vars(spec, to)
             run = await self._run_playbook("rollback", spec, before, to or "previous", values, started)
-            after = installed_version(self._settings, spec).version
+            after = (await self._installed(spec)).version
             result = self._rollback_result(spec, before, after, run)
             return self._record("rollback", spec, None, run, started, result)
 
@@ -121,7 +121,7 @@ class DeviceOperations:
         except (PreflightError, ManifestError) as exc:
             return self._record("update", spec, None, None, started, refused(spec, str(exc), dry_run))
         if plan is None:
-            current = installed_version(self._settings, spec).version
+            current = (await self._installed(spec)).version
             result = UpdateResult(spec.name, True, f"{spec.name} is already at the newest version ({current})",
                                   "up_to_date", dry_run=dry_run, from_version=current, to_version=current)
             return self._record("update", spec, None, None, started, result)
@@ -149,7 +149,7 @@ class DeviceOperations:
 
     async def _plan(self, spec: ComponentSpec, version: str | None) -> Plan | None:
         """What to install, or None when the device already runs the newest release."""
-        installed = installed_version(self._settings, spec)
+        installed = await self._installed(spec)
         current = parse_or_none(installed.version)
         if installed.version is not None and current is None:
             raise PreflightError(f"the running version {installed.version!r} is not a version; use rollback or reinstall by hand")
@@ -166,7 +166,7 @@ class DeviceOperations:
                 )
             manifest, note = await self._manifest(client, spec, release)
         if manifest and manifest.min_remote_version and spec.name != "remote":
-            self._check_remote_version(manifest)
+            await self._check_remote_version(manifest)
         version_text = self._container.target_tag(release, manifest) if spec.is_container else release.tag.lstrip("vV")
         return Plan(spec, installed.version, release, version_text, manifest, note)
 
@@ -177,11 +177,11 @@ class DeviceOperations:
         except ManifestRefused as exc:
             raise PreflightError(f"the update manifest at {release.tag} is refused: {exc}") from None
 
-    def _check_remote_version(self, manifest: Manifest) -> None:
+    async def _check_remote_version(self, manifest: Manifest) -> None:
         remote = self._settings.components.get("remote")
         if remote is None or manifest.min_remote_version is None:
             return
-        running = parse_or_none(installed_version(self._settings, remote).version)
+        running = parse_or_none((await self._installed(remote)).version)
         if running is not None and running < manifest.min_remote_version:
             raise PreflightError(
                 f"this release needs remote {manifest.min_remote_version} or newer (running {running}): update remote first"
@@ -190,10 +190,13 @@ class DeviceOperations:
     async def _run_playbook(
         self, action: str, spec: ComponentSpec, from_version: str | None, to_version: str, values: dict[str, Any], started: str
     ) -> PlaybookRun:
-        run_id = f"{started.replace(':', '').replace('-', '')}-{spec.name}-{action}-{secrets.token_hex(3)}"
-        self._journal.begin(JournalEntry(run_id, action, spec.name, from_version, to_version, started))
         procedure = self._procedure(spec)
+        name = procedure.update_playbook if action == "update" else procedure.rollback_playbook
         steps = procedure.update_steps if action == "update" else procedure.rollback_steps
+        run_id = f"{self._clock():%Y%m%dT%H%M%S}-{spec.name}-{action}-{secrets.token_hex(3)}"
+        # A run that cannot start must not leave a journal that every later start would trip on.
+        self._runner.check(name, run_id)
+        self._journal.begin(JournalEntry(run_id, action, spec.name, from_version, to_version, started))
         loop = asyncio.get_running_loop()
         last: list[Progress] = []
 
@@ -203,7 +206,6 @@ class DeviceOperations:
                 last.append(step)
                 loop.call_soon_threadsafe(self._on_progress, spec.name, run_id, action, step)
 
-        name = procedure.update_playbook if action == "update" else procedure.rollback_playbook
         run = self._runner.run_detached if spec.self_hosted else self._runner.run
         return await asyncio.to_thread(run, name, values, run_id=run_id, on_event=on_event)
 
@@ -228,14 +230,14 @@ class DeviceOperations:
             plan_like = _FinishedPlan(spec, entry.from_version, entry.to_version)
             result = (self._update_result(spec, plan_like, finished) if entry.action == "update"
                       else self._rollback_result(spec, entry.from_version,
-                                                 installed_version(self._settings, spec).version, finished))
+                                                 (await self._installed(spec)).version, finished))
             return self._record("recovery", spec, None, finished, started, result)
         target = entry.from_version if entry.action == "update" else entry.to_version
         if not target or target == "previous":
             target = None
         values = self._procedure(spec).rollback_vars(spec, target)
         run = await self._run_playbook("rollback", spec, None, target or "previous", values, started)
-        after = installed_version(self._settings, spec).version
+        after = (await self._installed(spec)).version
         if run.succeeded:
             result = UpdateResult(spec.name, True, f"Recovered {spec.name}: the {entry.action} to {entry.to_version} was "
                                   f"interrupted; {spec.name} runs {after}", "recovered",
@@ -287,6 +289,10 @@ class DeviceOperations:
 
     # --- small helpers ---------------------------------------------------------------
 
+    async def _installed(self, spec: ComponentSpec) -> InstalledVersion:
+        # May ask the container engine (a subprocess): never on the event loop.
+        return await asyncio.to_thread(installed_version, self._settings, spec)
+
     def _locked(self, what: str) -> DeviceLock:
         self._lock.acquire(what)
         return self._lock
@@ -330,6 +336,7 @@ CHECK_VARIABLES = (
     "core_min_free_mb", "core_check_service_running_before", "core_health_url", "core_health_timeout_seconds",
     "core_health_expected_status", "core_service_active_timeout_seconds", "core_migration_script",
     "container_min_free_mb", "container_health_url", "container_health_timeout_seconds",
+    "container_health_expected_status",
 )
 
 

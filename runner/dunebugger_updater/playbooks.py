@@ -77,10 +77,7 @@ class PlaybookRunner:
     ) -> PlaybookRun:
         import ansible_runner  # heavy: imported only when a run needs it
 
-        if not RUN_ID.fullmatch(run_id):
-            raise PlaybookError(f"invalid run id {run_id!r}")
-        playbook = playbook_path(name)
-        environment = _ansible_environment()
+        playbook, environment = self.check(name, run_id)
         data_dir = self._runs_dir / run_id
         if values is not None:
             extravars.write(data_dir / "env" / "extravars", values)
@@ -120,6 +117,14 @@ class PlaybookRunner:
             artifacts=data_dir / "artifacts" / run_id,
         )
 
+    @staticmethod
+    def check(name: str, run_id: str) -> tuple[Path, dict[str, str]]:
+        """Everything a run needs before it starts (PlaybookError otherwise): the
+        playbook, a valid run id, and ansible-playbook with its environment."""
+        if not RUN_ID.fullmatch(run_id):
+            raise PlaybookError(f"invalid run id {run_id!r}")
+        return playbook_path(name), _ansible_environment()
+
     def run_detached(
         self, name: str, values: Mapping[str, Any], *, run_id: str, on_event: EventHandler | None = None
     ) -> PlaybookRun:
@@ -127,7 +132,7 @@ class PlaybookRunner:
         replaces the container or service hosting the caller still finishes, and its
         artifacts tell the next start of the updater how it ended. While we live, we
         wait for it and relay its events."""
-        playbook_path(name)
+        self.check(name, run_id)
         data_dir = self._runs_dir / run_id
         extravars.write(data_dir / "env" / "extravars", values)
         with (data_dir / "detached.log").open("ab") as log_file:

@@ -79,6 +79,7 @@ def test_other_sections_of_the_shared_file_are_ignored(tmp_path):
         ("[Updater]\nstatePath = relative/dir\n", {}, ["statePath", "absolute path"]),
         ("[Updater]\ngithubApiUrl = ftp://x\n", {}, ["githubApiUrl", "http"]),
         ("[Updater]\ngithubApiUrl = http://github.example\n", {}, ["githubApiUrl", "must use https"]),
+        ("[Updater]\ngithubApiUrl = http://127.evil.example\n", {}, ["githubApiUrl", "must use https"]),
         ("[Updater]\nincludePrerelease = maybe\n", {}, ["includePrerelease", "true or false"]),
         ("[Component:core]\ntype = snap\n", {}, ["[Component:core] type", "'snap'", "python_app, container"]),
         ("[Component:core]\nfoo = 1\n", {}, ["[Component:core]", "unknown key 'foo'"]),

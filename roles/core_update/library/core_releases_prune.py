@@ -42,9 +42,17 @@ def main():
             room -= 1
         else:
             stale.append(entry.path)
+    removed = []
     for path in stale:
-        shutil.rmtree(path)
-    module.exit_json(changed=bool(stale), removed=sorted(stale))
+        # The new release is verified by now: an old directory that will not go is a
+        # warning, never a reason to roll back.
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            module.warn(f"cannot remove old release {path}: {exc}")
+            continue
+        removed.append(path)
+    module.exit_json(changed=bool(removed), removed=sorted(removed))
 
 
 if __name__ == "__main__":
