@@ -13,9 +13,8 @@ import httpx
 
 from .config import ComponentSpec, Settings
 from .errors import ReleaseLookupError
-from .http_cache import EtagCache
 from .installed import InstalledVersion, InstalledVersions
-from .releases import Release, ReleaseClient
+from .releases import Release, ReleaseClient, client_for
 from .statefiles import read_json, write_json
 from .status import ComponentStatus, component_status
 from .versions import NotAVersion, parse_version
@@ -43,14 +42,7 @@ class UpdateChecker:
         self._store = settings.state_path / "last-check.json"
 
     def release_client(self) -> ReleaseClient:
-        settings = self._settings
-        return ReleaseClient(
-            settings.github_api_url,
-            token=settings.github_token,
-            cache=EtagCache(settings.state_path / "http-cache.json"),
-            timeout=settings.http_timeout_seconds,
-            transport=self._transport,
-        )
+        return client_for(self._settings, self._transport)
 
     async def check(self, *, force: bool = False) -> dict[str, ComponentStatus]:
         """Statuses of all components; looks up those whose last answer is stale (all when forced)."""

@@ -185,7 +185,7 @@ def _busy_or(component: str, operation: Callable[[], Any], dry_run: bool = False
     try:
         return asyncio.run(operation())
     except Busy as exc:
-        return UpdateResult(component, False, str(exc), "busy", dry_run=dry_run)
+        return UpdateResult.busy(component, str(exc), dry_run=dry_run)
 
 
 def _finish(args: argparse.Namespace, result: UpdateResult) -> int:

@@ -10,7 +10,7 @@ from .config import ComponentSpec, Settings
 from .errors import PreflightError
 from .manifest import Manifest
 from .releases import Release
-from .versions import NotAVersion, parse_version
+from .versions import NotAVersion, parse_version, without_v
 
 UPDATE_STEPS = ("preflight", "container_update", "postflight")
 ROLLBACK_STEPS = ("container_rollback", "postflight")
@@ -36,7 +36,7 @@ class ContainerProcedure:
             if not same:
                 raise PreflightError(f"the manifest's image_tag {manifest.image_tag!r} is not release {release.version}")
             return manifest.image_tag
-        return release.tag.lstrip("vV")
+        return without_v(release.tag)
 
     def update_vars(self, spec: ComponentSpec, tag: str, manifest: Manifest | None) -> dict[str, Any]:
         checks = manifest.checks if manifest else None

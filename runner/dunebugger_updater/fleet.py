@@ -32,7 +32,6 @@ from typing import Any
 
 import httpx
 
-from .checker import UpdateChecker
 from .config import ComponentSpec, Settings
 from .core_procedure import CoreProcedure, Prepared
 from .errors import BadRequest, DownloadError, ManifestError, ReleaseLookupError
@@ -47,10 +46,10 @@ from .fleet_status import (
     not_run,
 )
 from .history import History, HistoryEntry
-from .manifest import Manifest, ManifestRefused, fetch_manifest
+from .manifest import Manifest, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
-from .releases import Release, ReleaseClient
-from .versions import NotAVersion, parse_version
+from .releases import Release, client_for
+from .versions import requested_version, without_v
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +149,7 @@ class FleetUpdater:
         versions_task = asyncio.create_task(self._versions(spec, target, target.limit))
         latest, error = None, None
         try:
-            async with self._release_client() as client:
+            async with client_for(self._settings, self._transport) as client:
                 latest = await client.latest(spec.name, spec.repo, include_prerelease=self._settings.include_prerelease)
         except ReleaseLookupError as exc:
             error = exc.reason
@@ -176,7 +175,7 @@ class FleetUpdater:
                       rollout: Rollout) -> FleetResult:
         spec = self._python_app(component)
         target = target.checked()
-        version = _version_text(version) if version is not None else None
+        version = requested_version(version, "--version") if version is not None else None
         common: dict[str, Any] = {"batches": rollout.batches, "max_fail_percentage": rollout.max_fail_percentage}
         try:
             resolved = await self._resolve(spec, version)
@@ -208,20 +207,11 @@ class FleetUpdater:
     # --- stages --------------------------------------------------------------------
 
     async def _resolve(self, spec: ComponentSpec, version: str | None) -> _ResolvedRelease:
-        async with self._release_client() as client:
-            if version is not None:
-                release = await client.by_version(spec.name, spec.repo, version)
-            else:
-                release = await client.latest(spec.name, spec.repo, include_prerelease=self._settings.include_prerelease)
-            manifest, note = await self._manifest(client, spec, release)
-        return _ResolvedRelease(release, release.tag.lstrip("vV"), manifest, note)
-
-    async def _manifest(self, client: ReleaseClient, spec: ComponentSpec, release: Release) -> tuple[Manifest | None, str]:
-        try:
+        async with client_for(self._settings, self._transport) as client:
+            release = await client.find(spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease)
             # Device paths differ across a fleet: the playbook checks the script path on each device.
-            return await fetch_manifest(client, spec, release)
-        except ManifestRefused as exc:
-            raise ManifestError(f"the update manifest at {release.tag} is refused: {exc}") from None
+            manifest, note = await fetch_manifest(client, spec, release)
+        return _ResolvedRelease(release, without_v(release.tag), manifest, note)
 
     def _release_vars(self, spec: ComponentSpec, resolved: _ResolvedRelease, prepared: Prepared) -> dict[str, Any]:
         rendered = self._core.update_vars(spec, resolved.version, None, prepared, resolved.manifest)
@@ -271,22 +261,11 @@ class FleetUpdater:
             raise BadRequest(f"{spec.name}: fleet updates of {spec.type} components are not available yet")
         return spec
 
-    def _release_client(self) -> ReleaseClient:
-        return UpdateChecker(self._settings, transport=self._transport).release_client()
-
 
 def _with_after(status: DeviceStatus, found: HostVersion | None) -> DeviceStatus:
     if found is None or not found.readable:
         return status
     return DeviceStatus(status.host, status.outcome, status.version_before, found.version, status.batch, status.reason)
-
-
-def _version_text(text: str) -> str:
-    try:
-        parse_version(text)
-    except NotAVersion as exc:
-        raise BadRequest(f"--version: {exc}") from None
-    return text[1:] if text[:1] in "vV" else text
 
 
 def _no_hosts(run: PlaybookRun, target: FleetTarget, limit: str | None) -> str:

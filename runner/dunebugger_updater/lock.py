@@ -37,10 +37,6 @@ class DeviceLock:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def __enter__(self) -> DeviceLock:
         return self
 

@@ -318,7 +318,8 @@ async def fetch_manifest(
     client: ReleaseClient, spec: ComponentSpec, release: Release, *, install_path: str | None = None
 ) -> tuple[Manifest | None, str]:
     """The release's manifest and a note for the result. An invalid one means the
-    built-in procedure (the note says why); a refused one raises ManifestRefused."""
+    built-in procedure (the note says why); a refused one raises ManifestRefused
+    naming the release."""
     data = await client.manifest(spec.name, spec.repo, release.tag)
     if data is None:
         return None, "no manifest: built-in procedure"
@@ -327,4 +328,6 @@ async def fetch_manifest(
     except ManifestInvalid as exc:
         log.warning("%s: invalid update manifest at %s: %s", spec.name, release.tag, exc)
         return None, f"invalid manifest ({exc}): built-in procedure"
+    except ManifestRefused as exc:
+        raise ManifestRefused(f"the update manifest at {release.tag} is refused: {exc}") from None
     return manifest, "manifest used"

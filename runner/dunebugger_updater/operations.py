@@ -25,18 +25,17 @@ from .checker import Clock, local_now
 from .config import ComponentSpec, Settings
 from .container_procedure import ContainerProcedure
 from .core_procedure import CoreProcedure
-from .errors import BadRequest, DownloadError, ManifestError, PreflightError, ReleaseLookupError
+from .errors import DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from .events import Progress, RunnerEvent, host_reports, last_failure, progress
 from .history import History, HistoryEntry
-from .http_cache import EtagCache
 from .installed import InstalledVersion, installed_version
 from .journal import Journal, JournalEntry
 from .lock import DeviceLock
-from .manifest import Manifest, ManifestRefused, fetch_manifest
+from .manifest import Manifest, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
-from .releases import Release, ReleaseClient
+from .releases import Release, client_for
 from .results import UpdateResult
-from .versions import NotAVersion, parse_or_none, parse_version
+from .versions import parse_or_none, requested_version, without_v
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ class DeviceOperations:
     async def update(self, name: str, *, dry_run: bool = False, version: str | None = None) -> UpdateResult:
         spec = self._settings.component(name)
         if version is not None:
-            version = _checked_version_text(version)
+            version = requested_version(version, "--version")
         started = self._stamp()
         with self._locked(f"update of {name}"):
             await self._recover_locked()
@@ -95,7 +94,7 @@ class DeviceOperations:
     async def rollback(self, name: str, *, to: str | None = None) -> UpdateResult:
         spec = self._settings.component(name)
         if to is not None:
-            to = _checked_version_text(to)
+            to = requested_version(to, "--to")
         started = self._stamp()
         with self._locked(f"rollback of {name}"):
             await self._recover_locked()
@@ -153,29 +152,20 @@ class DeviceOperations:
         current = parse_or_none(installed.version)
         if installed.version is not None and current is None:
             raise PreflightError(f"the running version {installed.version!r} is not a version; use rollback or reinstall by hand")
-        async with self._release_client() as client:
-            if version is not None:
-                release = await client.by_version(spec.name, spec.repo, version)
-            else:
-                release = await client.latest(spec.name, spec.repo, include_prerelease=self._settings.include_prerelease)
+        async with client_for(self._settings, self._transport) as client:
+            release = await client.find(spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease)
             if current is not None and release.version == current:
                 return None
             if current is not None and release.version < current:
                 raise PreflightError(
                     f"{release.version} is older than the running {installed.version}; update never goes back (use rollback)"
                 )
-            manifest, note = await self._manifest(client, spec, release)
+            install_path = str(spec.install_path) if spec.install_path else None
+            manifest, note = await fetch_manifest(client, spec, release, install_path=install_path)
         if manifest and manifest.min_remote_version and spec.name != "remote":
             await self._check_remote_version(manifest)
-        version_text = self._container.target_tag(release, manifest) if spec.is_container else release.tag.lstrip("vV")
+        version_text = self._container.target_tag(release, manifest) if spec.is_container else without_v(release.tag)
         return Plan(spec, installed.version, release, version_text, manifest, note)
-
-    async def _manifest(self, client: ReleaseClient, spec: ComponentSpec, release: Release) -> tuple[Manifest | None, str]:
-        install = str(spec.install_path) if spec.install_path else None
-        try:
-            return await fetch_manifest(client, spec, release, install_path=install)
-        except ManifestRefused as exc:
-            raise PreflightError(f"the update manifest at {release.tag} is refused: {exc}") from None
 
     async def _check_remote_version(self, manifest: Manifest) -> None:
         remote = self._settings.components.get("remote")
@@ -297,12 +287,6 @@ class DeviceOperations:
         self._lock.acquire(what)
         return self._lock
 
-    def _release_client(self) -> ReleaseClient:
-        settings = self._settings
-        return ReleaseClient(settings.github_api_url, token=settings.github_token,
-                             cache=EtagCache(settings.state_path / "http-cache.json"),
-                             timeout=settings.http_timeout_seconds, transport=self._transport)
-
     def _stamp(self) -> str:
         return self._clock().isoformat()
 
@@ -351,15 +335,6 @@ def _failure_text(run: PlaybookRun) -> str:
     if failure and failure.message:
         return " ".join(failure.message.split())
     return f"the {run.playbook} playbook ended {run.status} (rc {run.rc}); see {run.artifacts}"
-
-
-def _checked_version_text(text: str) -> str:
-    """A requested version without its "v", or BadRequest."""
-    try:
-        parse_version(text)
-    except NotAVersion as exc:
-        raise BadRequest(f"--version/--to: {exc}") from None
-    return text[1:] if text[:1] in "vV" else text
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -21,6 +21,9 @@ from packaging.version import Version
 from .errors import InvalidTag, RateLimited, ReleaseLookupError
 from .http_cache import EtagCache
 from .versions import NotAVersion, parse_version
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,17 @@ class Release:
 
     def asset(self, name: str) -> Asset | None:
         return next((asset for asset in self.assets if asset.name == name), None)
+
+
+def client_for(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> ReleaseClient:
+    """The client a device's settings describe: API, token, ETag cache under statePath."""
+    return ReleaseClient(
+        settings.github_api_url,
+        token=settings.github_token,
+        cache=EtagCache(settings.state_path / "http-cache.json"),
+        timeout=settings.http_timeout_seconds,
+        transport=transport,
+    )
 
 
 class ReleaseClient:
@@ -95,6 +109,12 @@ class ReleaseClient:
         if not isinstance(listing, list):
             raise ReleaseLookupError(component, "GitHub answered the release list with something that is not a list")
         return _newest(component, [entry for entry in listing if not _is_draft(entry)])
+
+    async def find(self, component: str, repo: str, version: str | None, *, include_prerelease: bool) -> Release:
+        """The release `version` when one is asked for, else the newest."""
+        if version is not None:
+            return await self.by_version(component, repo, version)
+        return await self.latest(component, repo, include_prerelease=include_prerelease)
 
     async def by_version(self, component: str, repo: str, version: str) -> Release:
         """The release whose tag is `v<version>` or `<version>`."""

@@ -22,6 +22,11 @@ class UpdateResult:
     manifest: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def busy(cls, component: str, message: str, *, dry_run: bool = False) -> UpdateResult:
+        """Another run holds the device: answered at once, never queued."""
+        return cls(component, False, message, "busy", dry_run=dry_run)
+
     def __getitem__(self, key: str) -> Any:
         # The seed's example reads results like dicts: result['success'].
         return getattr(self, key)

@@ -118,15 +118,15 @@ class UpdaterService:
                        run: Callable[[], Awaitable[UpdateResult]]) -> UpdateResult:
         self.updater.settings.component(component)  # unknown component: ConfigError before anything
         if not self._accepting:
-            return UpdateResult(component, False, "busy: the updater service is shutting down; try again when it is back",
-                                "busy", dry_run=dry_run)
+            return UpdateResult.busy(component, "busy: the updater service is shutting down; try again when it is back",
+                                     dry_run=dry_run)
         # Shielded: a client that goes away, or a cancelled scheduler, must never
         # abandon a playbook half-way (the device lock would be dropped while it runs).
         operation = asyncio.ensure_future(self._counted(run, automatic))
         try:
             return await asyncio.shield(operation)
         except Busy as exc:
-            return UpdateResult(component, False, str(exc), "busy", dry_run=dry_run)
+            return UpdateResult.busy(component, str(exc), dry_run=dry_run)
 
     async def _counted(self, run: Callable[[], Awaitable[UpdateResult]], automatic: bool) -> UpdateResult:
         result = await self._tracked(run())

@@ -12,6 +12,8 @@ import re
 
 from packaging.version import InvalidVersion, Version
 
+from .errors import BadRequest
+
 # Allowed characters before packaging sees the string; keeps paths and argv safe.
 TAG_SHAPE = re.compile(r"^[vV]?[0-9][0-9A-Za-z.-]{0,62}$")
 
@@ -42,6 +44,20 @@ def parse_or_none(text: str | None) -> Version | None:
         return parse_version(text)
     except NotAVersion:
         return None
+
+
+def requested_version(text: str, option: str) -> str:
+    """A version asked for on the command line or in a request, without its "v"."""
+    try:
+        parse_version(text)
+    except NotAVersion as exc:
+        raise BadRequest(f"{option}: {exc}") from None
+    return without_v(text)
+
+
+def without_v(tag: str) -> str:
+    """`v1.2.0` -> `1.2.0`: the release's own version text (what its VERSION file says)."""
+    return tag[1:] if tag[:1] in "vV" else tag
 
 
 def is_newer(candidate: Version, current: Version | None) -> bool:
