@@ -212,20 +212,28 @@ class DeviceOperations:
         started = self._stamp()
         await asyncio.to_thread(_wait_for_detached_run, self._settings, entry.run_id)
         procedure = self._procedure(spec)
-        name = procedure.update_playbook if entry.action == "update" else procedure.rollback_playbook
-        finished = self._runner.load(name, entry.run_id)
+        finished = self._runner.load(
+            procedure.update_playbook if entry.action == "update" else procedure.rollback_playbook, entry.run_id)
         if finished is not None:
-            # The run ended on its own (a detached run that outlived its caller, or a crash
-            # after the playbook but before the history): its own result stands.
-            plan_like = _FinishedPlan(spec, entry.from_version, entry.to_version)
-            result = (self._update_result(spec, plan_like, finished) if entry.action == "update"
-                      else self._rollback_result(spec, entry.from_version,
-                                                 (await self._installed(spec)).version, finished))
-            return self._record("recovery", spec, None, finished, started, result)
+            return await self._settle_finished(entry, spec, finished, started)
+        return await self._roll_back_interrupted(entry, spec, started)
+
+    async def _settle_finished(self, entry: JournalEntry, spec: ComponentSpec, finished: PlaybookRun,
+                               started: str) -> UpdateResult:
+        """The run ended on its own (a detached run that outlived its caller, or a crash
+        after the playbook but before the history): its own result stands."""
+        if entry.action == "update":
+            result = self._update_result(spec, _FinishedPlan(spec, entry.from_version, entry.to_version), finished)
+        else:
+            result = self._rollback_result(spec, entry.from_version, (await self._installed(spec)).version, finished)
+        return self._record("recovery", spec, None, finished, started, result)
+
+    async def _roll_back_interrupted(self, entry: JournalEntry, spec: ComponentSpec, started: str) -> UpdateResult:
+        """The run was cut off: put the device back on the version it ran before."""
         target = entry.from_version if entry.action == "update" else entry.to_version
-        if not target or target == "previous":
+        if target == "previous":
             target = None
-        values = self._procedure(spec).rollback_vars(spec, target)
+        values = self._procedure(spec).rollback_vars(spec, target or None)
         run = await self._run_playbook("rollback", spec, None, target or "previous", values, started)
         after = (await self._installed(spec)).version
         if run.succeeded:

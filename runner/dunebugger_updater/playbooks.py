@@ -82,17 +82,6 @@ class PlaybookRunner:
         if values is not None:
             extravars.write(data_dir / "env" / "extravars", values)
         events: list[RunnerEvent] = []
-
-        def handle(raw: dict[str, Any]) -> bool:
-            event = parse_event(raw)
-            events.append(event)
-            if on_event:
-                try:
-                    on_event(event)
-                except Exception:  # a broken listener must not break the update
-                    log.exception("progress listener failed")
-            return True
-
         runner = ansible_runner.run(
             private_data_dir=str(data_dir),
             project_dir=str(CONTENT_DIR),
@@ -102,7 +91,7 @@ class PlaybookRunner:
             forks=forks,
             ident=run_id,
             envvars=environment,
-            event_handler=handle,
+            event_handler=_collecting_handler(events, on_event),
             quiet=True,
             timeout=self._timeout,
             suppress_env_files=True,
@@ -179,6 +168,22 @@ class PlaybookRunner:
         runs = sorted((p for p in self._runs_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
         for old in runs[: max(0, len(runs) - self._keep)]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _collecting_handler(events: list[RunnerEvent], on_event: EventHandler | None) -> Callable[[dict[str, Any]], bool]:
+    """ansible-runner's event handler: parse once, keep, and tell the listener."""
+
+    def handle(raw: dict[str, Any]) -> bool:
+        event = parse_event(raw)
+        events.append(event)
+        if on_event:
+            try:
+                on_event(event)
+            except Exception:  # a broken listener must not break the update
+                log.exception("progress listener failed")
+        return True
+
+    return handle
 
 
 def _read_text(path: Path) -> str:
