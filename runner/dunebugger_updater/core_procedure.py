@@ -99,31 +99,33 @@ class CoreProcedure:
     def update_vars(
         self, spec: ComponentSpec, version_text: str, from_version: str | None, prepared: Prepared, manifest: Manifest | None
     ) -> dict[str, Any]:
-        checks = manifest.checks if manifest else None
-        values = {
-            **self._common_vars(spec, manifest),
-            "dunebugger_version": version_text,
+        """Extra-vars of update_core.yml for this device."""
+        return {
+            **self.device_vars(spec),
             "core_from_version": from_version or "",
+            **self.release_vars(spec, version_text, prepared, manifest),
+        }
+
+    def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
+        return {**self.device_vars(spec), "core_rollback_version": to_version or ""}
+
+    def release_vars(
+        self, spec: ComponentSpec, version_text: str, prepared: Prepared, manifest: Manifest | None
+    ) -> dict[str, Any]:
+        """What is the same on every device: the release, its verified archive, and the
+        checks its manifest asks for (a fleet run passes only these)."""
+        return {
+            "dunebugger_component": spec.name,
+            "dunebugger_version": version_text,
             "core_archive": prepared.archive,
             "core_archive_sha256": prepared.artifact.sha256,
             "core_max_extract_mb": self._settings.max_extract_mb,
-            "core_python": spec.python,
-            "core_pip_extra_args": list(spec.pip_extra_args),
+            **manifest_check_vars(manifest),
         }
-        if checks and checks.min_free_mb:
-            values["core_min_free_mb"] = checks.min_free_mb
-        if checks and checks.require_service_running:
-            values["core_check_service_running_before"] = True
-        if manifest and manifest.migration_script:
-            values["core_migration_script"] = manifest.migration_script
-        return values
 
-    def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
-        return {**self._common_vars(spec, None), "core_rollback_version": to_version or ""}
-
-    def _common_vars(self, spec: ComponentSpec, manifest: Manifest | None) -> dict[str, Any]:
-        checks = manifest.checks if manifest else None
-        values: dict[str, Any] = {
+    def device_vars(self, spec: ComponentSpec) -> dict[str, Any]:
+        """How this device runs the component, from its own configuration."""
+        return {
             "dunebugger_component": spec.name,
             "core_install_path": spec.install_path,
             "core_backup_path": self._settings.backup_path,
@@ -133,12 +135,26 @@ class CoreProcedure:
             "core_start_command": list(spec.start_command),
             "core_stop_command": list(spec.stop_command),
             "core_status_command": list(spec.status_command),
-            "core_health_url": (checks.health_url if checks and checks.health_url else spec.health_url),
-            "core_health_timeout_seconds": (checks.health_timeout if checks and checks.health_timeout
-                                            else spec.health_timeout_seconds),
+            "core_health_url": spec.health_url,
+            "core_health_timeout_seconds": spec.health_timeout_seconds,
+            "core_python": spec.python,
+            "core_pip_extra_args": list(spec.pip_extra_args),
         }
-        if checks and checks.health_expected_status:
-            values["core_health_expected_status"] = checks.health_expected_status
-        if checks and checks.service_active_timeout:
-            values["core_service_active_timeout_seconds"] = checks.service_active_timeout
-        return values
+
+
+def manifest_check_vars(manifest: Manifest | None) -> dict[str, Any]:
+    """The pre- and post-checks a release's manifest asks for, as core_* variables."""
+    if manifest is None:
+        return {}
+    checks = manifest.checks
+    candidates = {
+        "core_min_free_mb": checks.min_free_mb,
+        "core_check_service_running_before": checks.require_service_running or None,
+        "core_migration_script": manifest.migration_script,
+        "core_health_url": checks.health_url,
+        "core_health_timeout_seconds": checks.health_timeout,
+        "core_health_expected_status": checks.health_expected_status,
+        "core_service_active_timeout_seconds": checks.service_active_timeout,
+    }
+    return {name: value for name, value in candidates.items() if value}
+

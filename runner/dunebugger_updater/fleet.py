@@ -59,16 +59,6 @@ DEFAULT_MAX_FAIL_PERCENTAGE = 0
 DEFAULT_FORKS = 50
 _BATCH = re.compile(r"^(?:[1-9][0-9]{0,5}|(?:[1-9][0-9]?|100)%)$")
 
-# What update_vars() renders that is the same for every device (release + manifest
-# checks). Everything else it renders describes *this* controller's device and would,
-# as extra-vars, override the inventory's per-device variables.
-RELEASE_VARS = (
-    "dunebugger_component", "dunebugger_version", "core_archive", "core_archive_sha256",
-    "core_min_free_mb", "core_check_service_running_before", "core_migration_script",
-    "core_health_expected_status", "core_service_active_timeout_seconds",
-)
-
-
 @dataclass(frozen=True)
 class Rollout:
     """How to roll out: Ansible's `serial` list and `max_fail_percentage`."""
@@ -214,8 +204,8 @@ class FleetUpdater:
         return _ResolvedRelease(release, without_v(release.tag), manifest, note)
 
     def _release_vars(self, spec: ComponentSpec, resolved: _ResolvedRelease, prepared: Prepared) -> dict[str, Any]:
-        rendered = self._core.update_vars(spec, resolved.version, None, prepared, resolved.manifest)
-        return {key: value for key, value in rendered.items() if key in RELEASE_VARS}
+        # Device settings come from the inventory: as extra-vars they would override it.
+        return self._core.release_vars(spec, resolved.version, prepared, resolved.manifest)
 
     async def _versions(self, spec: ComponentSpec, target: FleetTarget, limit: str | None) -> dict[str, HostVersion]:
         run = await self._run(VERSIONS_PLAYBOOK, {"dunebugger_component": spec.name}, target, None,

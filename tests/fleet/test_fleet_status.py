@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from dunebugger_updater.errors import BadRequest
 from dunebugger_updater.events import RunnerEvent
-from dunebugger_updater.fleet import RELEASE_VARS, Rollout, parse_batches
+from dunebugger_updater import load_settings
+from dunebugger_updater.core_procedure import Artifact, CoreProcedure, Prepared
+from dunebugger_updater.fleet import Rollout, parse_batches
 from dunebugger_updater.fleet_status import (
     FleetResult,
     HostVersion,
@@ -46,10 +48,15 @@ def test_rollout_becomes_the_playbook_variables():
     assert Rollout(("100%",), None).extra_vars() == {"dunebugger_batches": ["100%"]}
 
 
-def test_only_release_values_are_passed_to_every_device():
+def test_only_release_values_are_passed_to_every_device(tmp_path):
     # Device settings must come from the inventory: extra-vars would override it.
+    settings = load_settings(None, environ={"UPDATER_STATEPATH": str(tmp_path)})
+    artifact = Artifact("dunebugger-1.1.0.tar.gz", "https://github.com/a/b", "0" * 64, "release asset digest")
+    values = CoreProcedure(settings).release_vars(
+        settings.component("core"), "1.1.0", Prepared(artifact, tmp_path / "a.tar.gz"), None)
     assert not {"core_install_path", "core_service_manager", "core_start_command", "core_health_url",
-                "core_python", "core_from_version"} & set(RELEASE_VARS)
+                "core_python", "core_from_version"} & set(values)
+    assert values["dunebugger_version"] == "1.1.0" and values["core_archive_sha256"] == "0" * 64
 
 
 def test_statuses_from_a_canary_that_was_rolled_back():
