@@ -10,13 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.fake_github import FakeGitHub
 from dunebugger_updater.sandbox import releases
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
@@ -33,14 +31,6 @@ KILL_POINTS = [
     "Wait for the health endpoint to answer",
     "Prune old release directories",
 ]
-
-
-@pytest.fixture
-def device(tmp_path: Path, github: FakeGitHub) -> Iterator[DemoDevice]:
-    sandbox = DemoDevice(tmp_path / "device", github)
-    sandbox.start()
-    yield sandbox
-    sandbox.close()
 
 
 def descendants(root: int) -> list[int]:

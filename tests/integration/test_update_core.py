@@ -8,26 +8,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.fake_github import FakeGitHub
 from dunebugger_updater.lock import DeviceLock
 from dunebugger_updater.sandbox import releases
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
-
-
-@pytest.fixture
-def device(tmp_path: Path, github: FakeGitHub) -> Iterator[DemoDevice]:
-    sandbox = DemoDevice(tmp_path / "device", github)
-    sandbox.start()
-    yield sandbox
-    sandbox.close()
 
 
 async def test_dry_run_verifies_and_changes_nothing(device):
