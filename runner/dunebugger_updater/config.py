@@ -33,6 +33,7 @@ COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9_.-]{1,100}$")
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 IMAGE = re.compile(r"^[a-z0-9][a-z0-9._-]*(:[0-9]{1,5})?(/[a-z0-9][a-z0-9._-]*)+$")
+COMPOSE_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ASSET_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]*\{version\}[A-Za-z0-9_.+-]*$")
 
 
@@ -81,12 +82,13 @@ class Settings:
     initial_check_delay_minutes: int = 5
     http_timeout_seconds: float = 15.0
     compose_command: tuple[str, ...] = ()
+    compose_project: str = ""  # "" = the project the running service belongs to
     max_download_mb: int = 200
     max_extract_mb: int = 1024
     signing_public_key: str | None = None  # OpenSSH public key line: releases must carry <artifact>.sig
     allowed_signers: Path | None = None  # ssh-keygen allowed_signers file (same effect, several keys)
     backups_to_keep: int = 5
-    playbook_timeout_minutes: int = 30
+    playbook_timeout_minutes: float = 30
     serve_host: str = "127.0.0.1"
     serve_port: int = 8765
     serve_token: str | None = None
@@ -188,6 +190,11 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     return parse
 
 
+def _optional_matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    required = _matching(pattern, what)
+    return lambda raw: required(raw) if raw.strip() else ""
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
@@ -262,12 +269,13 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "initialCheckDelayMinutes": ("initial_check_delay_minutes", _non_negative_int),
     "httpTimeoutSeconds": ("http_timeout_seconds", _positive_float),
     "composeCommand": ("compose_command", _optional_argv),
+    "composeProject": ("compose_project", _optional_matching(COMPOSE_PROJECT, "compose project name")),
     "maxDownloadMb": ("max_download_mb", _positive_int),
     "maxExtractMb": ("max_extract_mb", _positive_int),
     "signingPublicKey": ("signing_public_key", _ssh_public_key),
     "allowedSigners": ("allowed_signers", _optional_absolute_path),
     "backupsToKeep": ("backups_to_keep", _positive_int),
-    "playbookTimeoutMinutes": ("playbook_timeout_minutes", _positive_int),
+    "playbookTimeoutMinutes": ("playbook_timeout_minutes", _positive_float),
     "serveHost": ("serve_host", _text),
     "servePort": ("serve_port", _port),
     "serveToken": ("serve_token", _optional_text),

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -63,6 +63,17 @@ class Checks:
     version_check: bool = False
     container_running: bool = False
 
+    def verification(self) -> dict[str, Any]:
+        """The checks that verify the release after the switch, keyed as the playbooks'
+        `dunebugger_release_checks`; only what the manifest sets."""
+        values = {
+            "health_url": self.health_url,
+            "health_timeout_seconds": self.health_timeout,
+            "health_expected_status": self.health_expected_status,
+            "service_active_timeout_seconds": self.service_active_timeout,
+        }
+        return {name: value for name, value in values.items() if value}
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -73,7 +84,11 @@ class Manifest:
     artifact_url: str | None = None
     checksum: str | None = None  # lowercase hex sha256
     migration_script: str | None = None  # relative to the release root
+    migration_required: bool = False  # run_migrations without `optional: true`
     image_tag: str | None = None
+    restart_timeout: int | None = None  # restart_service timeout_seconds: the old container's stop
+    container_name: str | None = None  # container_running container_name (checked on the device)
+    informational: tuple[str, ...] = ()  # fields present that only document the procedure
 
 
 @cache
@@ -82,9 +97,11 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def load_manifest(data: bytes, *, tag_version: Version, component_type: str, install_path: str | None = None) -> Manifest:
-    """Parse and check a manifest fetched at the release whose tag is `tag_version`."""
-    manifest = read_manifest(data, install_path=install_path)
+def load_manifest(data: bytes, *, tag_version: Version, component_type: str,
+                  device: DeviceNames | None = None) -> Manifest:
+    """Parse and check a manifest fetched at the release whose tag is `tag_version`,
+    against the device it would update (when known)."""
+    manifest = read_manifest(data, device=device)
     if manifest.version != tag_version:
         raise ManifestRefused(f"version: the manifest says {manifest.version} but the release tag is {tag_version}")
     if manifest.component_type != component_type:
@@ -106,11 +123,11 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema())
 
 
-def read_manifest(data: bytes, *, install_path: str | None = None) -> Manifest:
+def read_manifest(data: bytes, *, device: DeviceNames | None = None) -> Manifest:
     """Parse, screen and validate a manifest on its own (no release to compare with)."""
     document = parse_document(data)
     validate_document(document)
-    return _typed(document, install_path)
+    return _typed(document, device)
 
 
 def parse_document(data: bytes) -> Any:
@@ -229,12 +246,17 @@ class _StrictLoader(yaml.SafeLoader):
             self._depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
-        seen: set[str] = set()
+        seen: list[Any] = []
         for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                if key_node.value in seen:
-                    raise _HostileYaml(f"duplicate key {key_node.value!r}", key_node.start_mark)
-                seen.add(key_node.value)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _HostileYaml("merge keys (<<) are not allowed", key_node.start_mark)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _HostileYaml("a key must be plain text", key_node.start_mark)
+            # By value, not by spelling: `~` and `null`, `yes` and `true` are one key.
+            key = self.construct_object(key_node)
+            if key in seen or key_node.value in seen:
+                raise _HostileYaml(f"duplicate key {key_node.value!r}", key_node.start_mark)
+            seen += [key, key_node.value]
         return super().construct_mapping(node, deep=deep)
 
 
@@ -245,22 +267,48 @@ def _refuse_tag(loader: yaml.SafeLoader, node: Any) -> Any:
 _StrictLoader.add_constructor(None, _refuse_tag)
 
 
-def _typed(document: dict[str, Any], install_path: str | None) -> Manifest:
-    steps = {step["action"]: step for step in document.get("update_steps", [])}
+def _typed(document: dict[str, Any], device: DeviceNames | None) -> Manifest:
+    steps = _by_kind(document.get("update_steps", []), "action", "update_steps")
+    pre = _by_kind(document.get("pre_update_checks", []), "type", "pre_update_checks")
+    post = _by_kind(document.get("post_update_checks", []), "type", "post_update_checks")
+    version = _version("version", document["version"])
+    refusals = list(_contradictions(document, steps, pre, post, version, device))
+    if refusals:
+        raise ManifestRefused("; ".join(refusals))
     download = steps.get("download_artifact", {})
     migration = steps.get("run_migrations")
     compose = steps.get("update_compose", {})
     return Manifest(
-        version=_version("version", document["version"]),
+        version=version,
         component_type=document["component_type"],
         min_remote_version=_version("min_remote_version", document["min_remote_version"])
         if "min_remote_version" in document else None,
-        checks=_checks(document.get("pre_update_checks", []), document.get("post_update_checks", [])),
+        checks=_checks(pre, post),
         artifact_url=download.get("url"),
         checksum=download["checksum"].split(":", 1)[1].lower() if "checksum" in download else None,
-        migration_script=_migration_path(migration["script"], install_path) if migration else None,
+        migration_script=_migration_path(migration["script"], device) if migration else None,
+        # Naming a migration is asking for it: only `optional: true` lets a release lack it.
+        migration_required=bool(migration) and migration.get("optional") is not True,
         image_tag=compose.get("image_tag"),
+        restart_timeout=steps.get("restart_service", {}).get("timeout_seconds"),
+        container_name=post.get("container_running", {}).get("container_name"),
+        informational=tuple(field for field in INFORMATIONAL if document.get(field)),
     )
+
+
+# Fields that document a procedure the updater runs its own way; named in the result.
+INFORMATIONAL = ("rollback_steps",)
+
+
+def _by_kind(entries: list[dict[str, Any]], kind: str, field: str) -> dict[str, dict[str, Any]]:
+    """Steps or checks by action/type. One of a kind: with two, a reviewer could read
+    one and the device act on the other."""
+    found: dict[str, dict[str, Any]] = {}
+    for index, entry in enumerate(entries):
+        if entry[kind] in found:
+            raise ManifestRefused(f"{field}[{index}]: a second {entry[kind]!r}; each {kind} may appear once")
+        found[entry[kind]] = entry
+    return found
 
 
 def _version(field: str, text: str) -> Version:
@@ -270,26 +318,117 @@ def _version(field: str, text: str) -> Version:
         raise ManifestInvalid(f"{field}: {exc}") from None
 
 
-def _checks(pre: list[dict[str, Any]], post: list[dict[str, Any]]) -> Checks:
+def _checks(pre: dict[str, dict[str, Any]], post: dict[str, dict[str, Any]]) -> Checks:
     values: dict[str, Any] = {}
-    for check in pre:
-        if check["type"] == "disk_space":
-            values["min_free_mb"] = check["minimum_mb"]
-        elif check["type"] == "service_running":
-            values["require_service_running"] = True
-        elif check["type"] == "backup_exists":
-            values["backup_max_age_hours"] = check.get("max_age_hours", 24)
-    for check in post:
-        if check["type"] == "service_active":
-            values["service_active_timeout"] = check.get("timeout_seconds")
-        elif check["type"] == "health_endpoint":
-            values.update(health_url=_loopback_url(check["url"]), health_timeout=check.get("timeout_seconds"),
-                          health_expected_status=check.get("expected_status"))
-        elif check["type"] == "version_check":
-            values["version_check"] = True
-        elif check["type"] == "container_running":
-            values["container_running"] = True
+    if "disk_space" in pre:
+        values["min_free_mb"] = pre["disk_space"]["minimum_mb"]
+    if "service_running" in pre:
+        values["require_service_running"] = True
+    if "backup_exists" in pre:
+        values["backup_max_age_hours"] = pre["backup_exists"].get("max_age_hours", 24)
+    if "service_active" in post:
+        values["service_active_timeout"] = post["service_active"].get("timeout_seconds")
+    if "health_endpoint" in post:
+        check = post["health_endpoint"]
+        values.update(health_url=_loopback_url(check["url"]), health_timeout=check.get("timeout_seconds"),
+                      health_expected_status=check.get("expected_status"))
+    values["version_check"] = "version_check" in post
+    values["container_running"] = "container_running" in post
     return Checks(**values)
+
+
+@dataclass(frozen=True)
+class DeviceNames:
+    """How the configured device names what a manifest may mention. A manifest that names
+    another service, image, installation or archive contradicts the device and is refused:
+    the updater acts on its own configuration, and a manifest that disagrees with it was
+    written for another device (or by someone who should not be trusted)."""
+
+    install_path: str | None = None
+    backup_path: str | None = None
+    service_name: str | None = None  # python_app: the service unit
+    service: str | None = None  # container: the compose service
+    image: str | None = None  # container: the image repository, without tag
+    asset_pattern: str | None = None  # python_app: the release archive, with {version}
+
+    @classmethod
+    def of(cls, spec: ComponentSpec, backup_path: Path | str | None = None) -> DeviceNames:
+        if spec.is_container:
+            return cls(backup_path=str(backup_path) if backup_path else None, service=spec.service, image=spec.image)
+        return cls(install_path=str(spec.install_path) if spec.install_path else None,
+                   backup_path=str(backup_path) if backup_path else None,
+                   service_name=spec.service_name, asset_pattern=spec.asset_pattern)
+
+
+def _contradictions(document: dict[str, Any], steps: dict[str, dict[str, Any]], pre: dict[str, dict[str, Any]],
+                    post: dict[str, dict[str, Any]], version: Version,
+                    device: DeviceNames | None) -> Iterator[str]:
+    """Every value that disagrees with the release or with the device, one line each."""
+    script = steps.get("run_migrations", {}).get("script")
+    if script is not None and _migration_path(script, device) is None:
+        yield f"update_steps.run_migrations.script: {script!r} is outside the release"
+    expected = post.get("version_check", {}).get("expected_version")
+    if expected is not None and _version("post_update_checks.version_check.expected_version", expected) != version:
+        yield f"post_update_checks.version_check.expected_version: {expected!r} is not the release's version {version}"
+    if device is None:
+        return
+    named = {  # field -> (value in the manifest, what the device calls it)
+        "pre_update_checks.service_running.service_name": (pre.get("service_running", {}).get("service_name"),
+                                                           device.service_name or device.service),
+        "post_update_checks.service_active.service_name": (post.get("service_active", {}).get("service_name"),
+                                                           device.service_name),
+        "update_steps.stop_service.service_name": (steps.get("stop_service", {}).get("service_name"),
+                                                   device.service_name),
+        "update_steps.start_service.service_name": (steps.get("start_service", {}).get("service_name"),
+                                                    device.service_name),
+        "update_steps.update_compose.service": (steps.get("update_compose", {}).get("service"), device.service),
+        "update_steps.restart_service.service": (steps.get("restart_service", {}).get("service"), device.service),
+        "update_steps.backup_installation.source": (steps.get("backup_installation", {}).get("source"),
+                                                    device.install_path),
+        "update_steps.extract_artifact.destination": (steps.get("extract_artifact", {}).get("destination"),
+                                                      device.install_path),
+    }
+    for field, (value, own) in named.items():
+        if value is not None and own is not None and value.rstrip("/") != own.rstrip("/"):
+            yield f"{field}: {value!r} is not this device's {own!r}"
+    yield from _artifact_contradictions(steps, document["version"].lstrip("vV"), device)
+    yield from _image_contradictions(steps, version, device)
+
+
+def _artifact_contradictions(steps: dict[str, dict[str, Any]], version_text: str,
+                             device: DeviceNames) -> Iterator[str]:
+    archive = steps.get("extract_artifact", {}).get("archive")
+    if archive is not None and device.asset_pattern:
+        own = device.asset_pattern.replace("{version}", version_text)
+        if PurePosixPath(archive).name != own:
+            yield f"update_steps.extract_artifact.archive: {archive!r} is not the release archive {own!r}"
+    backup = steps.get("backup_installation", {}).get("destination")
+    if backup is not None and device.backup_path and PurePosixPath(device.backup_path) not in PurePosixPath(backup).parents:
+        yield f"update_steps.backup_installation.destination: {backup!r} is outside this device's backupPath {device.backup_path!r}"
+    requirements = steps.get("install_requirements", {}).get("requirements_file")
+    if requirements is not None:
+        allowed = {"requirements.txt"} | ({f"{device.install_path}/requirements.txt"} if device.install_path else set())
+        if requirements not in allowed:
+            yield (f"update_steps.install_requirements.requirements_file: {requirements!r}: only the release's own "
+                   "requirements.txt is installed")
+
+
+def _image_contradictions(steps: dict[str, dict[str, Any]], version: Version, device: DeviceNames) -> Iterator[str]:
+    image = steps.get("pull_image", {}).get("image")
+    if image is None or not device.image:
+        return
+    repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+    if repository != device.image:
+        yield f"update_steps.pull_image.image: {image!r} is not this device's image {device.image!r}"
+    if tag and tag != steps.get("update_compose", {}).get("image_tag") and not _same_version(tag, version):
+        yield f"update_steps.pull_image.image: tag {tag!r} is not release {version}"
+
+
+def _same_version(tag: str, version: Version) -> bool:
+    try:
+        return parse_version(tag) == version
+    except NotAVersion:
+        return False
 
 
 def _loopback_url(url: str) -> str:
@@ -301,21 +440,21 @@ def _loopback_url(url: str) -> str:
     return url
 
 
-def _migration_path(script: str, install_path: str | None) -> str:
-    """The script as a path relative to the new release; refuse anything outside it."""
+def _migration_path(script: str, device: DeviceNames | None) -> str | None:
+    """The script as a path relative to the new release; None when it is outside it."""
     path = PurePosixPath(script)
     if path.is_absolute():
-        root = PurePosixPath(install_path) if install_path else None
+        root = PurePosixPath(device.install_path) if device and device.install_path else None
         if root is None or root not in path.parents:
-            raise ManifestRefused(f"update_steps.run_migrations.script: {script!r} is outside the release")
+            return None
         path = path.relative_to(root)
     if ".." in path.parts or not path.parts:
-        raise ManifestRefused(f"update_steps.run_migrations.script: {script!r} is outside the release")
+        return None
     return str(path)
 
 
 async def fetch_manifest(
-    client: ReleaseClient, spec: ComponentSpec, release: Release, *, install_path: str | None = None
+    client: ReleaseClient, spec: ComponentSpec, release: Release, *, device: DeviceNames | None = None
 ) -> tuple[Manifest | None, str]:
     """The release's manifest and a note for the result. An invalid one means the
     built-in procedure (the note says why); a refused one raises ManifestRefused
@@ -324,10 +463,18 @@ async def fetch_manifest(
     if data is None:
         return None, "no manifest: built-in procedure"
     try:
-        manifest = load_manifest(data, tag_version=release.version, component_type=spec.type, install_path=install_path)
+        manifest = load_manifest(data, tag_version=release.version, component_type=spec.type, device=device)
     except ManifestInvalid as exc:
         log.warning("%s: invalid update manifest at %s: %s", spec.name, release.tag, exc)
         return None, f"invalid manifest ({exc}): built-in procedure"
     except ManifestRefused as exc:
         raise ManifestRefused(f"the update manifest at {release.tag} is refused: {exc}") from None
-    return manifest, "manifest used"
+    return manifest, manifest_note(manifest)
+
+
+def manifest_note(manifest: Manifest) -> str:
+    """What the result says about a manifest in use, naming fields it does not act on."""
+    if not manifest.informational:
+        return "manifest used"
+    return (f"manifest used; {', '.join(manifest.informational)}: informational only "
+            "(the updater's own rollback runs, verified with the restored release's checks)")

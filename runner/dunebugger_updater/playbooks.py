@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import extravars
+from . import extravars, processes
 from .errors import PlaybookError
 from .events import RunnerEvent, parse_event
 
@@ -33,6 +33,7 @@ PLAYBOOK_DIR = CONTENT_DIR / "playbooks"
 ROLES_DIR = CONTENT_DIR / "roles"
 LOCAL_INVENTORY = CONTENT_DIR / "inventory" / "localhost.yml"
 RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+TIMED_OUT = "timeout"  # our status for a run stopped at its deadline
 
 EventHandler = Callable[[RunnerEvent], None]
 
@@ -50,6 +51,12 @@ class PlaybookRun:
     def succeeded(self) -> bool:
         return self.status == "successful"
 
+    @property
+    def cut_off(self) -> bool:
+        """Stopped before the play could end on its own (deadline, cancel): whatever it
+        switched was not rolled back by the play itself."""
+        return self.status in (TIMED_OUT, "canceled")
+
 
 def playbook_path(name: str) -> Path:
     path = PLAYBOOK_DIR / f"{name}.yml"
@@ -59,7 +66,7 @@ def playbook_path(name: str) -> Path:
 
 
 class PlaybookRunner:
-    def __init__(self, runs_dir: Path, *, keep: int = 20, timeout_seconds: int = 1800) -> None:
+    def __init__(self, runs_dir: Path, *, keep: int = 20, timeout_seconds: float = 1800) -> None:
         self._runs_dir = runs_dir
         self._keep = keep
         self._timeout = timeout_seconds
@@ -82,6 +89,7 @@ class PlaybookRunner:
         if values is not None:
             extravars.write(data_dir / "env" / "extravars", values)
         events: list[RunnerEvent] = []
+        deadline = _Deadline(self._timeout, data_dir)
         runner = ansible_runner.run(
             private_data_dir=str(data_dir),
             project_dir=str(CONTENT_DIR),
@@ -93,18 +101,18 @@ class PlaybookRunner:
             envvars=environment,
             event_handler=_collecting_handler(events, on_event),
             quiet=True,
-            timeout=self._timeout,
+            cancel_callback=deadline.passed,
+            settings={"pexpect_timeout": 1},  # how often the deadline is looked at
             suppress_env_files=True,
         )
+        artifacts = data_dir / "artifacts" / run_id
+        status = str(runner.status)
+        if deadline.expired:
+            status = TIMED_OUT
+            (artifacts / "status").write_text(TIMED_OUT, encoding="utf-8")  # what recovery reads
         self._prune()
-        return PlaybookRun(
-            run_id=run_id,
-            playbook=name,
-            status=str(runner.status),
-            rc=runner.rc,
-            events=tuple(events),
-            artifacts=data_dir / "artifacts" / run_id,
-        )
+        return PlaybookRun(run_id=run_id, playbook=name, status=status, rc=runner.rc, events=tuple(events),
+                           artifacts=artifacts)
 
     @staticmethod
     def check(name: str, run_id: str) -> tuple[Path, dict[str, str]]:
@@ -168,6 +176,26 @@ class PlaybookRunner:
         runs = sorted((p for p in self._runs_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
         for old in runs[: max(0, len(runs) - self._keep)]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+class _Deadline:
+    """ansible-runner's cancel callback: at the deadline, end every process of the run
+    (ansible-runner alone would leave Ansible's worker and its module running)."""
+
+    def __init__(self, seconds: float, data_dir: Path) -> None:
+        self._at = time.monotonic() + seconds
+        self._marker = str(data_dir)  # in ansible-playbook's argv (-e @DATA_DIR/env/extravars)
+        self.expired = False
+
+    def passed(self) -> bool:
+        if time.monotonic() < self._at:
+            return False
+        if not self.expired:
+            self.expired = True
+            log.error("playbook run in %s reached its deadline; stopping it", self._marker)
+            for pid in processes.children_running(os.getpid(), self._marker):
+                processes.end_tree(pid)
+        return True
 
 
 def _collecting_handler(events: list[RunnerEvent], on_event: EventHandler | None) -> Callable[[dict[str, Any]], bool]:

@@ -21,7 +21,7 @@ options:
   stop_command: {type: list, elements: str}
   status_command: {type: list, elements: str}
   state: {type: str, choices: [started, stopped, restarted, checked], required: true}
-  wait: {type: int, default: 0}
+  wait: {type: float, default: 0}
   settle: {type: float, default: 0}
 """
 
@@ -101,7 +101,7 @@ def main():
             "status_command": {"type": "list", "elements": "str"},
             "state": {"type": "str", "required": True,
                       "choices": ["started", "stopped", "restarted", "checked"]},
-            "wait": {"type": "int", "default": 0},
+            "wait": {"type": "float", "default": 0},
             "settle": {"type": "float", "default": 0},
         },
         required_if=[("manager", "command", ["status_command"])],
