@@ -79,7 +79,8 @@ class Settings:
     include_prerelease: bool = False
     state_path: Path = Path("/var/lib/dunebugger-updater")
     initial_check_delay_minutes: int = 5
-    http_timeout_seconds: float = 15.0
+    http_timeout_seconds: float = 15.0  # the whole of one API request, body included
+    download_timeout_seconds: float = 600.0  # the whole of one download, redirects included
     compose_command: tuple[str, ...] = ()
     max_download_mb: int = 200
     max_extract_mb: int = 1024
@@ -121,10 +122,14 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
-def _positive_float(raw: str) -> float:
+MAX_TIMEOUT_SECONDS = 24 * 3600
+
+
+def _timeout_seconds(raw: str) -> float:
+    """A deadline: positive and finite (`inf` and `nan` parse as floats but bound nothing)."""
     value = float(raw.strip())
-    if not value > 0:
-        raise ValueError("must be a positive number")
+    if not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise ValueError(f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}")
     return value
 
 
@@ -260,7 +265,8 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "includePrerelease": ("include_prerelease", _bool),
     "statePath": ("state_path", _absolute_path),
     "initialCheckDelayMinutes": ("initial_check_delay_minutes", _non_negative_int),
-    "httpTimeoutSeconds": ("http_timeout_seconds", _positive_float),
+    "httpTimeoutSeconds": ("http_timeout_seconds", _timeout_seconds),
+    "downloadTimeoutSeconds": ("download_timeout_seconds", _timeout_seconds),
     "composeCommand": ("compose_command", _optional_argv),
     "maxDownloadMb": ("max_download_mb", _positive_int),
     "maxExtractMb": ("max_extract_mb", _positive_int),
