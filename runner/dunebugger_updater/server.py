@@ -113,7 +113,7 @@ class UpdaterServer:
         self._bearer: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self._limits = limits
         self._refusals = RefusalLog(limits.log_interval)
-        self.admission = Admission(limits.waiting, limits.seconds, self._refusals)
+        self._admission = Admission(limits.waiting, limits.seconds, self._refusals)
         self._with_scheduler = scheduler
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -123,12 +123,12 @@ class UpdaterServer:
 
     async def start(self) -> None:
         open_files = raise_open_file_limit()
-        self.admission.cap = self._limits.waiting_within(open_files)
+        self._admission.cap = self._limits.waiting_within(open_files)
         self._server = await serve(
             self._connection, self.settings.serve_host, self.settings.serve_port,
             process_request=self._process_request, max_size=HARD_MAX_BYTES, max_queue=8,
             server_header=None, open_timeout=self._limits.seconds,
-            create_connection=type("Connection", (_AdmittedConnection,), {"admission": self.admission}),
+            create_connection=type("Connection", (_AdmittedConnection,), {"admission": self._admission}),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.rules.port = self.port
@@ -136,7 +136,7 @@ class UpdaterServer:
                  self.settings.serve_host, self.port, self.settings.serve_host, self.port,
                  " (token required)" if self.rules.token_required else "")
         log.info("at most %d connections wait for authentication at once, %g s each (open-file limit %d)",
-                 self.admission.cap, self._limits.seconds, open_files)
+                 self._admission.cap, self._limits.seconds, open_files)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.service.recover(), name="recover"))
         if self._with_scheduler:
@@ -194,12 +194,12 @@ class UpdaterServer:
 
     def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str, kind: str,
                 detail: str = "") -> Response:
-        self.admission.refused(connection, kind, detail)
+        self._admission.refused(connection, kind, detail)
         return connection.respond(status, text + "\n")
 
     def _settle(self, connection: ServerConnection) -> None:
         """Authenticated (or needing no token): no longer waiting, full-size frames from now."""
-        self.admission.settled(connection)
+        self._admission.settled(connection)
         connection.protocol.max_message_size = HARD_MAX_BYTES
 
     # --- WebSocket ---------------------------------------------------------------------
@@ -220,12 +220,12 @@ class UpdaterServer:
         """The first message must be `auth` with the token, within the time left since
         the TCP accept; anything else closes (1008)."""
         try:
-            raw = await asyncio.wait_for(connection.recv(), self.admission.time_left(connection))
+            raw = await asyncio.wait_for(connection.recv(), self._admission.time_left(connection))
         except (asyncio.TimeoutError, ConnectionClosed):
             await connection.close(1008, "authentication required")
             return False  # admission counts it when the connection is gone
         if not self.rules.token_matches(_auth_token(raw)):
-            self.admission.refused(connection, "no auth message with the token first")
+            self._admission.refused(connection, "no auth message with the token first")
             reply = messages.error("authentication required: send {\"subject\": \"auth\", \"body\": "
                                    "{\"token\": ...}} first, or an Authorization: Bearer header", "auth")
             await _send(connection, reply)

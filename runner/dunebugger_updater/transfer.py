@@ -49,10 +49,13 @@ def bearer(token: str | None, url: str | httpx.URL, home: Origin) -> dict[str, s
 @asynccontextmanager
 async def deadline(seconds: float, url: str | httpx.URL, setting: str) -> AsyncIterator[None]:
     """The exchange inside must be over within `seconds`, however its bytes trickle in."""
+    budget = asyncio.timeout(seconds)
     try:
-        async with asyncio.timeout(seconds):
+        async with budget:
             yield
     except TimeoutError:
+        if not budget.expired():
+            raise  # some other timeout: not this deadline's story
         raise too_slow(url, seconds, setting) from None
 
 

@@ -2,10 +2,11 @@
 a refusal log that says one line per kind and interval."""
 
 import logging
+import resource
 
 import pytest
 
-from dunebugger_updater.admission import Admission, ConnectionLimits, RefusalLog
+from dunebugger_updater.admission import Admission, ConnectionLimits, RefusalLog, raise_open_file_limit
 
 
 class Clock:
@@ -66,3 +67,12 @@ async def test_a_flood_of_refusals_is_one_line_per_kind_plus_a_summary(refusals,
 @pytest.mark.parametrize(("files", "cap"), [(1_048_576, 100), (1024, 100), (256, 64), (2, 1)])
 def test_waiting_connections_take_a_small_share_of_the_open_files(files, cap):
     assert ConnectionLimits().waiting_within(files) == cap
+
+
+def test_the_open_file_limit_is_raised_to_its_hard_maximum():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+    try:
+        assert raise_open_file_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -1,12 +1,13 @@
 """How answers are read (transfer): origins, and bodies decoded under a cap piece by piece."""
 
+import asyncio
 import gzip
 import zlib
 
 import httpx
 import pytest
 
-from dunebugger_updater.transfer import PIECE, TransferError, bearer, decoded_pieces, origin, read_body
+from dunebugger_updater.transfer import PIECE, TransferError, bearer, deadline, decoded_pieces, origin, read_body
 
 URL = "https://api.github.com/repos/o/r/releases/latest"
 
@@ -99,3 +100,13 @@ async def test_cut_or_corrupt_gzip_is_refused(body, expect):
 async def test_a_declared_length_over_the_cap_is_refused_before_reading():
     with pytest.raises(TransferError, match=r"larger than the cap of 10 bytes \(Content-Length: 11\)"):
         await pieces_of(answer(b"x" * 11, content_length="11"), 10)
+
+
+async def test_the_deadline_names_host_setting_and_url_and_no_other_timeout():
+    with pytest.raises(TransferError, match=r"no complete answer from h:8080 within 0.05 s \(httpTimeoutSeconds\) for http://h:8080/x"):
+        async with deadline(0.05, "http://h:8080/x", "httpTimeoutSeconds"):
+            await asyncio.sleep(1)
+    with pytest.raises(TimeoutError) as other:
+        async with deadline(5, "http://h:8080/x", "httpTimeoutSeconds"):
+            raise TimeoutError("a timeout of something else")
+    assert str(other.value) == "a timeout of something else"
