@@ -80,7 +80,8 @@ class Settings:
     include_prerelease: bool = False
     state_path: Path = Path("/var/lib/dunebugger-updater")
     initial_check_delay_minutes: int = 5
-    http_timeout_seconds: float = 15.0
+    http_timeout_seconds: float = 15.0  # the whole of one API request, body included
+    download_timeout_seconds: float = 600.0  # the whole of one download, redirects included
     compose_command: tuple[str, ...] = ()
     compose_project: str = ""  # "" = the project the running service belongs to
     max_download_mb: int = 200
@@ -123,10 +124,14 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
-def _positive_float(raw: str) -> float:
+MAX_TIMEOUT_SECONDS = 24 * 3600
+
+
+def _timeout_seconds(raw: str) -> float:
+    """A deadline: positive and finite (`inf` and `nan` parse as floats but bound nothing)."""
     value = float(raw.strip())
-    if not value > 0:
-        raise ValueError("must be a positive number")
+    if not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise ValueError(f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}")
     return value
 
 
@@ -267,7 +272,8 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "includePrerelease": ("include_prerelease", _bool),
     "statePath": ("state_path", _absolute_path),
     "initialCheckDelayMinutes": ("initial_check_delay_minutes", _non_negative_int),
-    "httpTimeoutSeconds": ("http_timeout_seconds", _positive_float),
+    "httpTimeoutSeconds": ("http_timeout_seconds", _timeout_seconds),
+    "downloadTimeoutSeconds": ("download_timeout_seconds", _timeout_seconds),
     "composeCommand": ("compose_command", _optional_argv),
     "composeProject": ("compose_project", _optional_matching(COMPOSE_PROJECT, "compose project name")),
     "maxDownloadMb": ("max_download_mb", _positive_int),

@@ -78,7 +78,7 @@ class CoreProcedure:
 
     async def prepare(self, artifact: Artifact) -> Prepared:
         settings = self._settings
-        policy = DownloadPolicy.for_api(settings.github_api_url, settings.max_download_mb * 1024 * 1024)
+        policy = DownloadPolicy.from_settings(settings)
         archive = await download_verified(
             artifact.url,
             artifact.sha256,
