@@ -10,8 +10,9 @@ with `signingPublicKey` (one OpenSSH public key line) and/or `allowedSigners` (a
 made by another key, for another namespace or over other bytes refuses the update before
 anything on the device changes. Without either key, signatures are not looked at.
 
-`ssh-keygen` runs as an argv list (never a shell), with the signed artifact on stdin and
-a private temporary directory for the signature and the signers list.
+`ssh-keygen` runs as an argv list (never a shell) in the minimal child environment, with
+the signed artifact on stdin and a private temporary directory for the signature and
+the signers list.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
+from .environment import child_environment
 from .errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ class SignaturePolicy:
 def _run(argv: list[str], stdin: object) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,  # noqa: S603 - argv
-                              capture_output=True, timeout=SSH_KEYGEN_TIMEOUT, check=False)
+                              capture_output=True, timeout=SSH_KEYGEN_TIMEOUT, check=False, env=child_environment())
     except subprocess.TimeoutExpired:
         raise SignatureError(f"ssh-keygen did not finish within {SSH_KEYGEN_TIMEOUT} s") from None
     except OSError as exc:
