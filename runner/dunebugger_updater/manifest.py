@@ -23,7 +23,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import PurePosixPath
@@ -74,6 +74,7 @@ class Manifest:
     checksum: str | None = None  # lowercase hex sha256
     migration_script: str | None = None  # relative to the release root
     image_tag: str | None = None
+    source: bytes = field(default=b"", repr=False)  # the exact bytes read (what a signature covers)
 
 
 @cache
@@ -110,7 +111,7 @@ def read_manifest(data: bytes, *, install_path: str | None = None) -> Manifest:
     """Parse, screen and validate a manifest on its own (no release to compare with)."""
     document = parse_document(data)
     validate_document(document)
-    return _typed(document, install_path)
+    return _typed(document, install_path, data)
 
 
 def parse_document(data: bytes) -> Any:
@@ -245,7 +246,7 @@ def _refuse_tag(loader: yaml.SafeLoader, node: Any) -> Any:
 _StrictLoader.add_constructor(None, _refuse_tag)
 
 
-def _typed(document: dict[str, Any], install_path: str | None) -> Manifest:
+def _typed(document: dict[str, Any], install_path: str | None, source: bytes) -> Manifest:
     steps = {step["action"]: step for step in document.get("update_steps", [])}
     download = steps.get("download_artifact", {})
     migration = steps.get("run_migrations")
@@ -260,6 +261,7 @@ def _typed(document: dict[str, Any], install_path: str | None) -> Manifest:
         checksum=download["checksum"].split(":", 1)[1].lower() if "checksum" in download else None,
         migration_script=_migration_path(migration["script"], install_path) if migration else None,
         image_tag=compose.get("image_tag"),
+        source=source,
     )
 
 
