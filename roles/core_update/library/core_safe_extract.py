@@ -325,12 +325,12 @@ def extract(src, dest, expected, script, max_bytes=DEFAULT_MAX_BYTES, max_member
     os.makedirs(partial, mode=0o755)
     try:
         result = stage(src, partial, dest, expected, script, max_bytes, max_members)
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        os.rename(partial, dest)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if os.path.isdir(dest):
-        shutil.rmtree(dest)
-    os.rename(partial, dest)
     return {**result, "has_requirements": os.path.isfile(os.path.join(dest, "requirements.txt"))}
 
 
