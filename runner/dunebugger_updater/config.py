@@ -125,6 +125,7 @@ def _non_negative_int(raw: str) -> int:
 
 
 MAX_TIMEOUT_SECONDS = 24 * 3600
+MAX_RUN_MINUTES = 24 * 60
 
 
 def _timeout_seconds(raw: str) -> float:
@@ -132,6 +133,14 @@ def _timeout_seconds(raw: str) -> float:
     value = float(raw.strip())
     if not 0 < value <= MAX_TIMEOUT_SECONDS:
         raise ValueError(f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}")
+    return value
+
+
+def _run_minutes(raw: str) -> float:
+    """How long a playbook run may take: positive and finite, at most a day."""
+    value = float(raw.strip())
+    if not 0 < value <= MAX_RUN_MINUTES:
+        raise ValueError(f"must be a number of minutes above 0 and at most {MAX_RUN_MINUTES}")
     return value
 
 
@@ -281,7 +290,7 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "signingPublicKey": ("signing_public_key", _ssh_public_key),
     "allowedSigners": ("allowed_signers", _optional_absolute_path),
     "backupsToKeep": ("backups_to_keep", _positive_int),
-    "playbookTimeoutMinutes": ("playbook_timeout_minutes", _positive_float),
+    "playbookTimeoutMinutes": ("playbook_timeout_minutes", _run_minutes),
     "serveHost": ("serve_host", _text),
     "servePort": ("serve_port", _port),
     "serveToken": ("serve_token", _optional_text),

@@ -15,7 +15,7 @@ from .config import ComponentSpec, Settings
 from .download import DownloadPolicy, download_bytes, download_verified
 from .errors import DownloadError
 from .manifest import Manifest, ManifestRefused
-from .releases import Release
+from .releases import MANIFEST_FILE, Release
 from .signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignatureError, SignaturePolicy
 
 UPDATE_STEPS = ("preflight", "stage", "switch", "postflight", "finalize")
@@ -25,12 +25,21 @@ SETTLE_SECONDS = 0.5  # postflight_settle_seconds: still active this long after 
 
 
 @dataclass(frozen=True)
+class SignedManifest:
+    """The manifest's exact bytes and where the release keeps their signature."""
+
+    data: bytes
+    signature_url: str
+
+
+@dataclass(frozen=True)
 class Artifact:
     name: str
     url: str
     sha256: str
     sha256_source: str  # "manifest checksum" or "release asset digest"
     signature_url: str | None = None  # <name>.sig, fetched only when a signing key is configured
+    manifest: SignedManifest | None = None  # likewise, when the release has a manifest
 
 
 @dataclass(frozen=True)
@@ -58,11 +67,12 @@ class CoreProcedure:
         url = (manifest.artifact_url if manifest and manifest.artifact_url else None) or (asset.url if asset else None)
         if url is None:
             raise DownloadError(f"release {release.tag} has no asset {name!r}")
-        signature_url = self._signature_url(release, name)
+        signatures = {"signature_url": self._signature_url(release, name),
+                      "manifest": self._signed_manifest(release, manifest)}
         if manifest and manifest.checksum:
-            return Artifact(name, url, manifest.checksum, "manifest checksum", signature_url)
+            return Artifact(name, url, manifest.checksum, "manifest checksum", **signatures)
         if asset and asset.digest and asset.digest.lower().startswith("sha256:"):
-            return Artifact(name, url, asset.digest.split(":", 1)[1].lower(), "release asset digest", signature_url)
+            return Artifact(name, url, asset.digest.split(":", 1)[1].lower(), "release asset digest", **signatures)
         raise DownloadError(
             f"no sha256 is known for {name!r}: the release asset has no digest and the manifest no checksum"
         )
@@ -76,9 +86,18 @@ class CoreProcedure:
                                  "and this device requires signed releases (signingPublicKey/allowedSigners)")
         return signature.url
 
+    def _signed_manifest(self, release: Release, manifest: Manifest | None) -> SignedManifest | None:
+        """The manifest chooses the migration script and the checks: when signatures are
+        required, it needs one of its own."""
+        if manifest is None or not self._signatures.required:
+            return None
+        return SignedManifest(manifest.source, self._signature_url(release, MANIFEST_FILE))
+
     async def prepare(self, artifact: Artifact) -> Prepared:
         settings = self._settings
         policy = DownloadPolicy.from_settings(settings)
+        if artifact.manifest is not None:  # before anything the manifest names is fetched
+            await self._verify(artifact.manifest.data, artifact.manifest.signature_url, MANIFEST_FILE, policy)
         archive = await download_verified(
             artifact.url,
             artifact.sha256,
@@ -90,10 +109,7 @@ class CoreProcedure:
         if artifact.signature_url is None:
             return Prepared(artifact, archive)
         try:
-            signature = await download_bytes(artifact.signature_url, policy, max_bytes=MAX_SIGNATURE_BYTES,
-                                             name=artifact.name + SIGNATURE_SUFFIX, token=settings.github_token,
-                                             transport=self._transport)
-            signer = await asyncio.to_thread(self._signatures.verify, archive, signature, name=artifact.name)
+            signer = await self._verify(archive, artifact.signature_url, artifact.name, policy)
         except DownloadError:
             archive.unlink(missing_ok=True)  # verified bytes, but not from a trusted signer: keep nothing
             raise
@@ -107,6 +123,14 @@ class CoreProcedure:
         if script and not _archive_holds(prepared.archive, script):
             raise ManifestRefused(f"update_steps.run_migrations.script: {prepared.artifact.name} has no {script!r}, "
                                   "which the manifest requires (add optional: true if the release may lack it)")
+
+    async def _verify(self, signed: Path | bytes, signature_url: str, name: str, policy: DownloadPolicy) -> str:
+        """The principal whose signature (fetched from signature_url) covers `signed`."""
+        signature = await download_bytes(signature_url, policy, max_bytes=MAX_SIGNATURE_BYTES,
+                                         name=name + SIGNATURE_SUFFIX, token=self._settings.github_token,
+                                         transport=self._transport)
+        verify = self._signatures.verify_bytes if isinstance(signed, bytes) else self._signatures.verify
+        return await asyncio.to_thread(verify, signed, signature, name=name)
 
     def update_vars(
         self, spec: ComponentSpec, version_text: str, from_version: str | None, prepared: Prepared, manifest: Manifest | None

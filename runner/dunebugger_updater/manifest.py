@@ -23,7 +23,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -89,6 +89,7 @@ class Manifest:
     restart_timeout: int | None = None  # restart_service timeout_seconds: the old container's stop
     container_name: str | None = None  # container_running container_name (checked on the device)
     informational: tuple[str, ...] = ()  # fields present that only document the procedure
+    source: bytes = field(default=b"", repr=False)  # the exact bytes read (what a signature covers)
 
 
 @cache
@@ -127,7 +128,7 @@ def read_manifest(data: bytes, *, device: DeviceNames | None = None) -> Manifest
     """Parse, screen and validate a manifest on its own (no release to compare with)."""
     document = parse_document(data)
     validate_document(document)
-    return _typed(document, device)
+    return _typed(document, device, data)
 
 
 def parse_document(data: bytes) -> Any:
@@ -267,7 +268,7 @@ def _refuse_tag(loader: yaml.SafeLoader, node: Any) -> Any:
 _StrictLoader.add_constructor(None, _refuse_tag)
 
 
-def _typed(document: dict[str, Any], device: DeviceNames | None) -> Manifest:
+def _typed(document: dict[str, Any], device: DeviceNames | None, source: bytes) -> Manifest:
     steps = _by_kind(document.get("update_steps", []), "action", "update_steps")
     pre = _by_kind(document.get("pre_update_checks", []), "type", "pre_update_checks")
     post = _by_kind(document.get("post_update_checks", []), "type", "post_update_checks")
@@ -292,7 +293,8 @@ def _typed(document: dict[str, Any], device: DeviceNames | None) -> Manifest:
         image_tag=compose.get("image_tag"),
         restart_timeout=steps.get("restart_service", {}).get("timeout_seconds"),
         container_name=post.get("container_running", {}).get("container_name"),
-        informational=tuple(field for field in INFORMATIONAL if document.get(field)),
+        informational=tuple(name for name in INFORMATIONAL if document.get(name)),
+        source=source,
     )
 
 

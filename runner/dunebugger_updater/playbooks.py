@@ -2,16 +2,19 @@
 
 Only playbooks shipped in this package run (looked up by bare name, never by path).
 Each run gets a private data dir under statePath/runs/<run id> holding the extra-vars
-file, the runner's artifacts (stdout, every event as JSON) for diagnosis; the newest
-runs are kept, older ones pruned. ansible-runner is synchronous and starts
-`ansible-playbook` as a child process: callers run `run()` in a worker thread.
+file, the runner's artifacts (stdout, every event as JSON, the command and its
+environment) for diagnosis; the newest runs are kept, older ones pruned. ansible-runner
+is synchronous and starts `ansible-playbook` as a child process: callers run `run()` in
+a worker thread.
+
+`ansible-playbook`, and so everything it starts, gets the explicit environment of
+`environment.child_environment` plus Ansible's settings: never the updater's own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import extravars, processes
+from .environment import child_environment
 from .errors import PlaybookError
 from .events import RunnerEvent, parse_event
 
@@ -34,6 +38,12 @@ ROLES_DIR = CONTENT_DIR / "roles"
 LOCAL_INVENTORY = CONTENT_DIR / "inventory" / "localhost.yml"
 RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 TIMED_OUT = "timeout"  # our status for a run stopped at its deadline
+
+# What ansible-runner adds to a child's environment for its callback plugin and artifacts.
+RUNNER_VARIABLES = (
+    "ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_HOST_KEY_CHECKING",
+    "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION", "AWX_ISOLATED_DATA_DIR",
+)
 
 EventHandler = Callable[[RunnerEvent], None]
 
@@ -83,6 +93,7 @@ class PlaybookRunner:
         forks: int | None = None,
     ) -> PlaybookRun:
         import ansible_runner  # heavy: imported only when a run needs it
+        from ansible_runner.utils import signal_handler
 
         playbook, environment = self.check(name, run_id)
         data_dir = self._runs_dir / run_id
@@ -90,7 +101,8 @@ class PlaybookRunner:
             extravars.write(data_dir / "env" / "extravars", values)
         events: list[RunnerEvent] = []
         deadline = _Deadline(self._timeout, data_dir)
-        runner = ansible_runner.run(
+        config = _prepared_config(
+            environment,
             private_data_dir=str(data_dir),
             project_dir=str(CONTENT_DIR),
             playbook=str(playbook.relative_to(CONTENT_DIR)),
@@ -98,13 +110,12 @@ class PlaybookRunner:
             limit=limit,
             forks=forks,
             ident=run_id,
-            envvars=environment,
-            event_handler=_collecting_handler(events, on_event),
-            quiet=True,
-            cancel_callback=deadline.passed,
             settings={"pexpect_timeout": 1},  # how often the deadline is looked at
-            suppress_env_files=True,
         )
+        stop_requested = signal_handler()  # SIGINT/SIGTERM cancel the run, as ansible-runner does
+        runner = ansible_runner.Runner(config, event_handler=_collecting_handler(events, on_event),
+                                       cancel_callback=lambda: deadline.passed() or stop_requested())
+        runner.run()
         artifacts = data_dir / "artifacts" / run_id
         status = str(runner.status)
         if deadline.expired:
@@ -137,6 +148,7 @@ class PlaybookRunner:
                 [sys.executable, "-m", "dunebugger_updater.detached", str(self._runs_dir), name, run_id,
                  str(self._timeout)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+                env=child_environment(),
             )
         (data_dir / "detached.pid").write_text(f"{child.pid}\n")
         seen: set[str] = set()
@@ -198,6 +210,17 @@ class _Deadline:
         return True
 
 
+def _prepared_config(environment: dict[str, str], **options: Any) -> Any:
+    """ansible-runner's config of one run, whose child gets `environment` and the
+    runner's own variables only (prepare() starts from a copy of os.environ)."""
+    import ansible_runner
+
+    config = ansible_runner.RunnerConfig(envvars=environment, quiet=True, suppress_env_files=True, **options)
+    config.prepare()
+    config.env = {key: value for key, value in config.env.items() if key in environment or key in RUNNER_VARIABLES}
+    return config
+
+
 def _collecting_handler(events: list[RunnerEvent], on_event: EventHandler | None) -> Callable[[dict[str, Any]], bool]:
     """ansible-runner's event handler: parse once, keep, and tell the listener."""
 
@@ -232,12 +255,11 @@ def _event_documents(directory: Path) -> list[dict[str, Any]]:
 
 
 def _ansible_environment() -> dict[str, str]:
-    # Our interpreter's bin directory first, so a venv install needs no activated PATH.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])
-    if not shutil.which("ansible-playbook", path=path):
+    environment = child_environment()
+    if not shutil.which("ansible-playbook", path=environment["PATH"]):
         raise PlaybookError("ansible-playbook is not installed (pip install ansible-core)")
     return {
-        "PATH": path,
+        **environment,
         "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
         "ANSIBLE_NOCOLOR": "true",

@@ -14,6 +14,9 @@ description:
     the status command could be run) and C(active), polling up to I(wait) seconds for the
     service to become active and then requiring it to stay active for I(settle) seconds.
   - C(changed) comes from observed state - starting an active service is not a change.
+  - The commands (and so the app started by I(manager=command)) get only PATH, HOME, TZ
+    and the locale variables of the module's environment - never a token that the
+    caller of ansible-playbook had in its environment, nor Ansible's own settings.
 options:
   manager: {type: str, choices: [systemd, command], default: systemd}
   name: {type: str, default: dunebugger, description: systemd unit}
@@ -25,9 +28,19 @@ options:
   settle: {type: float, default: 0}
 """
 
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+
+SERVICE_ENVIRONMENT = ("PATH", "HOME", "TZ", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES")
+
+
+def narrow_environment():
+    """Keep only SERVICE_ENVIRONMENT. The module is a short-lived process of its own and
+    run_command starts every command from os.environ, so this is what the app inherits."""
+    for name in set(os.environ).difference(SERVICE_ENVIRONMENT):
+        del os.environ[name]
 
 
 class Service:
@@ -107,6 +120,7 @@ def main():
         required_if=[("manager", "command", ["status_command"])],
         supports_check_mode=True,
     )
+    narrow_environment()
     service = Service(module)
     state = module.params["state"]
     if state == "checked":
