@@ -112,7 +112,8 @@ class PlaybookRunner:
             ident=run_id,
             settings={"pexpect_timeout": 1},  # how often the deadline is looked at
         )
-        stop_requested = signal_handler()  # SIGINT/SIGTERM cancel the run, as ansible-runner does
+        # SIGINT/SIGTERM cancel the run, as ansible-runner does (it can listen only in the main thread).
+        stop_requested = signal_handler() or (lambda: False)
         runner = ansible_runner.Runner(config, event_handler=_collecting_handler(events, on_event),
                                        cancel_callback=lambda: deadline.passed() or stop_requested())
         runner.run()
