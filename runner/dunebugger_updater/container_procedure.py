@@ -12,8 +12,8 @@ from .manifest import Manifest
 from .releases import Release
 from .versions import NotAVersion, parse_version, without_v
 
-UPDATE_STEPS = ("preflight", "container_update", "postflight")
-ROLLBACK_STEPS = ("container_rollback", "postflight")
+UPDATE_STEPS = ("preflight", "update", "postflight")
+ROLLBACK_STEPS = ("rollback", "postflight")
 
 
 class ContainerProcedure:

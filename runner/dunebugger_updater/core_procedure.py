@@ -19,7 +19,7 @@ from .releases import MANIFEST_FILE, Release
 from .signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignatureError, SignaturePolicy
 
 UPDATE_STEPS = ("preflight", "stage", "switch", "postflight", "finalize")
-ROLLBACK_STEPS = ("core_rollback", "postflight")
+ROLLBACK_STEPS = ("rollback", "postflight")
 SERVICE_ACTIVE_TIMEOUT_SECONDS = 30  # how long a started service may take to report active
 SETTLE_SECONDS = 0.5  # postflight_settle_seconds: still active this long after it was
 

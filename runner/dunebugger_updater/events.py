@@ -58,16 +58,21 @@ def _message(result: Mapping[str, Any]) -> str | None:
     return None
 
 
+# Roles whose tasks are a phase of their own, under a name a person reads.
+PHASE_OF_ROLE = {"core_rollback": "rollback", "container_rollback": "rollback", "container_update": "update"}
+ROLLBACK = "rollback"
+
+
 def step_of(event: RunnerEvent) -> str | None:
-    """The step a task belongs to: its task file's name inside a role (`stage`,
-    `switch`, ...), or the role's name for tasks in `main.yml`."""
+    """The phase a task belongs to: its task file's name inside a role (`stage`,
+    `switch`, ...), or its role's phase for tasks in `main.yml`."""
     if not event.role:
         return None
     if event.task_path:
         path = PurePosixPath(event.task_path.split(":", 1)[0])
-        if path.parent.name == "tasks" and path.stem != "main":
+        if path.parent.name == "tasks" and path.stem not in ("main", "container"):
             return path.stem
-    return event.role
+    return PHASE_OF_ROLE.get(event.role, event.role)
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,14 @@ class Progress:
 
 
 def progress(event: RunnerEvent, steps: Sequence[str], previous: Progress | None) -> Progress | None:
-    """Progress after a task-start event, counted in the playbook's known steps."""
+    """Progress after a task-start event, counted in the playbook's known phases. An
+    update that rolls back stays in a "rollback" phase of its own from then on (its
+    verification of the restored release included), where the update got to."""
     if not event.is_task_start:
         return None
     step = step_of(event)
+    if ROLLBACK not in steps and (step == ROLLBACK or (previous and previous.step == ROLLBACK)):
+        return Progress(step=ROLLBACK, task=event.task or "", done=previous.done if previous else 0, total=len(steps))
     if step not in steps:
         step = previous.step if previous else steps[0]
     return Progress(step=step, task=event.task or "", done=steps.index(step), total=len(steps))
