@@ -16,6 +16,7 @@ from .errors import DownloadError
 from .manifest import Manifest
 from .releases import Release
 from .signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignatureError, SignaturePolicy
+from .statedir import StateDir
 
 UPDATE_STEPS = ("preflight", "stage", "switch", "postflight", "finalize")
 ROLLBACK_STEPS = ("core_rollback", "postflight")
@@ -47,6 +48,7 @@ class CoreProcedure:
         self._settings = settings
         self._transport = transport
         self._signatures = SignaturePolicy.from_settings(settings)
+        self._state = StateDir(settings.state_path)
 
     def artifact(self, spec: ComponentSpec, release: Release, version_text: str, manifest: Manifest | None) -> Artifact:
         """The archive to install and the sha256 it must have; refuses when none is known."""
@@ -79,7 +81,7 @@ class CoreProcedure:
         archive = await download_verified(
             artifact.url,
             artifact.sha256,
-            settings.state_path / "downloads" / artifact.name,
+            self._state.subdir("downloads") / artifact.name,
             policy,
             token=settings.github_token,
             transport=self._transport,

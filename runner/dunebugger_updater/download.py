@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from .errors import DownloadError
+from .statedir import create_new
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ async def _save(response: httpx.Response, target: Path, max_bytes: int) -> str:
     if declared.isdigit() and int(declared) > max_bytes:
         raise DownloadError(f"{target.name.removesuffix('.partial')} is {int(declared)} bytes, more than the cap of {max_bytes}")
     digest, size = hashlib.sha256(), 0
-    with target.open("wb") as handle:
+    with os.fdopen(create_new(target), "wb") as handle:  # never through a link planted at the partial's name
         async for chunk in response.aiter_bytes(CHUNK):
             size += len(chunk)
             if size > max_bytes:

@@ -49,6 +49,7 @@ from .history import History, HistoryEntry
 from .manifest import Manifest, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
 from .releases import Release, client_for
+from .statedir import StateDir
 from .versions import requested_version, without_v
 
 log = logging.getLogger(__name__)
@@ -125,10 +126,11 @@ class FleetUpdater:
     ) -> None:
         self._settings = settings
         self._transport = transport
+        self._state = StateDir(settings.state_path)
         self._runner = runner or PlaybookRunner(
-            settings.state_path / "fleet-runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
+            self._state.path / "fleet-runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
         self._core = CoreProcedure(settings, transport=transport)
-        self._history = History(settings.state_path / "history.jsonl")
+        self._history = History(self._state)
 
     # --- public --------------------------------------------------------------------
 
@@ -136,6 +138,7 @@ class FleetUpdater:
         """Installed versions on every device, and the newest release (one lookup)."""
         spec = self._python_app(component)
         target = target.checked()
+        self._state.ready()  # the runs' artifacts go there
         versions_task = asyncio.create_task(self._versions(spec, target, target.limit))
         latest, error = None, None
         try:
@@ -165,6 +168,7 @@ class FleetUpdater:
                       rollout: Rollout) -> FleetResult:
         spec = self._python_app(component)
         target = target.checked()
+        self._state.ready()  # the history, the download and the runs' artifacts go there
         version = requested_version(version, "--version") if version is not None else None
         common: dict[str, Any] = {"batches": rollout.batches, "max_fail_percentage": rollout.max_fail_percentage}
         try:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
+from .statedir import StateDir
+
 log = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.jsonl"
 
 
 @dataclass(frozen=True)
@@ -29,26 +31,19 @@ class HistoryEntry:
 
 
 class History:
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, state: StateDir) -> None:
+        self._state = state
 
     def append(self, entry: HistoryEntry) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(asdict(entry), sort_keys=True) + "\n"
-        with self._path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        self._state.append(HISTORY_FILE, (json.dumps(asdict(entry), sort_keys=True) + "\n").encode("utf-8"))
 
     def entries(self, limit: int | None = None) -> list[HistoryEntry]:
-        try:
-            lines = self._path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
+        """The newest `limit` entries (all when None), oldest first."""
+        data = self._state.read_bytes(HISTORY_FILE)
         entries = []
-        for line in lines:
+        for line in (data or b"").decode("utf-8", errors="replace").splitlines():
             try:
                 entries.append(HistoryEntry(**json.loads(line)))
             except (ValueError, TypeError):
-                log.warning("skipping an unreadable line in %s", self._path)
-        return entries[-limit:] if limit else entries
+                log.warning("skipping an unreadable line in %s", self._state.path / HISTORY_FILE)
+        return entries[-limit:] if limit is not None else entries

@@ -35,6 +35,7 @@ from .manifest import Manifest, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
 from .releases import Release, client_for
 from .results import UpdateResult
+from .statedir import StateDir
 from .versions import parse_or_none, requested_version, without_v
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,11 @@ class DeviceOperations:
         self._transport = transport
         self._clock = clock
         self._on_progress = on_progress
-        state = settings.state_path
-        self._lock = DeviceLock(state / "update.lock")
-        self._journal = Journal(state / "journal.json")
-        self.history = History(state / "history.jsonl")
-        self._runner = PlaybookRunner(state / "runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
+        state = StateDir(settings.state_path)  # created and checked when the lock is first taken
+        self._lock = DeviceLock(state)
+        self._journal = Journal(state)
+        self.history = History(state)
+        self._runner = PlaybookRunner(state.path / "runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
         self._core = CoreProcedure(settings, transport=transport)
         self._container = ContainerProcedure(settings)
 
