@@ -13,6 +13,7 @@ import httpx
 from .config import ComponentSpec, Settings
 from .download import DownloadPolicy, download_bytes, download_verified
 from .errors import DownloadError
+from .installed import previous_release, releases_path, retained_releases
 from .manifest import Manifest
 from .releases import Release
 from .signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignatureError, SignaturePolicy
@@ -111,6 +112,16 @@ class CoreProcedure:
     def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
         return {**self.device_vars(spec), "core_rollback_version": to_version or ""}
 
+    def missing_rollback_target(self, spec: ComponentSpec) -> str | None:
+        """Why a rollback without --to has nowhere to go, in the command line's words
+        (None: a previous release is recorded, and the playbook takes it from there)."""
+        releases = releases_path(spec)
+        if previous_release(releases):
+            return None
+        kept = retained_releases(releases, self._settings.backup_path)
+        return (f"no previous {spec.name} release is recorded; name one with --to V "
+                f"({'retained: ' + ', '.join(kept) if kept else 'none is retained in ' + str(releases)})")
+
     def release_vars(
         self, spec: ComponentSpec, version_text: str, prepared: Prepared, manifest: Manifest | None
     ) -> dict[str, Any]:
@@ -130,6 +141,7 @@ class CoreProcedure:
         return {
             "dunebugger_component": spec.name,
             "core_install_path": spec.install_path,
+            "core_releases_path": releases_path(spec),
             "core_backup_path": self._settings.backup_path,
             "core_backup_keep": self._settings.backups_to_keep,
             "core_service_manager": spec.service_manager,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .statedir import StateDir
@@ -15,14 +17,20 @@ log = logging.getLogger(__name__)
 HISTORY_FILE = "history.jsonl"
 
 
+def new_run_id(when: datetime, name: str, action: str) -> str:
+    """The one shape of a run id, for runs and refusals alike: when, what, and a
+    random tail so two runs in one second never share their artifacts directory."""
+    return f"{when:%Y%m%dT%H%M%S}-{name}-{action}-{secrets.token_hex(3)}"
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     run_id: str
-    action: str  # update, rollback, recovery, dry_run
+    action: str  # update, rollback, recovery, dry_run, fleet_update
     component: str
     from_version: str | None
     to_version: str | None
-    outcome: str  # updated, up_to_date, rolled_back, refused, failed, dry_run, recovered
+    outcome: str  # updated, up_to_date, rolled_back, refused, failed, dry_run, recovered, busy
     success: bool
     message: str
     started_at: str

@@ -11,8 +11,8 @@ by a run that was cut off is settled by `recover()` before the next operation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ from .container_procedure import ContainerProcedure
 from .core_procedure import CoreProcedure
 from .errors import DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from .events import Progress, RunnerEvent, host_reports, last_failure, progress
-from .history import History, HistoryEntry
+from .history import History, HistoryEntry, new_run_id
 from .installed import InstalledVersion, installed_version
 from .journal import Journal, JournalEntry
 from .lock import DeviceLock
@@ -100,6 +100,11 @@ class DeviceOperations:
         with self._locked(f"rollback of {name}"):
             await self._recover_locked()
             before = (await self._installed(spec)).version
+            missing = None if to or spec.is_container else self._core.missing_rollback_target(spec)
+            if missing:
+                result = UpdateResult(spec.name, False, f"{spec.name} rollback refused: {missing}. Nothing was changed.",
+                                      "refused", from_version=before)
+                return self._record("rollback", spec, None, None, started, result)
             values = self._procedure(spec).rollback_vars(spec, to)
             run = await self._run_playbook("rollback", spec, before, to or "previous", values, started)
             after = (await self._installed(spec)).version
@@ -184,7 +189,7 @@ class DeviceOperations:
         procedure = self._procedure(spec)
         name = procedure.update_playbook if action == "update" else procedure.rollback_playbook
         steps = procedure.update_steps if action == "update" else procedure.rollback_steps
-        run_id = f"{self._clock():%Y%m%dT%H%M%S}-{spec.name}-{action}-{secrets.token_hex(3)}"
+        run_id = new_run_id(self._clock(), spec.name, action)
         # A run that cannot start must not leave a journal that every later start would trip on.
         self._runner.check(name, run_id)
         self._journal.begin(JournalEntry(run_id, action, spec.name, from_version, to_version, started))
@@ -274,8 +279,11 @@ class DeviceOperations:
 
     def _record(self, action: str, spec: ComponentSpec, plan: Plan | None, run: PlaybookRun | None,
                 started: str, result: UpdateResult, *, settled: bool = True) -> UpdateResult:
+        action = "dry_run" if result.dry_run else action  # a refused dry run is still a dry run
+        if result.run_id is None:  # refusals get a run id too: the result and its history line share it
+            result = dataclasses.replace(result, run_id=run.run_id if run else new_run_id(self._clock(), spec.name, action))
         self.history.append(HistoryEntry(
-            run_id=result.run_id or (run.run_id if run else f"{started}-{spec.name}-{action}"),
+            run_id=result.run_id,
             action=action, component=spec.name, from_version=result.from_version, to_version=result.to_version,
             outcome=result.outcome, success=result.success, message=result.message,
             started_at=started, finished_at=self._stamp(),
