@@ -82,14 +82,19 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What a device knows when it reads a manifest: the release tag's version, the
+    component's type and install path (None: not compared)."""
+
+    tag_version: Version | None = None
+    component_type: str | None = None
+    install_path: str | None = None
+
+
 def load_manifest(data: bytes, *, tag_version: Version, component_type: str, install_path: str | None = None) -> Manifest:
     """Parse and check a manifest fetched at the release whose tag is `tag_version`."""
-    manifest = read_manifest(data, install_path=install_path)
-    if manifest.version != tag_version:
-        raise ManifestRefused(f"version: the manifest says {manifest.version} but the release tag is {tag_version}")
-    if manifest.component_type != component_type:
-        raise ManifestRefused(f"component_type: {manifest.component_type!r} does not match the component ({component_type})")
-    return manifest
+    return _checked(data, Expected(tag_version, component_type, install_path))
 
 
 if TYPE_CHECKING:
@@ -108,9 +113,17 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 def read_manifest(data: bytes, *, install_path: str | None = None) -> Manifest:
     """Parse, screen and validate a manifest on its own (no release to compare with)."""
+    return _checked(data, Expected(install_path=install_path))
+
+
+def _checked(data: bytes, expected: Expected) -> Manifest:
     document = parse_document(data)
-    validate_document(document)
-    return _typed(document, install_path)
+    hostile, invalid = problems(document, expected)
+    if hostile:
+        raise ManifestRefused("; ".join(hostile[:5]))
+    if invalid:
+        raise ManifestInvalid("; ".join(invalid[:5]))
+    return manifest_from(document, expected.install_path)
 
 
 def parse_document(data: bytes) -> Any:
@@ -124,27 +137,62 @@ def parse_document(data: bytes) -> Any:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _HostileYaml as exc:
         raise ManifestRefused(f"YAML {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        raise ManifestInvalid(f"the manifest is not valid YAML: {_one_line(exc)}") from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise ManifestInvalid(f"the manifest is not valid YAML: {exc}") from None
 
 
-def validate_document(document: Any) -> None:
-    """Raise ManifestRefused for hostile values, ManifestInvalid for structural errors."""
-    hostile, invalid = problems(document)
-    if hostile:
-        raise ManifestRefused("; ".join(hostile[:5]))
-    if invalid:
-        raise ManifestInvalid("; ".join(invalid[:5]))
+def _one_line(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's message without the quoted source lines: the problem and where."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"{exc.problem or exc.context or 'syntax error'}{where}"
 
 
-def problems(document: Any) -> tuple[list[str], list[str]]:
-    """(hostile, invalid): every problem of a parsed document, each naming its field."""
+def problems(document: Any, expected: Expected = Expected()) -> tuple[list[str], list[str]]:
+    """(hostile, invalid): every problem a device would find in a parsed document, all
+    at once (strings, schema, and the rules that compare it with its release and the
+    device), each naming its field."""
     hostile = [f"{where}: {problem}" for where, problem in _suspicious_strings(document)]
-    validator = _validator()
     invalid = []
-    for error in sorted(validator.iter_errors(document), key=lambda error: [str(p) for p in error.absolute_path]):
+    for error in sorted(_validator().iter_errors(document), key=lambda error: [str(p) for p in error.absolute_path]):
         (hostile if _injection_shaped(error) else invalid).append(_describe(error))
+    if isinstance(document, dict):
+        for refuse, text in _release_problems(document, expected):
+            (hostile if refuse else invalid).append(text)
     return hostile, invalid
+
+
+def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[tuple[bool, str]]:
+    """(refused?, problem) for the rules beyond the schema; each looks only at fields
+    of the right shape, so a document that also breaks the schema is still judged."""
+    for field in ("version", "min_remote_version"):
+        if not isinstance(document.get(field), str):
+            continue
+        try:
+            version = parse_version(document[field])
+        except NotAVersion as exc:
+            yield False, f"{field}: {exc}"
+            continue
+        if field == "version" and expected.tag_version is not None and version != expected.tag_version:
+            yield True, f"version: the manifest says {version} but the release tag is {expected.tag_version}"
+    kind = document.get("component_type")
+    if expected.component_type is not None and isinstance(kind, str) and kind != expected.component_type:
+        yield True, f"component_type: {kind!r} does not match the component ({expected.component_type})"
+    for check in _dicts(document.get("post_update_checks")):
+        if check.get("type") == "health_endpoint" and isinstance(check.get("url"), str) and not _on_device(check["url"]):
+            yield True, f"post_update_checks.health_endpoint.url: {check['url']!r} is not on this device (localhost)"
+    for step in _dicts(document.get("update_steps")):
+        script = step.get("script")
+        if step.get("action") == "run_migrations" and isinstance(script, str):
+            if _inside_release(script, expected.install_path) is None:
+                yield True, (f"update_steps.run_migrations.script: {script!r} is outside the release"
+                             + ("" if expected.install_path else " (an absolute path needs the install path)"))
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -245,29 +293,22 @@ def _refuse_tag(loader: yaml.SafeLoader, node: Any) -> Any:
 _StrictLoader.add_constructor(None, _refuse_tag)
 
 
-def _typed(document: dict[str, Any], install_path: str | None) -> Manifest:
+def manifest_from(document: dict[str, Any], install_path: str | None) -> Manifest:
+    """The typed values of a document that `problems` found nothing wrong with."""
     steps = {step["action"]: step for step in document.get("update_steps", [])}
     download = steps.get("download_artifact", {})
     migration = steps.get("run_migrations")
     compose = steps.get("update_compose", {})
     return Manifest(
-        version=_version("version", document["version"]),
+        version=parse_version(document["version"]),
         component_type=document["component_type"],
-        min_remote_version=_version("min_remote_version", document["min_remote_version"])
-        if "min_remote_version" in document else None,
+        min_remote_version=parse_version(document["min_remote_version"]) if "min_remote_version" in document else None,
         checks=_checks(document.get("pre_update_checks", []), document.get("post_update_checks", [])),
         artifact_url=download.get("url"),
         checksum=download["checksum"].split(":", 1)[1].lower() if "checksum" in download else None,
-        migration_script=_migration_path(migration["script"], install_path) if migration else None,
+        migration_script=_inside_release(migration["script"], install_path) if migration else None,
         image_tag=compose.get("image_tag"),
     )
-
-
-def _version(field: str, text: str) -> Version:
-    try:
-        return parse_version(text)
-    except NotAVersion as exc:
-        raise ManifestInvalid(f"{field}: {exc}") from None
 
 
 def _checks(pre: list[dict[str, Any]], post: list[dict[str, Any]]) -> Checks:
@@ -283,7 +324,7 @@ def _checks(pre: list[dict[str, Any]], post: list[dict[str, Any]]) -> Checks:
         if check["type"] == "service_active":
             values["service_active_timeout"] = check.get("timeout_seconds")
         elif check["type"] == "health_endpoint":
-            values.update(health_url=_loopback_url(check["url"]), health_timeout=check.get("timeout_seconds"),
+            values.update(health_url=check["url"], health_timeout=check.get("timeout_seconds"),
                           health_expected_status=check.get("expected_status"))
         elif check["type"] == "version_check":
             values["version_check"] = True
@@ -292,25 +333,22 @@ def _checks(pre: list[dict[str, Any]], post: list[dict[str, Any]]) -> Checks:
     return Checks(**values)
 
 
-def _loopback_url(url: str) -> str:
+def _on_device(url: str) -> bool:
     """A manifest may only point the device at its own health endpoints: `localhost` or
     a loopback address (not a name that merely starts with "127.")."""
-    host = urlsplit(url).hostname or ""
-    if not is_loopback(host):
-        raise ManifestRefused(f"post_update_checks.health_endpoint.url: {url!r} is not on this device (localhost)")
-    return url
+    return is_loopback(urlsplit(url).hostname or "")
 
 
-def _migration_path(script: str, install_path: str | None) -> str:
-    """The script as a path relative to the new release; refuse anything outside it."""
+def _inside_release(script: str, install_path: str | None) -> str | None:
+    """The script as a path relative to the new release; None when it is outside it."""
     path = PurePosixPath(script)
     if path.is_absolute():
         root = PurePosixPath(install_path) if install_path else None
         if root is None or root not in path.parents:
-            raise ManifestRefused(f"update_steps.run_migrations.script: {script!r} is outside the release")
+            return None
         path = path.relative_to(root)
     if ".." in path.parts or not path.parts:
-        raise ManifestRefused(f"update_steps.run_migrations.script: {script!r} is outside the release")
+        return None
     return str(path)
 
 
