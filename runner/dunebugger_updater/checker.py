@@ -77,7 +77,7 @@ class UpdateChecker:
         try:
             release = await client.latest(spec.name, spec.repo, include_prerelease=self._settings.include_prerelease)
         except ReleaseLookupError as exc:
-            log.warning("update check failed: %s", exc)
+            log.info("update check failed: %s", exc)  # the status carries it: said once, by the caller
             return None, exc.reason
         return release, None
 

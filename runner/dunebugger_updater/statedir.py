@@ -24,7 +24,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, os_reason
 
 SUBDIRECTORIES = ("downloads", "runs", "fleet-runs", "logs")
 FILE_MODE = 0o600
@@ -209,7 +209,7 @@ def _links_problem(path: Path) -> str | None:
 
 
 def _cannot(what: str, path: Path, exc: OSError) -> str:
-    reason = (exc.strerror or str(exc)).lower()
+    reason = os_reason(exc)
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"cannot {what} {path}: {reason}: run as root, or {SET_IT}"
     if exc.errno == errno.ENOTDIR:
