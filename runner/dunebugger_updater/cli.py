@@ -188,7 +188,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         if problem is None:
             raise
         say(f"cannot serve on {settings.serve_host}:{settings.serve_port}: {problem}")
-        return EXIT_BAD_INPUT
+        return EXIT_FAILED  # not 2: at boot the address or the port may come free, and systemd retries
 
 
 BIND_FIXES = {

@@ -90,6 +90,6 @@ def test_a_port_in_use_is_one_line_with_the_fix(tmp_path):
         holder.listen()
         port = holder.getsockname()[1]
         done = run("--config", str(config(tmp_path)), "serve", "--port", str(port))
-    assert (done.returncode, done.stderr) == (2, (
+    assert (done.returncode, done.stderr) == (1, (
         f"dunebugger-updater: cannot serve on 127.0.0.1:{port}: address already in use: "
         "another program listens there; stop it or choose another --port (servePort)\n"))
