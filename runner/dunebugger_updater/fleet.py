@@ -98,6 +98,8 @@ class FleetTarget:
     forks: int | None = None
 
     def checked(self) -> FleetTarget:
+        if self.inventory.is_dir():
+            raise BadRequest(f"inventory {self.inventory} is a directory: name the inventory file (-i FILE)")
         if not self.inventory.is_file():
             raise BadRequest(f"inventory {self.inventory} does not exist")
         if self.forks is not None and not 1 <= self.forks <= 500:

@@ -74,3 +74,11 @@ async def test_fleet_verbs_for_a_container_say_what_to_run_instead(tmp_path, git
     assert str(refused.value) == (f"scheduler: fleet {what} of container components are not available yet; "
                                   f"run `dunebugger-updater {instead}` on each device")
 
+
+
+@pytest.mark.parametrize(("name", "problem"), [("missing.yml", "does not exist"),
+                                              (".", "is a directory: name the inventory file (-i FILE)")])
+def test_a_fleet_inventory_that_is_not_a_file_is_named(tmp_path, name, problem):
+    inventory = (tmp_path / name).resolve()
+    with pytest.raises(BadRequest, match=re.escape(f"inventory {inventory} {problem}")):
+        FleetTarget(inventory).checked()
