@@ -53,13 +53,13 @@ class UpdateChecker:
         stored = self._stored()
         now = self._clock()
         specs = self._settings.components.values()
-        stale = [spec for spec in specs if force or not self._is_fresh(stored.get(spec.name), now)]
+        stale = [spec for spec in specs if force or not self._is_fresh(self._answer(stored, spec), now)]
         if stale:
             async with self.release_client() as client:
                 found = await asyncio.gather(*(self._look_up(client, spec) for spec in stale))
             stamp = now.isoformat()
             for spec, (release, error) in zip(stale, found):
-                stored[spec.name] = _entry(release, error, stamp)
+                stored[spec.name] = {**_entry(release, error, stamp), "question": self._question(spec)}
             self._save(stored)
         # Reading installed versions may ask the container engine: off the event loop.
         return await asyncio.to_thread(self._statuses, stored)
@@ -70,8 +70,19 @@ class UpdateChecker:
 
     def _statuses(self, stored: dict[str, Any]) -> dict[str, ComponentStatus]:
         installed = InstalledVersions(self._settings)
-        return {spec.name: self._status(spec, installed.of(spec), stored.get(spec.name))
+        return {spec.name: self._status(spec, installed.of(spec), self._answer(stored, spec))
                 for spec in self._settings.components.values()}
+
+    def _question(self, spec: ComponentSpec) -> dict[str, Any]:
+        """What a stored answer answered: asked elsewhere (another API, account or repo)
+        or for another channel, it says nothing about the release asked for now."""
+        return {"api": self._settings.github_api_url, "repo": spec.repo,
+                "prerelease": self._settings.include_prerelease}
+
+    def _answer(self, stored: dict[str, Any], spec: ComponentSpec) -> dict[str, Any] | None:
+        """The stored answer for `spec`, if it answered the question asked now."""
+        entry = stored.get(spec.name)
+        return entry if isinstance(entry, dict) and entry.get("question") == self._question(spec) else None
 
     async def _look_up(self, client: ReleaseClient, spec: ComponentSpec) -> tuple[Release | None, str | None]:
         try:

@@ -34,6 +34,7 @@ COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9_.-]{1,100}$")
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 IMAGE = re.compile(r"^[a-z0-9][a-z0-9._-]*(:[0-9]{1,5})?(/[a-z0-9][a-z0-9._-]*)+$")
+COMPOSE_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ASSET_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]*\{version\}[A-Za-z0-9_.+-]*$")
 
 
@@ -80,14 +81,16 @@ class Settings:
     include_prerelease: bool = False
     state_path: Path = Path("/var/lib/dunebugger-updater")
     initial_check_delay_minutes: int = 5
-    http_timeout_seconds: float = 15.0
+    http_timeout_seconds: float = 15.0  # the whole of one API request, body included
+    download_timeout_seconds: float = 600.0  # the whole of one download, redirects included
     compose_command: tuple[str, ...] = ()
+    compose_project: str = ""  # "" = the project the running service belongs to
     max_download_mb: int = 200
     max_extract_mb: int = 1024
     signing_public_key: str | None = None  # OpenSSH public key line: releases must carry <artifact>.sig
     allowed_signers: Path | None = None  # ssh-keygen allowed_signers file (same effect, several keys)
     backups_to_keep: int = 5
-    playbook_timeout_minutes: int = 30
+    playbook_timeout_minutes: float = 30
     serve_host: str = "127.0.0.1"
     serve_port: int = 8765
     serve_token: str | None = None
@@ -122,10 +125,23 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
-def _positive_float(raw: str) -> float:
+MAX_TIMEOUT_SECONDS = 24 * 3600
+MAX_RUN_MINUTES = 24 * 60
+
+
+def _timeout_seconds(raw: str) -> float:
+    """A deadline: positive and finite (`inf` and `nan` parse as floats but bound nothing)."""
     value = float(raw.strip())
-    if not value > 0:
-        raise ValueError("must be a positive number")
+    if not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise ValueError(f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}")
+    return value
+
+
+def _run_minutes(raw: str) -> float:
+    """How long a playbook run may take: positive and finite, at most a day."""
+    value = float(raw.strip())
+    if not 0 < value <= MAX_RUN_MINUTES:
+        raise ValueError(f"must be a number of minutes above 0 and at most {MAX_RUN_MINUTES}")
     return value
 
 
@@ -187,6 +203,11 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _optional_matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    required = _matching(pattern, what)
+    return lambda raw: required(raw) if raw.strip() else ""
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -261,14 +282,16 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "includePrerelease": ("include_prerelease", _bool),
     "statePath": ("state_path", _absolute_path),
     "initialCheckDelayMinutes": ("initial_check_delay_minutes", _non_negative_int),
-    "httpTimeoutSeconds": ("http_timeout_seconds", _positive_float),
+    "httpTimeoutSeconds": ("http_timeout_seconds", _timeout_seconds),
+    "downloadTimeoutSeconds": ("download_timeout_seconds", _timeout_seconds),
     "composeCommand": ("compose_command", _optional_argv),
+    "composeProject": ("compose_project", _optional_matching(COMPOSE_PROJECT, "compose project name")),
     "maxDownloadMb": ("max_download_mb", _positive_int),
     "maxExtractMb": ("max_extract_mb", _positive_int),
     "signingPublicKey": ("signing_public_key", _ssh_public_key),
     "allowedSigners": ("allowed_signers", _optional_absolute_path),
     "backupsToKeep": ("backups_to_keep", _positive_int),
-    "playbookTimeoutMinutes": ("playbook_timeout_minutes", _positive_int),
+    "playbookTimeoutMinutes": ("playbook_timeout_minutes", _run_minutes),
     "serveHost": ("serve_host", _text),
     "servePort": ("serve_port", _port),
     "serveToken": ("serve_token", _optional_text),

@@ -39,16 +39,26 @@ class ContainerProcedure:
         return without_v(release.tag)
 
     def update_vars(self, spec: ComponentSpec, tag: str, manifest: Manifest | None) -> dict[str, Any]:
+        return {**self._common_vars(spec), "dunebugger_version": tag, **manifest_check_vars(manifest)}
+
+    @staticmethod
+    def post_switch_waits(spec: ComponentSpec, manifest: Manifest | None) -> list[tuple[str, float]]:
+        """The longest waits after the switch, each named as the setting that sets it:
+        the container settling (running, Docker health), then the health endpoint."""
         checks = manifest.checks if manifest else None
-        values = {**self._common_vars(spec, manifest), "dunebugger_version": tag}
-        if checks and checks.min_free_mb:
-            values["container_min_free_mb"] = checks.min_free_mb
-        if checks and checks.health_expected_status:
-            values["container_health_expected_status"] = checks.health_expected_status
-        return values
+        if checks and checks.health_timeout:
+            timeout = ("post_update_checks health_endpoint timeout_seconds", float(checks.health_timeout))
+        else:
+            timeout = ("healthTimeoutSeconds", float(spec.health_timeout_seconds))
+        waits = [timeout]
+        if (checks and checks.health_url) or spec.health_url:
+            waits.append(timeout)
+        if manifest and manifest.restart_timeout:
+            waits.append(("update_steps restart_service timeout_seconds", float(manifest.restart_timeout)))
+        return waits
 
     def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
-        return {**self._common_vars(spec, None), "container_rollback_version": to_version or ""}
+        return {**self._common_vars(spec), "container_rollback_version": to_version or ""}
 
     def dry_run_details(self, spec: ComponentSpec, tag: str) -> dict[str, Any]:
         return {
@@ -58,17 +68,33 @@ class ContainerProcedure:
             "steps": list(UPDATE_STEPS),
         }
 
-    def _common_vars(self, spec: ComponentSpec, manifest: Manifest | None) -> dict[str, Any]:
-        checks = manifest.checks if manifest else None
+    def _common_vars(self, spec: ComponentSpec) -> dict[str, Any]:
         return {
             "dunebugger_component": spec.name,
             "container_compose_command": list(self._settings.compose_command),
+            "container_compose_project": self._settings.compose_project,
             "container_compose_file": self._settings.docker_compose_path,
             "container_service": spec.service,
             "container_image": spec.image,
             "container_backup_path": self._settings.backup_path,
             "container_backup_keep": self._settings.backups_to_keep,
-            "container_health_url": (checks.health_url if checks and checks.health_url else spec.health_url),
-            "container_health_timeout_seconds": (checks.health_timeout if checks and checks.health_timeout
-                                                 else spec.health_timeout_seconds),
+            "container_health_url": spec.health_url,
+            "container_health_timeout_seconds": spec.health_timeout_seconds,
         }
+
+
+def manifest_check_vars(manifest: Manifest | None) -> dict[str, Any]:
+    """What a release's manifest asks for: checks before the switch, the stop timeout of
+    the old container, and the checks that verify this release (only this one)."""
+    if manifest is None:
+        return {}
+    checks = manifest.checks
+    candidates = {
+        "container_min_free_mb": checks.min_free_mb,
+        "container_check_service_running_before": checks.require_service_running or None,
+        "container_expected_name": manifest.container_name,
+        "container_backup_max_age_hours": checks.backup_max_age_hours,
+        "container_restart_args": ["--timeout", str(manifest.restart_timeout)] if manifest.restart_timeout else None,
+        "dunebugger_release_checks": checks.verification(),
+    }
+    return {name: value for name, value in candidates.items() if value}

@@ -14,7 +14,7 @@ from .playbooks import PlaybookRunner
 
 def main(argv: list[str]) -> int:
     runs_dir, name, run_id, timeout = argv
-    run = PlaybookRunner(Path(runs_dir), timeout_seconds=int(timeout)).run(name, None, run_id=run_id)
+    run = PlaybookRunner(Path(runs_dir), timeout_seconds=float(timeout)).run(name, None, run_id=run_id)
     return 0 if run.succeeded else 1
 
 

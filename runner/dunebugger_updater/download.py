@@ -2,8 +2,10 @@
 
 Only from allowed hosts (GitHub's download hosts and the configured API host), only
 over https unless the configured API itself is plain http (a loopback test server),
-following redirects hop by hop under the same rule, capped in size, and kept only when
-the sha256 matches. A refused or corrupt download leaves nothing behind.
+following redirects hop by hop under the same rule, the API token only for the API's
+own origin, capped in decoded size, finished within `downloadTimeoutSeconds` (every
+hop included), and kept only when the sha256 matches. A refused or corrupt download
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+from . import transfer
 from .errors import DownloadError
 from .statedir import create_new
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +36,7 @@ GITHUB_DOWNLOAD_HOSTS = frozenset({
     "release-assets.githubusercontent.com",
 })
 MAX_REDIRECTS = 5
-CHUNK = 256 * 1024
+READ_TIMEOUT_SECONDS = 60.0  # a peer silent this long is gone, whatever the deadline still allows
 
 
 @dataclass(frozen=True)
@@ -37,17 +44,19 @@ class DownloadPolicy:
     allowed_hosts: frozenset[str]
     http_hosts: frozenset[str]  # hosts that may be reached without TLS
     max_bytes: int
-    api_host: str = ""  # the only host that is shown the API token
+    api_origin: transfer.Origin  # the only origin that is shown the API token
+    deadline_seconds: float  # downloadTimeoutSeconds: every hop and the whole body
 
     @classmethod
-    def for_api(cls, api_url: str, max_bytes: int) -> DownloadPolicy:
-        api = httpx.URL(api_url)
+    def from_settings(cls, settings: Settings) -> DownloadPolicy:
+        api = httpx.URL(settings.github_api_url)
         api_host = api.host or ""
         return cls(
             allowed_hosts=GITHUB_DOWNLOAD_HOSTS | {api_host},
             http_hosts=frozenset({api_host}) if api.scheme == "http" else frozenset(),
-            max_bytes=max_bytes,
-            api_host=api_host,
+            max_bytes=settings.max_download_mb * 1024 * 1024,
+            api_origin=transfer.origin(api),
+            deadline_seconds=settings.download_timeout_seconds,
         )
 
     def check(self, url: str) -> httpx.URL:
@@ -67,22 +76,16 @@ async def download_verified(
     policy: DownloadPolicy,
     *,
     token: str | None = None,
-    timeout: float = 60.0,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Path:
     """Fetch `url` to `destination` and return it, or raise DownloadError leaving nothing."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".partial")
     try:
-        async with httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False) as client:
-            digest = await _fetch(client, url, partial, policy, token)
+        digest = await _download(url, partial, policy, token, transport)
         if digest != sha256.lower():
             raise DownloadError(f"sha256 mismatch for {destination.name}: expected {sha256.lower()}, got {digest}")
         os.replace(partial, destination)
-    except httpx.TimeoutException:
-        raise DownloadError(f"download of {url} timed out after {timeout:g} s") from None
-    except httpx.HTTPError as exc:
-        raise DownloadError(f"download of {url} failed: {exc or type(exc).__name__}") from None
     finally:
         partial.unlink(missing_ok=True)
     return destination
@@ -95,31 +98,39 @@ async def download_bytes(
     max_bytes: int,
     name: str = "download",
     token: str | None = None,
-    timeout: float = 60.0,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> bytes:
-    """A small file (a detached signature) under the same host, scheme and redirect
-    rules and a tighter size cap. No sha256: its reader checks what it proves."""
+    """A small file (a detached signature) under the same host, scheme, redirect and
+    deadline rules and a tighter size cap. No sha256: its reader checks what it proves."""
     small = dataclasses.replace(policy, max_bytes=min(max_bytes, policy.max_bytes))
     with tempfile.TemporaryDirectory(prefix="dunebugger-fetch-") as tmp:
         target = Path(tmp) / (Path(name).name + ".partial")  # `name` is ours: it labels messages
-        try:
-            async with httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False) as client:
-                await _fetch(client, url, target, small, token)
-        except httpx.TimeoutException:
-            raise DownloadError(f"download of {url} timed out after {timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise DownloadError(f"download of {url} failed: {exc or type(exc).__name__}") from None
+        await _download(url, target, small, token, transport)
         return target.read_bytes()
+
+
+async def _download(url: str, target: Path, policy: DownloadPolicy, token: str | None,
+                    transport: httpx.AsyncBaseTransport | None) -> str:
+    """`url` saved to `target`, every hop and the body within the policy's deadline; its sha256."""
+    try:
+        async with httpx.AsyncClient(timeout=min(READ_TIMEOUT_SECONDS, policy.deadline_seconds), transport=transport,
+                                     follow_redirects=False) as client:
+            async with transfer.deadline(policy.deadline_seconds, url, "downloadTimeoutSeconds"):
+                return await _fetch(client, url, target, policy, token)
+    except transfer.TransferError as exc:
+        raise DownloadError(str(exc)) from None
+    except httpx.TimeoutException:
+        raise DownloadError(f"download of {url} timed out: nothing arrived for {READ_TIMEOUT_SECONDS:g} s") from None
+    except httpx.HTTPError as exc:
+        raise DownloadError(f"download of {url} failed: {exc or type(exc).__name__}") from None
 
 
 async def _fetch(client: httpx.AsyncClient, url: str, target: Path, policy: DownloadPolicy, token: str | None) -> str:
     current = policy.check(url)
     for _ in range(MAX_REDIRECTS + 1):
-        # The token is for the API host only; never hand it to a redirect target.
-        headers = {"Accept": "application/octet-stream"}
-        if token and current.host == policy.api_host:
-            headers["Authorization"] = f"Bearer {token}"
+        # Hop by hop: the token goes only to the API's own origin, never to a redirect target.
+        headers = {"Accept": "application/octet-stream", "Accept-Encoding": transfer.ACCEPT_ENCODING,
+                   **transfer.bearer(token, current, policy.api_origin)}
         async with client.stream("GET", current, headers=headers) as response:
             if response.is_redirect:
                 location = response.headers.get("location", "")
@@ -132,15 +143,9 @@ async def _fetch(client: httpx.AsyncClient, url: str, target: Path, policy: Down
 
 
 async def _save(response: httpx.Response, target: Path, max_bytes: int) -> str:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise DownloadError(f"{target.name.removesuffix('.partial')} is {int(declared)} bytes, more than the cap of {max_bytes}")
-    digest, size = hashlib.sha256(), 0
+    digest = hashlib.sha256()
     with os.fdopen(create_new(target), "wb") as handle:  # never through a link planted at the partial's name
-        async for chunk in response.aiter_bytes(CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise DownloadError(f"download is larger than the cap of {max_bytes} bytes")
-            digest.update(chunk)
-            handle.write(chunk)
+        async for piece in transfer.decoded_pieces(response, max_bytes):
+            digest.update(piece)
+            handle.write(piece)
     return digest.hexdigest()

@@ -100,6 +100,7 @@ class HostReport:
     failed: bool = False
     unreachable: bool = False
     changed: int = 0
+    switched: bool = False  # the run got past the point where a failure needs a rollback
 
 
 def host_reports(events: Iterable[RunnerEvent]) -> dict[str, HostReport]:
@@ -122,6 +123,7 @@ def host_reports(events: Iterable[RunnerEvent]) -> dict[str, HostReport]:
             failed=failed,
             unreachable=unreachable,
             changed=int((stats.get("changed") or {}).get(host) or 0),
+            switched=str(data.get("switched")).lower() in ("true", "yes", "1"),
         )
     return reports
 

@@ -1,6 +1,8 @@
 """A loopback HTTP server that answers like the parts of the GitHub API the updater
 uses: releases (latest, list, by tag), tags, repository contents at a ref, and release
-asset downloads with their sha256 `digest`. It speaks ETags and rate-limit answers.
+asset downloads with their sha256 `digest`. It speaks ETags and rate-limit answers,
+can serve hostile answers verbatim (`canned`), trickle them a byte at a time, and
+listen over TLS.
 
 GitHub itself cannot be reached from a device under test or a demo, so tests, the
 benchmarks and `dunebugger-updater demo` run against this instead.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 import threading
 import time
 from collections import Counter
@@ -56,10 +59,13 @@ class FakeGitHub:
         self._repos: dict[str, list[FakeRelease]] = {}
         self._rate_limited: dict[str, int] = {}
         self._canned: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self._trickled: dict[str, float] = {}  # path -> seconds between two bytes of its answer
         self._lock = threading.Lock()
         self.requests: list[SeenRequest] = []
+        self._generation = 0  # bumped by reset(): a request still being answered then is not recorded
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._scheme = "http"
 
     # --- what the server holds ------------------------------------------------------
 
@@ -86,11 +92,19 @@ class FakeGitHub:
         with self._lock:
             self._canned[path] = (status, dict(headers), body)
 
-    def reset(self) -> None:
-        """Forget every repository, canned answer and seen request."""
+    def trickle(self, path: str, every: float) -> None:
+        """Send the head of the answer to GET `path` at once, then its body one byte every
+        `every` seconds: a peer never silent long enough for a read timeout to fire."""
         with self._lock:
+            self._trickled[path] = every
+
+    def reset(self) -> None:
+        """Forget every repository, canned answer and seen request (also those still being answered)."""
+        with self._lock:
+            self._generation += 1
             self._repos.clear()
             self._canned.clear()
+            self._trickled.clear()
             self._rate_limited.clear()
             self.requests.clear()
 
@@ -106,11 +120,15 @@ class FakeGitHub:
     def url(self) -> str:
         assert self._server is not None, "start() the server first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    def start(self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None) -> str:
+        """Listen (over TLS with `tls`, a server-side context holding the certificate)."""
         handler = type("Handler", (_Handler,), {"github": self})
         self._server = _Server((host, port), handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-github", daemon=True)
         self._thread.start()
         return self.url
@@ -215,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:  # noqa: N802 - name fixed by http.server
-        started = time.monotonic()
+        started, generation = time.monotonic(), self.github._generation
         if self.github.latency:
             time.sleep(self.github.latency)
         parts = urlsplit(self.path)
@@ -231,11 +249,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        self._write_body(body, self.github._trickled.get(parts.path, 0.0))
         with self.github._lock:
-            self.github.requests.append(
-                SeenRequest("GET", self.path, headers, status, started, time.monotonic())
-            )
+            if generation == self.github._generation:
+                self.github.requests.append(SeenRequest("GET", self.path, headers, status, started, time.monotonic()))
+
+    def _write_body(self, body: bytes, every: float) -> None:
+        """All at once, or one byte every `every` seconds."""
+        pieces = [body[i:i + 1] for i in range(len(body))] if every else [body]
+        try:
+            for piece in pieces:
+                self.wfile.write(piece)
+                time.sleep(every)
+        except OSError:
+            self.close_connection = True  # a client that stops reading (a cap, a deadline) is no error here
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design
         pass

@@ -45,7 +45,7 @@ from .fleet_status import (
     not_run,
 )
 from .history import History, HistoryEntry, new_run_id
-from .manifest import Manifest, fetch_manifest
+from .manifest import DeviceNames, Manifest, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
 from .releases import Release, client_for
 from .statedir import StateDir
@@ -205,7 +205,7 @@ class FleetUpdater:
         async with client_for(self._settings, self._transport) as client:
             release = await client.find(spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease)
             # Device paths differ across a fleet: the playbook checks the script path on each device.
-            manifest, note = await fetch_manifest(client, spec, release)
+            manifest, note = await fetch_manifest(client, spec, release, device=DeviceNames.of(spec))
         return _ResolvedRelease(release, without_v(release.tag), manifest, note)
 
     def _release_vars(self, spec: ComponentSpec, resolved: _ResolvedRelease, prepared: Prepared) -> dict[str, Any]:

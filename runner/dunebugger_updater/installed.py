@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from .config import ComponentSpec, Settings
+from .environment import child_environment
 from .errors import os_reason
 from .versions import parse_or_none
 
@@ -106,7 +107,8 @@ def running_container_versions(compose_path: Path) -> dict[str, InstalledVersion
         "--format", '{{.Label "com.docker.compose.service"}}\t{{.Image}}\t{{.Label "' + VERSION_LABEL + '"}}',
     ]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=DOCKER_TIMEOUT_SECONDS)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=DOCKER_TIMEOUT_SECONDS,
+                              env=child_environment())
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.debug("cannot ask the container engine: %s", exc)
         return {}

@@ -23,10 +23,10 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -35,7 +35,7 @@ from packaging.version import Version
 
 from .errors import ManifestError
 from .security import is_loopback
-from .versions import NotAVersion, parse_version
+from .versions import NotAVersion, parse_or_none, parse_version
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,17 @@ class Checks:
     version_check: bool = False
     container_running: bool = False
 
+    def verification(self) -> dict[str, Any]:
+        """The checks that verify the release after the switch, keyed as the playbooks'
+        `dunebugger_release_checks`; only what the manifest sets."""
+        values = {
+            "health_url": self.health_url,
+            "health_timeout_seconds": self.health_timeout,
+            "health_expected_status": self.health_expected_status,
+            "service_active_timeout_seconds": self.service_active_timeout,
+        }
+        return {name: value for name, value in values.items() if value}
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -73,7 +84,12 @@ class Manifest:
     artifact_url: str | None = None
     checksum: str | None = None  # lowercase hex sha256
     migration_script: str | None = None  # relative to the release root
+    migration_required: bool = False  # run_migrations without `optional: true`
     image_tag: str | None = None
+    restart_timeout: int | None = None  # restart_service timeout_seconds: the old container's stop
+    container_name: str | None = None  # container_running container_name (checked on the device)
+    informational: tuple[str, ...] = ()  # fields present that only document the procedure
+    source: bytes = field(default=b"", repr=False)  # the exact bytes read (what a signature covers)
 
 
 @cache
@@ -82,19 +98,21 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def load_manifest(data: bytes, *, tag_version: Version, component_type: str,
+                  device: DeviceNames | None = None) -> Manifest:
+    """Parse and check a manifest fetched at the release whose tag is `tag_version`,
+    against the device it would update (when known)."""
+    return _checked(data, Expected(tag_version, component_type, device))
+
+
 @dataclass(frozen=True)
 class Expected:
     """What a device knows when it reads a manifest: the release tag's version, the
-    component's type and install path (None: not compared)."""
+    component's type, how the device names things (None: not compared)."""
 
     tag_version: Version | None = None
     component_type: str | None = None
-    install_path: str | None = None
-
-
-def load_manifest(data: bytes, *, tag_version: Version, component_type: str, install_path: str | None = None) -> Manifest:
-    """Parse and check a manifest fetched at the release whose tag is `tag_version`."""
-    return _checked(data, Expected(tag_version, component_type, install_path))
+    device: DeviceNames | None = None
 
 
 if TYPE_CHECKING:
@@ -111,9 +129,9 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema())
 
 
-def read_manifest(data: bytes, *, install_path: str | None = None) -> Manifest:
+def read_manifest(data: bytes, *, device: DeviceNames | None = None) -> Manifest:
     """Parse, screen and validate a manifest on its own (no release to compare with)."""
-    return _checked(data, Expected(install_path=install_path))
+    return _checked(data, Expected(device=device))
 
 
 def _checked(data: bytes, expected: Expected) -> Manifest:
@@ -123,7 +141,7 @@ def _checked(data: bytes, expected: Expected) -> Manifest:
         raise ManifestRefused("; ".join(hostile[:5]))
     if invalid:
         raise ManifestInvalid("; ".join(invalid[:5]))
-    return manifest_from(document, expected.install_path)
+    return manifest_from(document, expected.device, data)
 
 
 def parse_document(data: bytes) -> Any:
@@ -162,37 +180,6 @@ def problems(document: Any, expected: Expected = Expected()) -> tuple[list[str],
         for refuse, text in _release_problems(document, expected):
             (hostile if refuse else invalid).append(text)
     return hostile, invalid
-
-
-def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[tuple[bool, str]]:
-    """(refused?, problem) for the rules beyond the schema; each looks only at fields
-    of the right shape, so a document that also breaks the schema is still judged."""
-    for field in ("version", "min_remote_version"):
-        if not isinstance(document.get(field), str):
-            continue
-        try:
-            version = parse_version(document[field])
-        except NotAVersion as exc:
-            yield False, f"{field}: {exc}"
-            continue
-        if field == "version" and expected.tag_version is not None and version != expected.tag_version:
-            yield True, f"version: the manifest says {version} but the release tag is {expected.tag_version}"
-    kind = document.get("component_type")
-    if expected.component_type is not None and isinstance(kind, str) and kind != expected.component_type:
-        yield True, f"component_type: {kind!r} does not match the component ({expected.component_type})"
-    for check in _dicts(document.get("post_update_checks")):
-        if check.get("type") == "health_endpoint" and isinstance(check.get("url"), str) and not _on_device(check["url"]):
-            yield True, f"post_update_checks.health_endpoint.url: {check['url']!r} is not on this device (localhost)"
-    for step in _dicts(document.get("update_steps")):
-        script = step.get("script")
-        if step.get("action") == "run_migrations" and isinstance(script, str):
-            if _inside_release(script, expected.install_path) is None:
-                yield True, (f"update_steps.run_migrations.script: {script!r} is outside the release"
-                             + ("" if expected.install_path else " (an absolute path needs the install path)"))
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -277,12 +264,17 @@ class _StrictLoader(yaml.SafeLoader):
             self._depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
-        seen: set[str] = set()
+        seen: list[Any] = []
         for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                if key_node.value in seen:
-                    raise _HostileYaml(f"duplicate key {key_node.value!r}", key_node.start_mark)
-                seen.add(key_node.value)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _HostileYaml("merge keys (<<) are not allowed", key_node.start_mark)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _HostileYaml("a key must be plain text", key_node.start_mark)
+            # By value, not by spelling: `~` and `null`, `yes` and `true` are one key.
+            key = self.construct_object(key_node)
+            if key in seen or key_node.value in seen:
+                raise _HostileYaml(f"duplicate key {key_node.value!r}", key_node.start_mark)
+            seen += [key, key_node.value]
         return super().construct_mapping(node, deep=deep)
 
 
@@ -293,9 +285,11 @@ def _refuse_tag(loader: yaml.SafeLoader, node: Any) -> Any:
 _StrictLoader.add_constructor(None, _refuse_tag)
 
 
-def manifest_from(document: dict[str, Any], install_path: str | None) -> Manifest:
+def manifest_from(document: dict[str, Any], device: DeviceNames | None, source: bytes) -> Manifest:
     """The typed values of a document that `problems` found nothing wrong with."""
-    steps = {step["action"]: step for step in document.get("update_steps", [])}
+    steps, _ = _by_kind(document.get("update_steps", []), "action", "update_steps")
+    pre, _ = _by_kind(document.get("pre_update_checks", []), "type", "pre_update_checks")
+    post, _ = _by_kind(document.get("post_update_checks", []), "type", "post_update_checks")
     download = steps.get("download_artifact", {})
     migration = steps.get("run_migrations")
     compose = steps.get("update_compose", {})
@@ -303,47 +297,197 @@ def manifest_from(document: dict[str, Any], install_path: str | None) -> Manifes
         version=parse_version(document["version"]),
         component_type=document["component_type"],
         min_remote_version=parse_version(document["min_remote_version"]) if "min_remote_version" in document else None,
-        checks=_checks(document.get("pre_update_checks", []), document.get("post_update_checks", [])),
+        checks=_checks(pre, post),
         artifact_url=download.get("url"),
         checksum=download["checksum"].split(":", 1)[1].lower() if "checksum" in download else None,
-        migration_script=_inside_release(migration["script"], install_path) if migration else None,
+        migration_script=_migration_path(migration["script"], device) if migration else None,
+        # Naming a migration is asking for it: only `optional: true` lets a release lack it.
+        migration_required=bool(migration) and migration.get("optional") is not True,
         image_tag=compose.get("image_tag"),
+        restart_timeout=steps.get("restart_service", {}).get("timeout_seconds"),
+        container_name=post.get("container_running", {}).get("container_name"),
+        informational=tuple(name for name in INFORMATIONAL if document.get(name)),
+        source=source,
     )
 
 
-def _checks(pre: list[dict[str, Any]], post: list[dict[str, Any]]) -> Checks:
+# Fields that document a procedure the updater runs its own way; named in the result.
+INFORMATIONAL = ("rollback_steps",)
+
+
+def _by_kind(entries: Any, kind: str, field: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Steps or checks by action/type, and the refusal of every second one of a kind:
+    with two, a reviewer could read one and the device act on the other. Entries of
+    another shape are the schema's to report."""
+    found: dict[str, dict[str, Any]] = {}
+    repeated = []
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        name = entry.get(kind) if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in found:
+            repeated.append(f"{field}[{index}]: a second {name!r}; each {kind} may appear once")
+        found.setdefault(name, entry)
+    return found, repeated
+
+
+def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[tuple[bool, str]]:
+    """(refused?, problem) for the rules beyond the schema. Each looks only at values of
+    the right type, so a document that also breaks the schema is judged all the same."""
+    steps, repeated_steps = _by_kind(document.get("update_steps"), "action", "update_steps")
+    pre, repeated_pre = _by_kind(document.get("pre_update_checks"), "type", "pre_update_checks")
+    post, repeated_post = _by_kind(document.get("post_update_checks"), "type", "post_update_checks")
+    for text in repeated_steps + repeated_pre + repeated_post:
+        yield True, text
+    versions = {}
+    for field, text in (("version", document.get("version")), ("min_remote_version", document.get("min_remote_version")),
+                        ("post_update_checks.version_check.expected_version",
+                         _text(post.get("version_check"), "expected_version"))):
+        if isinstance(text, str):
+            try:
+                versions[field] = parse_version(text)
+            except NotAVersion as exc:
+                yield False, f"{field}: {exc}"
+    version = versions.get("version")
+    if version is not None and expected.tag_version is not None and version != expected.tag_version:
+        yield True, f"version: the manifest says {version} but the release tag is {expected.tag_version}"
+    kind = document.get("component_type")
+    if expected.component_type is not None and isinstance(kind, str) and kind != expected.component_type:
+        yield True, f"component_type: {kind!r} does not match the component ({expected.component_type})"
+    url = _text(post.get("health_endpoint"), "url")
+    if url is not None and not is_loopback(urlsplit(url).hostname or ""):
+        # Only the device's own health endpoints: `localhost` or a loopback address
+        # (not a name that merely starts with "127.").
+        yield True, f"post_update_checks.health_endpoint.url: {url!r} is not on this device (localhost)"
+    if version is not None:
+        for text in _contradictions(document, steps, pre, post, version, expected.device):
+            yield True, text
+
+
+def _text(entry: dict[str, Any] | None, key: str) -> str | None:
+    """entry[key] when it is text (a value of another type is the schema's to report)."""
+    value = entry.get(key) if isinstance(entry, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _checks(pre: dict[str, dict[str, Any]], post: dict[str, dict[str, Any]]) -> Checks:
     values: dict[str, Any] = {}
-    for check in pre:
-        if check["type"] == "disk_space":
-            values["min_free_mb"] = check["minimum_mb"]
-        elif check["type"] == "service_running":
-            values["require_service_running"] = True
-        elif check["type"] == "backup_exists":
-            values["backup_max_age_hours"] = check.get("max_age_hours", 24)
-    for check in post:
-        if check["type"] == "service_active":
-            values["service_active_timeout"] = check.get("timeout_seconds")
-        elif check["type"] == "health_endpoint":
-            values.update(health_url=check["url"], health_timeout=check.get("timeout_seconds"),
-                          health_expected_status=check.get("expected_status"))
-        elif check["type"] == "version_check":
-            values["version_check"] = True
-        elif check["type"] == "container_running":
-            values["container_running"] = True
+    if "disk_space" in pre:
+        values["min_free_mb"] = pre["disk_space"]["minimum_mb"]
+    if "service_running" in pre:
+        values["require_service_running"] = True
+    if "backup_exists" in pre:
+        values["backup_max_age_hours"] = pre["backup_exists"].get("max_age_hours", 24)
+    if "service_active" in post:
+        values["service_active_timeout"] = post["service_active"].get("timeout_seconds")
+    if "health_endpoint" in post:
+        check = post["health_endpoint"]
+        values.update(health_url=check["url"], health_timeout=check.get("timeout_seconds"),
+                      health_expected_status=check.get("expected_status"))
+    values["version_check"] = "version_check" in post
+    values["container_running"] = "container_running" in post
     return Checks(**values)
 
 
-def _on_device(url: str) -> bool:
-    """A manifest may only point the device at its own health endpoints: `localhost` or
-    a loopback address (not a name that merely starts with "127.")."""
-    return is_loopback(urlsplit(url).hostname or "")
+@dataclass(frozen=True)
+class DeviceNames:
+    """How the configured device names what a manifest may mention. A manifest that names
+    another service, image, installation or archive contradicts the device and is refused:
+    the updater acts on its own configuration, and a manifest that disagrees with it was
+    written for another device (or by someone who should not be trusted)."""
+
+    install_path: str | None = None
+    backup_path: str | None = None
+    service_name: str | None = None  # python_app: the service unit
+    service: str | None = None  # container: the compose service
+    image: str | None = None  # container: the image repository, without tag
+    asset_pattern: str | None = None  # python_app: the release archive, with {version}
+
+    @classmethod
+    def of(cls, spec: ComponentSpec, backup_path: Path | str | None = None) -> DeviceNames:
+        if spec.is_container:
+            return cls(backup_path=str(backup_path) if backup_path else None, service=spec.service, image=spec.image)
+        return cls(install_path=str(spec.install_path) if spec.install_path else None,
+                   backup_path=str(backup_path) if backup_path else None,
+                   service_name=spec.service_name, asset_pattern=spec.asset_pattern)
 
 
-def _inside_release(script: str, install_path: str | None) -> str | None:
+def _contradictions(document: dict[str, Any], steps: dict[str, dict[str, Any]], pre: dict[str, dict[str, Any]],
+                    post: dict[str, dict[str, Any]], version: Version,
+                    device: DeviceNames | None) -> Iterator[str]:
+    """Every value that disagrees with the release or with the device, one line each."""
+    script = _text(steps.get("run_migrations"), "script")
+    if script is not None and _migration_path(script, device) is None:
+        yield f"update_steps.run_migrations.script: {script!r} is outside the release"
+    expected = _text(post.get("version_check"), "expected_version")
+    if expected is not None and parse_or_none(expected) not in (None, version):  # no version at all: invalid
+        yield f"post_update_checks.version_check.expected_version: {expected!r} is not the release's version {version}"
+    if device is None:
+        return
+    named = {  # field -> (value in the manifest, what the device calls it)
+        "pre_update_checks.service_running.service_name": (_text(pre.get("service_running"), "service_name"),
+                                                           device.service_name or device.service),
+        "post_update_checks.service_active.service_name": (_text(post.get("service_active"), "service_name"),
+                                                           device.service_name),
+        "update_steps.stop_service.service_name": (_text(steps.get("stop_service"), "service_name"),
+                                                   device.service_name),
+        "update_steps.start_service.service_name": (_text(steps.get("start_service"), "service_name"),
+                                                    device.service_name),
+        "update_steps.update_compose.service": (_text(steps.get("update_compose"), "service"), device.service),
+        "update_steps.restart_service.service": (_text(steps.get("restart_service"), "service"), device.service),
+        "update_steps.backup_installation.source": (_text(steps.get("backup_installation"), "source"),
+                                                    device.install_path),
+        "update_steps.extract_artifact.destination": (_text(steps.get("extract_artifact"), "destination"),
+                                                      device.install_path),
+    }
+    for field, (value, own) in named.items():
+        if value is not None and own is not None and value.rstrip("/") != own.rstrip("/"):
+            yield f"{field}: {value!r} is not this device's {own!r}"
+    yield from _artifact_contradictions(steps, document["version"].lstrip("vV"), device)  # a version: text
+    yield from _image_contradictions(steps, version, device)
+
+
+def _artifact_contradictions(steps: dict[str, dict[str, Any]], version_text: str,
+                             device: DeviceNames) -> Iterator[str]:
+    archive = _text(steps.get("extract_artifact"), "archive")
+    if archive is not None and device.asset_pattern:
+        own = device.asset_pattern.replace("{version}", version_text)
+        if PurePosixPath(archive).name != own:
+            yield f"update_steps.extract_artifact.archive: {archive!r} is not the release archive {own!r}"
+    backup = _text(steps.get("backup_installation"), "destination")
+    if backup is not None and device.backup_path and PurePosixPath(device.backup_path) not in PurePosixPath(backup).parents:
+        yield f"update_steps.backup_installation.destination: {backup!r} is outside this device's backupPath {device.backup_path!r}"
+    requirements = _text(steps.get("install_requirements"), "requirements_file")
+    if requirements is not None:
+        allowed = {"requirements.txt"} | ({f"{device.install_path}/requirements.txt"} if device.install_path else set())
+        if requirements not in allowed:
+            yield (f"update_steps.install_requirements.requirements_file: {requirements!r}: only the release's own "
+                   "requirements.txt is installed")
+
+
+def _image_contradictions(steps: dict[str, dict[str, Any]], version: Version, device: DeviceNames) -> Iterator[str]:
+    image = _text(steps.get("pull_image"), "image")
+    if image is None or not device.image:
+        return
+    repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+    if repository != device.image:
+        yield f"update_steps.pull_image.image: {image!r} is not this device's image {device.image!r}"
+    if tag and tag != _text(steps.get("update_compose"), "image_tag") and not _same_version(tag, version):
+        yield f"update_steps.pull_image.image: tag {tag!r} is not release {version}"
+
+
+def _same_version(tag: str, version: Version) -> bool:
+    try:
+        return parse_version(tag) == version
+    except NotAVersion:
+        return False
+
+
+def _migration_path(script: str, device: DeviceNames | None) -> str | None:
     """The script as a path relative to the new release; None when it is outside it."""
     path = PurePosixPath(script)
     if path.is_absolute():
-        root = PurePosixPath(install_path) if install_path else None
+        root = PurePosixPath(device.install_path) if device and device.install_path else None
         if root is None or root not in path.parents:
             return None
         path = path.relative_to(root)
@@ -353,7 +497,7 @@ def _inside_release(script: str, install_path: str | None) -> str | None:
 
 
 async def fetch_manifest(
-    client: ReleaseClient, spec: ComponentSpec, release: Release, *, install_path: str | None = None
+    client: ReleaseClient, spec: ComponentSpec, release: Release, *, device: DeviceNames | None = None
 ) -> tuple[Manifest | None, str]:
     """The release's manifest and a note for the result. An invalid one means the
     built-in procedure (the note says why); a refused one raises ManifestRefused
@@ -362,10 +506,18 @@ async def fetch_manifest(
     if data is None:
         return None, "no manifest: built-in procedure"
     try:
-        manifest = load_manifest(data, tag_version=release.version, component_type=spec.type, install_path=install_path)
+        manifest = load_manifest(data, tag_version=release.version, component_type=spec.type, device=device)
     except ManifestInvalid as exc:
         log.warning("%s: invalid update manifest at %s: %s", spec.name, release.tag, exc)
         return None, f"invalid manifest ({exc}): built-in procedure"
     except ManifestRefused as exc:
         raise ManifestRefused(f"the update manifest at {release.tag} is refused: {exc}") from None
-    return manifest, "manifest used"
+    return manifest, manifest_note(manifest)
+
+
+def manifest_note(manifest: Manifest) -> str:
+    """What the result says about a manifest in use, naming fields it does not act on."""
+    if not manifest.informational:
+        return "manifest used"
+    return (f"manifest used; {', '.join(manifest.informational)}: informational only "
+            "(the updater's own rollback runs, verified with the restored release's checks)")

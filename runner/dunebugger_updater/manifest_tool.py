@@ -36,6 +36,7 @@ from .config import COMPONENT_TYPES, REPO, ComponentSpec, Settings
 from .errors import BadRequest, os_reason
 from .manifest import (
     MAX_MANIFEST_BYTES,
+    DeviceNames,
     Expected,
     Manifest,
     ManifestError,
@@ -100,8 +101,8 @@ def run_validate(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.file)
     data = _read_capped(path)
     spec = _component(settings, args.component, data)
-    errors, manifest = check(data, Expected(_tag_version(args.version), spec.type if spec else args.component,
-                                            str(spec.install_path) if spec and spec.install_path else None))
+    device = DeviceNames.of(spec, settings.backup_path) if spec else None
+    errors, manifest = check(data, Expected(_tag_version(args.version), spec.type if spec else args.component, device))
     for verdict, message in errors:
         print(f"{path}: {verdict}: {message}", file=sys.stderr)
     if manifest is None:
@@ -136,7 +137,7 @@ def check(data: bytes, expected: Expected = Expected()) -> tuple[list[tuple[str,
         return [(VERDICT[type(exc)], str(exc))], None
     hostile, invalid = problems(document, expected)
     errors = [(VERDICT[ManifestRefused], text) for text in hostile] + [(VERDICT[ManifestInvalid], text) for text in invalid]
-    return errors, None if errors else manifest_from(document, expected.install_path)
+    return errors, None if errors else manifest_from(document, expected.device, data)
 
 
 def _component(settings: Settings, wanted: str | None, data: bytes) -> ComponentSpec | None:
@@ -249,7 +250,8 @@ def generate(request: GenerateRequest) -> str:
         **_container_context(request),
     }
     text = render(context)
-    errors, _ = check(text.encode("utf-8"), Expected(parse_or_none(version), request.component_type, request.install_path))
+    device = DeviceNames(install_path=request.install_path)  # what the request describes
+    errors, _ = check(text.encode("utf-8"), Expected(parse_or_none(version), request.component_type, device))
     if errors:
         raise GenerateError("the generated manifest would not be used by a device: "
                             + "; ".join(message for _, message in errors))

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .environment import child_environment
 from .results import UpdateResult
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Notifier:
             child = await asyncio.create_subprocess_exec(
                 self._python, "-m", "dunebugger_updater.notify",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                env=child_environment(),
             )
         except OSError as exc:
             log.warning("notification %r not sent: cannot start the sender: %s", title, exc)

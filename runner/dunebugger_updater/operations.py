@@ -1,11 +1,15 @@
 """Updates, rollbacks and crash recovery on this device, as explicit stages:
 
-    lock -> plan (release, version rules, manifest) -> prepare (download, verify)
-         -> [dry run stops here] -> journal -> playbook -> result -> history -> unlock
+    settle a cut-off run -> plan (release, version rules, manifest) -> prepare (download,
+    verify) -> [dry run stops here] -> lock -> journal -> playbook -> result -> history
+    -> journal cleared -> unlock
 
-Anything that fails before the playbook starts has changed nothing on the device.
-The playbook itself rolls back what it switched (block/rescue). A journal left behind
-by a run that was cut off is settled by `recover()` before the next operation.
+Waiting on the network never holds the device lock: an operator's rollback or recovery
+is not answered "busy" because a download trickles. Anything that fails before the
+playbook starts has changed nothing on the device. The playbook rolls back what it
+switched (block/rescue); a run stopped at its deadline, or cut off by a crash, is rolled
+back by the vetted rollback playbook, and the journal stays until the device runs a
+verified release again.
 """
 
 from __future__ import annotations
@@ -21,17 +25,18 @@ from typing import Any
 
 import httpx
 
+from . import processes
 from .checker import Clock, local_now
 from .config import ComponentSpec, Settings
 from .container_procedure import ContainerProcedure
 from .core_procedure import CoreProcedure
-from .errors import DownloadError, ManifestError, PreflightError, ReleaseLookupError
+from .errors import Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from .events import Progress, RunnerEvent, host_reports, last_failure, progress
 from .history import History, HistoryEntry, new_run_id
 from .installed import InstalledVersion, installed_version
 from .journal import Journal, JournalEntry
 from .lock import DeviceLock
-from .manifest import Manifest, fetch_manifest
+from .manifest import DeviceNames, Manifest, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
 from .releases import Release, client_for
 from .results import UpdateResult
@@ -81,16 +86,18 @@ class DeviceOperations:
         if version is not None:
             version = requested_version(version, "--version")
         started = self._stamp()
-        with self._locked(f"update of {name}"):
+        with self._locked(f"update of {name}"):  # busy at once, and a cut-off run settled first
             await self._recover_locked()
-            try:
-                return await self._update_locked(spec, version, dry_run, started)
-            except Exception as exc:  # noqa: BLE001 - an update must always end in the history
-                log.exception("update of %s failed unexpectedly", name)
-                result = UpdateResult(spec.name, False, f"{spec.name} update failed: internal error: {exc!r}",
-                                      "failed", dry_run=dry_run)
-                # A journal left by a run it interrupted stays: the next start settles it.
-                return self._record("update", spec, None, None, started, result, settled=False)
+        try:
+            return await self._update(spec, version, dry_run, started)
+        except Exception as exc:  # noqa: BLE001 - an update must always end in the history
+            if isinstance(exc, Busy):
+                raise
+            log.exception("update of %s failed unexpectedly", name)
+            result = UpdateResult(spec.name, False, f"{spec.name} update failed: internal error: {exc!r}",
+                                  "failed", dry_run=dry_run)
+            # A journal left by a run it interrupted stays: the next start settles it.
+            return self._record("update", spec, started, result)
 
     async def rollback(self, name: str, *, to: str | None = None) -> UpdateResult:
         spec = self._settings.component(name)
@@ -104,12 +111,12 @@ class DeviceOperations:
             if missing:
                 result = UpdateResult(spec.name, False, f"{spec.name} rollback refused: {missing}. Nothing was changed.",
                                       "refused", from_version=before)
-                return self._record("rollback", spec, None, None, started, result)
+                return self._record("rollback", spec, started, result)
             values = self._procedure(spec).rollback_vars(spec, to)
             run = await self._run_playbook("rollback", spec, before, to or "previous", values, started)
             after = (await self._installed(spec)).version
             result = self._rollback_result(spec, before, after, run)
-            return self._record("rollback", spec, None, run, started, result)
+            return self._finish("rollback", spec, started, result, run)
 
     async def recover(self) -> UpdateResult | None:
         """Settle a run that was cut off; None when there was nothing to settle."""
@@ -118,26 +125,35 @@ class DeviceOperations:
 
     # --- stages ----------------------------------------------------------------------
 
-    async def _update_locked(self, spec: ComponentSpec, version: str | None, dry_run: bool, started: str) -> UpdateResult:
+    async def _update(self, spec: ComponentSpec, version: str | None, dry_run: bool, started: str) -> UpdateResult:
         try:
             plan = await self._plan(spec, version)
         except ReleaseLookupError as exc:
-            return self._record("update", spec, None, None, started, refused(spec, exc.reason, dry_run))
+            return self._record("update", spec, started, refused(spec, exc.reason, dry_run))
         except (PreflightError, ManifestError) as exc:
-            return self._record("update", spec, None, None, started, refused(spec, str(exc), dry_run))
+            return self._record("update", spec, started, refused(spec, str(exc), dry_run))
         if plan is None:
             current = (await self._installed(spec)).version
             result = UpdateResult(spec.name, True, f"{spec.name} is already at the newest version ({current})",
                                   "up_to_date", dry_run=dry_run, from_version=current, to_version=current)
-            return self._record("update", spec, None, None, started, result)
+            return self._record("update", spec, started, result)
         try:
             values, details = await self._prepare(plan)
-        except DownloadError as exc:
-            return self._record("update", spec, plan, None, started, refused(spec, str(exc), dry_run, plan))
+        except (DownloadError, ManifestError) as exc:
+            return self._record("update", spec, started, refused(spec, str(exc), dry_run, plan))
         if dry_run:
-            return self._record("dry_run", spec, plan, None, started, self._dry_run_result(plan, details))
-        run = await self._run_playbook("update", spec, plan.from_version, plan.version_text, values, started)
-        return self._record("update", spec, plan, run, started, self._update_result(spec, plan, run))
+            return self._record("dry_run", spec, started, self._dry_run_result(plan, details))
+        with self._locked(f"update of {spec.name}"):
+            await self._recover_locked()
+            now = (await self._installed(spec)).version
+            if now != plan.from_version:
+                reason = (f"{spec.name} changed from {plan.from_version or 'nothing'} to {now or 'nothing'} "
+                          "while the release was prepared; ask again")
+                return self._record("update", spec, started, refused(spec, reason, dry_run, plan))
+            run = await self._run_playbook("update", spec, plan.from_version, plan.version_text, values, started)
+            if run.cut_off:
+                return await self._roll_back_cut_off(spec, plan, run, started)
+            return self._finish("update", spec, started, self._update_result(spec, plan, run), run)
 
     async def _prepare(self, plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
         """The playbook's extra-vars and what a dry run reports. For core this downloads
@@ -148,6 +164,7 @@ class DeviceOperations:
             details = self._container.dry_run_details(spec, plan.version_text)
         else:
             prepared = await self._core.prepare(self._core.artifact(spec, plan.release, plan.version_text, plan.manifest))
+            self._core.check_release(prepared, plan.manifest)
             values = self._core.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest)
             details = _artifact_details(prepared)
         return values, {**details, "checks": _checks_of(values)}
@@ -166,12 +183,26 @@ class DeviceOperations:
                 raise PreflightError(
                     f"{release.version} is older than the running {installed.version}; update never goes back (use rollback)"
                 )
-            install_path = str(spec.install_path) if spec.install_path else None
-            manifest, note = await fetch_manifest(client, spec, release, install_path=install_path)
+            device = DeviceNames.of(spec, self._settings.backup_path)
+            manifest, note = await fetch_manifest(client, spec, release, device=device)
         if manifest and manifest.min_remote_version and spec.name != "remote":
             await self._check_remote_version(manifest)
+        self._check_waits_fit(spec, manifest)
         version_text = self._container.target_tag(release, manifest) if spec.is_container else without_v(release.tag)
         return Plan(spec, installed.version, release, version_text, manifest, note)
+
+    def _check_waits_fit(self, spec: ComponentSpec, manifest: Manifest | None) -> None:
+        """A run whose checks after the switch could outlast the run's deadline would be
+        stopped half-verified: refuse it before anything changes."""
+        waits = self._procedure(spec).post_switch_waits(spec, manifest)
+        total = sum(seconds for _, seconds in waits)
+        limit = self._settings.playbook_timeout_minutes * 60
+        if total > limit:
+            parts = " + ".join(f"{name} {seconds:g} s" for name, seconds in waits)
+            raise PreflightError(
+                f"the checks after the switch may wait {total:g} s ({parts}), longer than a run may take "
+                f"(playbookTimeoutMinutes = {self._settings.playbook_timeout_minutes:g}, {limit:g} s): shorten "
+                "those checks or raise playbookTimeoutMinutes")
 
     async def _check_remote_version(self, manifest: Manifest) -> None:
         remote = self._settings.components.get("remote")
@@ -220,7 +251,7 @@ class DeviceOperations:
         procedure = self._procedure(spec)
         finished = self._runner.load(
             procedure.update_playbook if entry.action == "update" else procedure.rollback_playbook, entry.run_id)
-        if finished is not None:
+        if finished is not None and _settles_device(finished):
             return await self._settle_finished(entry, spec, finished, started)
         return await self._roll_back_interrupted(entry, spec, started)
 
@@ -232,16 +263,11 @@ class DeviceOperations:
             result = self._update_result(spec, _FinishedPlan(spec, entry.from_version, entry.to_version), finished)
         else:
             result = self._rollback_result(spec, entry.from_version, (await self._installed(spec)).version, finished)
-        return self._record("recovery", spec, None, finished, started, result)
+        return self._finish("recovery", spec, started, result, finished)
 
     async def _roll_back_interrupted(self, entry: JournalEntry, spec: ComponentSpec, started: str) -> UpdateResult:
         """The run was cut off: put the device back on the version it ran before."""
-        target = entry.from_version if entry.action == "update" else entry.to_version
-        if target == "previous":
-            target = None
-        values = self._procedure(spec).rollback_vars(spec, target or None)
-        run = await self._run_playbook("rollback", spec, None, target or "previous", values, started)
-        after = (await self._installed(spec)).version
+        run, after = await self._restore(spec, entry, started)
         if run.succeeded:
             result = UpdateResult(spec.name, True, f"Recovered {spec.name}: the {entry.action} to {entry.to_version} was "
                                   f"interrupted; {spec.name} runs {after}", "recovered",
@@ -249,7 +275,36 @@ class DeviceOperations:
         else:
             result = UpdateResult(spec.name, False, f"Recovery of {spec.name} failed: {_failure_text(run)}", "failed",
                                   from_version=entry.from_version, to_version=after, run_id=run.run_id)
-        return self._record("recovery", spec, None, run, started, result)
+        return self._finish("recovery", spec, started, result, run)
+
+    async def _roll_back_cut_off(self, spec: ComponentSpec, plan: Plan, cut: PlaybookRun, started: str) -> UpdateResult:
+        """The update was stopped at its deadline, maybe between switch and verification:
+        the vetted rollback playbook puts the previous release back and verifies it."""
+        where = _last_task(cut)
+        deadline = f"its deadline (playbookTimeoutMinutes = {self._settings.playbook_timeout_minutes:g})"
+        entry = JournalEntry(cut.run_id, "update", spec.name, plan.from_version, plan.version_text, started)
+        run, after = await self._restore(spec, entry, started)
+        common = dict(from_version=plan.from_version, to_version=plan.version_text, run_id=cut.run_id,
+                      manifest=plan.manifest_note)
+        stopped = f"{spec.name} update to {plan.version_text} was stopped at {deadline}{where}"
+        if run.succeeded:
+            text = f"{stopped}. Rolled back: {spec.name} runs {after} again and passes its checks."
+            result = UpdateResult(spec.name, False, text, "rolled_back", **common)
+        else:
+            text = (f"{stopped}. The rollback to {plan.from_version or 'the previous release'} FAILED: "
+                    f"{_failure_text(run)}. `dunebugger-updater recover` tries again.")
+            result = UpdateResult(spec.name, False, text, "failed", **common)
+        return self._finish("update", spec, started, result, run)
+
+    async def _restore(self, spec: ComponentSpec, entry: JournalEntry, started: str) -> tuple[PlaybookRun, str | None]:
+        """Run the rollback playbook back to the version the journal's run started from;
+        returns that run and what is installed afterwards."""
+        target = entry.from_version if entry.action == "update" else entry.to_version
+        if target == "previous":
+            target = None
+        values = self._procedure(spec).rollback_vars(spec, target or None)
+        run = await self._run_playbook("rollback", spec, None, target or "previous", values, started)
+        return run, (await self._installed(spec)).version
 
     # --- results ---------------------------------------------------------------------
 
@@ -277,8 +332,8 @@ class DeviceOperations:
         return UpdateResult(plan.spec.name, True, text, "dry_run", dry_run=True, from_version=plan.from_version,
                             to_version=plan.version_text, manifest=plan.manifest_note, details=details)
 
-    def _record(self, action: str, spec: ComponentSpec, plan: Plan | None, run: PlaybookRun | None,
-                started: str, result: UpdateResult, *, settled: bool = True) -> UpdateResult:
+    def _record(self, action: str, spec: ComponentSpec, started: str, result: UpdateResult,
+                run: PlaybookRun | None = None) -> UpdateResult:
         action = "dry_run" if result.dry_run else action  # a refused dry run is still a dry run
         if result.run_id is None:  # refusals get a run id too: the result and its history line share it
             result = dataclasses.replace(result, run_id=run.run_id if run else new_run_id(self._clock(), spec.name, action))
@@ -288,9 +343,16 @@ class DeviceOperations:
             outcome=result.outcome, success=result.success, message=result.message,
             started_at=started, finished_at=self._stamp(),
         ))
+        return result
+
+    def _finish(self, action: str, spec: ComponentSpec, started: str, result: UpdateResult,
+                run: PlaybookRun) -> UpdateResult:
+        """Record the run's result; then, if the device runs a verified release again,
+        clear the journal. Until then every start of the updater retries the rollback."""
+        self._record(action, spec, started, result, run)
         # Only now is the run's outcome safe on disk; a crash before this line is
         # settled by recovery, which reads the journal.
-        if settled:
+        if _settles_device(run):
             self._journal.finish()
         return result
 
@@ -333,18 +395,33 @@ def _artifact_details(prepared: Any) -> dict[str, Any]:
     }
 
 
-CHECK_VARIABLES = (
-    "core_min_free_mb", "core_check_service_running_before", "core_health_url", "core_health_timeout_seconds",
-    "core_health_expected_status", "core_service_active_timeout_seconds", "core_migration_script",
-    "container_min_free_mb", "container_health_url", "container_health_timeout_seconds",
-    "container_health_expected_status",
-)
+# extra-var -> its name in a dry run's report of the checks a run would make
+PLANNED_CHECKS = {
+    "core_min_free_mb": "min_free_mb",
+    "container_min_free_mb": "min_free_mb",
+    "core_check_service_running_before": "service_running_before",
+    "container_check_service_running_before": "service_running_before",
+    "core_backup_max_age_hours": "backup_max_age_hours",
+    "container_backup_max_age_hours": "backup_max_age_hours",
+    "container_expected_name": "container_name",
+    "core_migration_script": "migration_script",
+    "core_migration_required": "migration_required",
+    "core_health_url": "health_url",
+    "container_health_url": "health_url",
+    "core_health_timeout_seconds": "health_timeout_seconds",
+    "container_health_timeout_seconds": "health_timeout_seconds",
+    "core_health_expected_status": "health_expected_status",
+    "container_health_expected_status": "health_expected_status",
+    "core_service_active_timeout_seconds": "service_active_timeout_seconds",
+}
 
 
 def _checks_of(values: dict[str, Any]) -> dict[str, Any]:
-    """The pre- and post-checks a run would make (what a dry run reports)."""
-    return {name: str(values[name]) if isinstance(values[name], Path) else values[name]
-            for name in CHECK_VARIABLES if name in values}
+    """The pre- and post-checks a run would make (what a dry run reports): the device's,
+    with what the release's manifest asks for."""
+    checks = {label: str(values[name]) if isinstance(values[name], Path) else values[name]
+              for name, label in PLANNED_CHECKS.items() if name in values}
+    return {**checks, **values.get("dunebugger_release_checks", {})}
 
 
 def _failure_text(run: PlaybookRun) -> str:
@@ -364,6 +441,24 @@ class _FinishedPlan:
     manifest_note: str = ""
 
 
+def _settles_device(run: PlaybookRun) -> bool:
+    """Whether the device runs a verified release after `run`: it succeeded, or the play
+    itself rolled back, refused, or failed before it switched anything."""
+    if run.succeeded:
+        return True
+    if run.cut_off:
+        return False
+    report = next(iter(host_reports(run.events).values()), None)
+    if report is None:
+        return False
+    return report.outcome in ("rolled_back", "refused") or (report.outcome == "failed" and not report.switched)
+
+
+def _last_task(run: PlaybookRun) -> str:
+    task = next((event.task for event in reversed(run.events) if event.is_task_start and event.task), None)
+    return f" during '{task}'" if task else ""
+
+
 def _wait_for_detached_run(settings: Settings, run_id: str, timeout: float = 3600) -> None:
     """A detached run may still be going (we are the restarted caller): let it finish."""
     pid_file = settings.state_path / "runs" / run_id / "detached.pid"
@@ -372,13 +467,5 @@ def _wait_for_detached_run(settings: Settings, run_id: str, timeout: float = 360
     except (OSError, ValueError):
         return
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while processes.alive(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -2,16 +2,19 @@
 
 Only playbooks shipped in this package run (looked up by bare name, never by path).
 Each run gets a private data dir under statePath/runs/<run id> holding the extra-vars
-file, the runner's artifacts (stdout, every event as JSON) for diagnosis; the newest
-runs are kept, older ones pruned. ansible-runner is synchronous and starts
-`ansible-playbook` as a child process: callers run `run()` in a worker thread.
+file, the runner's artifacts (stdout, every event as JSON, the command and its
+environment) for diagnosis; the newest runs are kept, older ones pruned. ansible-runner
+is synchronous and starts `ansible-playbook` as a child process: callers run `run()` in
+a worker thread.
+
+`ansible-playbook`, and so everything it starts, gets the explicit environment of
+`environment.child_environment` plus Ansible's settings: never the updater's own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import extravars
+from . import extravars, processes
+from .environment import child_environment
 from .errors import PlaybookError
 from .events import RunnerEvent, parse_event
 
@@ -33,6 +37,13 @@ PLAYBOOK_DIR = CONTENT_DIR / "playbooks"
 ROLES_DIR = CONTENT_DIR / "roles"
 LOCAL_INVENTORY = CONTENT_DIR / "inventory" / "localhost.yml"
 RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+TIMED_OUT = "timeout"  # our status for a run stopped at its deadline
+
+# What ansible-runner adds to a child's environment for its callback plugin and artifacts.
+RUNNER_VARIABLES = (
+    "ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_HOST_KEY_CHECKING",
+    "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION", "AWX_ISOLATED_DATA_DIR",
+)
 
 EventHandler = Callable[[RunnerEvent], None]
 
@@ -50,6 +61,12 @@ class PlaybookRun:
     def succeeded(self) -> bool:
         return self.status == "successful"
 
+    @property
+    def cut_off(self) -> bool:
+        """Stopped before the play could end on its own (deadline, cancel): whatever it
+        switched was not rolled back by the play itself."""
+        return self.status in (TIMED_OUT, "canceled")
+
 
 def playbook_path(name: str) -> Path:
     path = PLAYBOOK_DIR / f"{name}.yml"
@@ -59,7 +76,7 @@ def playbook_path(name: str) -> Path:
 
 
 class PlaybookRunner:
-    def __init__(self, runs_dir: Path, *, keep: int = 20, timeout_seconds: int = 1800) -> None:
+    def __init__(self, runs_dir: Path, *, keep: int = 20, timeout_seconds: float = 1800) -> None:
         self._runs_dir = runs_dir
         self._keep = keep
         self._timeout = timeout_seconds
@@ -76,13 +93,16 @@ class PlaybookRunner:
         forks: int | None = None,
     ) -> PlaybookRun:
         import ansible_runner  # heavy: imported only when a run needs it
+        from ansible_runner.utils import signal_handler
 
         playbook, environment = self.check(name, run_id)
         data_dir = self._runs_dir / run_id
         if values is not None:
             extravars.write(data_dir / "env" / "extravars", values)
         events: list[RunnerEvent] = []
-        runner = ansible_runner.run(
+        deadline = _Deadline(self._timeout, data_dir)
+        config = _prepared_config(
+            {**environment, **({} if inventory else _private_ansible_dirs(data_dir))},
             private_data_dir=str(data_dir),
             project_dir=str(CONTENT_DIR),
             playbook=str(playbook.relative_to(CONTENT_DIR)),
@@ -90,21 +110,21 @@ class PlaybookRunner:
             limit=limit,
             forks=forks,
             ident=run_id,
-            envvars={**environment, **({} if inventory else _private_ansible_dirs(data_dir))},
-            event_handler=_collecting_handler(events, on_event),
-            quiet=True,
-            timeout=self._timeout,
-            suppress_env_files=True,
+            settings={"pexpect_timeout": 1},  # how often the deadline is looked at
         )
+        # SIGINT/SIGTERM cancel the run, as ansible-runner does (it can listen only in the main thread).
+        stop_requested = signal_handler() or (lambda: False)
+        runner = ansible_runner.Runner(config, event_handler=_collecting_handler(events, on_event),
+                                       cancel_callback=lambda: deadline.passed() or stop_requested())
+        runner.run()
+        artifacts = data_dir / "artifacts" / run_id
+        status = str(runner.status)
+        if deadline.expired:
+            status = TIMED_OUT
+            (artifacts / "status").write_text(TIMED_OUT, encoding="utf-8")  # what recovery reads
         self._prune()
-        return PlaybookRun(
-            run_id=run_id,
-            playbook=name,
-            status=str(runner.status),
-            rc=runner.rc,
-            events=tuple(events),
-            artifacts=data_dir / "artifacts" / run_id,
-        )
+        return PlaybookRun(run_id=run_id, playbook=name, status=status, rc=runner.rc, events=tuple(events),
+                           artifacts=artifacts)
 
     @staticmethod
     def check(name: str, run_id: str) -> tuple[Path, dict[str, str]]:
@@ -129,6 +149,7 @@ class PlaybookRunner:
                 [sys.executable, "-m", "dunebugger_updater.detached", str(self._runs_dir), name, run_id,
                  str(self._timeout)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+                env=child_environment(),
             )
         (data_dir / "detached.pid").write_text(f"{child.pid}\n")
         seen: set[str] = set()
@@ -168,6 +189,37 @@ class PlaybookRunner:
         runs = sorted((p for p in self._runs_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
         for old in runs[: max(0, len(runs) - self._keep)]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+class _Deadline:
+    """ansible-runner's cancel callback: at the deadline, end every process of the run
+    (ansible-runner alone would leave Ansible's worker and its module running)."""
+
+    def __init__(self, seconds: float, data_dir: Path) -> None:
+        self._at = time.monotonic() + seconds
+        self._marker = str(data_dir)  # in ansible-playbook's argv (-e @DATA_DIR/env/extravars)
+        self.expired = False
+
+    def passed(self) -> bool:
+        if time.monotonic() < self._at:
+            return False
+        if not self.expired:
+            self.expired = True
+            log.error("playbook run in %s reached its deadline; stopping it", self._marker)
+            for pid in processes.children_running(os.getpid(), self._marker):
+                processes.end_tree(pid)
+        return True
+
+
+def _prepared_config(environment: dict[str, str], **options: Any) -> Any:
+    """ansible-runner's config of one run, whose child gets `environment` and the
+    runner's own variables only (prepare() starts from a copy of os.environ)."""
+    import ansible_runner
+
+    config = ansible_runner.RunnerConfig(envvars=environment, quiet=True, suppress_env_files=True, **options)
+    config.prepare()
+    config.env = {key: value for key, value in config.env.items() if key in environment or key in RUNNER_VARIABLES}
+    return config
 
 
 def _collecting_handler(events: list[RunnerEvent], on_event: EventHandler | None) -> Callable[[dict[str, Any]], bool]:
@@ -213,12 +265,11 @@ def _private_ansible_dirs(data_dir: Path) -> dict[str, str]:
 
 
 def _ansible_environment() -> dict[str, str]:
-    # Our interpreter's bin directory first, so a venv install needs no activated PATH.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])
-    if not shutil.which("ansible-playbook", path=path):
+    environment = child_environment()
+    if not shutil.which("ansible-playbook", path=environment["PATH"]):
         raise PlaybookError("ansible-playbook is not installed (pip install ansible-core)")
     return {
-        "PATH": path,
+        **environment,
         "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
         "ANSIBLE_NOCOLOR": "true",

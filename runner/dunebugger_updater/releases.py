@@ -2,8 +2,10 @@
 `update-manifest.yaml` at a tag.
 
 One `ReleaseClient` serves many lookups over one connection pool; lookups of several
-components run concurrently. Answers are cached by ETag (see http_cache) and read with
-a size cap, because a device must not be knocked over by one huge or hostile answer.
+components run concurrently. Answers are cached by ETag (see http_cache) and read under
+the rules of `transfer` (a size cap on decoded bytes, one deadline per request, the
+token only for the API's own origin), because a device must not be knocked over by one
+huge, slow or hostile answer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from urllib.parse import quote
 import httpx
 from packaging.version import Version
 
+from . import transfer
 from .errors import InvalidTag, RateLimited, ReleaseLookupError
 from .http_cache import EtagCache
 from .statedir import StateDir
@@ -33,6 +36,7 @@ MAX_RELEASE_NOTES_CHARS = 20_000
 RELEASES_PER_PAGE = 30
 MANIFEST_FILE = "update-manifest.yaml"
 MAX_MANIFEST_BYTES = 256 * 1024
+MAX_ERROR_ANSWER_BYTES = 64 * 1024  # enough to tell a rate limit from another refusal
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,19 @@ class Asset:
     url: str
     size: int
     digest: str | None  # "sha256:<hex>" when GitHub knows it
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One API answer, read whole: its status, its headers and its decoded body."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -81,12 +98,13 @@ class ReleaseClient:
     ) -> None:
         headers = {
             "Accept": "application/vnd.github+json",
+            "Accept-Encoding": transfer.ACCEPT_ENCODING,
             "X-GitHub-Api-Version": "2022-11-28",
             "User-Agent": "dunebugger-updater",
         }
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         self._api_url = api_url.rstrip("/")
+        self._api_origin = transfer.origin(self._api_url)
+        self._token = token
         self._cache = cache or EtagCache(None)
         self._timeout = timeout
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport)
@@ -134,51 +152,53 @@ class ReleaseClient:
     async def manifest(self, component: str, repo: str, tag: str) -> bytes | None:
         """`update-manifest.yaml` at the tag, or None when the release has none."""
         url = f"{self._api_url}/repos/{repo}/contents/{MANIFEST_FILE}?ref={quote(tag)}"
-        response = await self._send(component, url, {"Accept": "application/vnd.github.raw+json"})
-        if response.status_code == 404:
+        answer = await self._get(component, url, {"Accept": "application/vnd.github.raw+json"}, MAX_MANIFEST_BYTES)
+        if answer.status == 404:
             return None
-        _raise_for_status(component, response, url)
-        return await _read_capped(component, response, MAX_MANIFEST_BYTES, url)
+        _raise_for_status(component, answer, url)
+        return answer.body
 
     async def _get_json(self, component: str, path: str) -> Any:
         url = f"{self._api_url}{path}"
         cached = self._cache.get(url)
         headers = {"If-None-Match": cached.etag} if cached else {}
-        response = await self._send(component, url, headers)
-        if response.status_code == 304 and cached:
-            await response.aclose()
+        answer = await self._get(component, url, headers, MAX_API_ANSWER_BYTES)
+        if answer.status == 304 and cached:
             log.debug("%s: %s not modified", component, url)
             return cached.body
-        _raise_for_status(component, response, url)
-        body = await _read_capped(component, response, MAX_API_ANSWER_BYTES, url)
+        _raise_for_status(component, answer, url)
         try:
-            document = json.loads(body)
+            document = json.loads(answer.body)
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             raise ReleaseLookupError(component, f"GitHub answered {url} with invalid JSON") from None
-        etag = response.headers.get("etag")
+        etag = answer.headers.get("etag")
         if etag:
             self._cache.put(url, etag, document)
         return document
 
-    async def _send(self, component: str, url: str, headers: dict[str, str]) -> httpx.Response:
-        request = self._http.build_request("GET", url, headers=headers)
+    async def _get(self, component: str, url: str, headers: dict[str, str], limit: int) -> Answer:
+        """One GET, head and body, within httpTimeoutSeconds; the body capped at `limit`
+        decoded bytes (an error answer at a small cap of its own)."""
+        headers = {**headers, **transfer.bearer(self._token, url, self._api_origin)}
         try:
-            response = await self._http.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise ReleaseLookupError(component, f"no answer from {_host(url)} within {self._timeout:g} s") from None
+            async with transfer.deadline(self._timeout, url, "httpTimeoutSeconds"):
+                async with self._http.stream("GET", url, headers=headers) as response:
+                    cap = limit if response.status_code < 400 else MAX_ERROR_ANSWER_BYTES
+                    return Answer(response.status_code, response.headers, await transfer.read_body(response, cap))
+        except transfer.TransferError as exc:
+            raise ReleaseLookupError(component, str(exc)) from None
+        except httpx.TimeoutException:  # one read outlasted the whole deadline: the same story
+            raise ReleaseLookupError(component, str(transfer.too_slow(url, self._timeout, "httpTimeoutSeconds"))) from None
         except httpx.HTTPError as exc:
             raise ReleaseLookupError(component, f"cannot reach {_host(url)}: {exc or type(exc).__name__}") from None
-        if response.status_code >= 400:
-            await response.aread()
-        return response
 
 
-def _raise_for_status(component: str, response: httpx.Response, url: str) -> None:
-    status = response.status_code
+def _raise_for_status(component: str, answer: Answer, url: str) -> None:
+    status = answer.status
     if status < 300:
         return
-    if status in (403, 429) and _is_rate_limit(response):
-        raise RateLimited(component, _reset_time(response))
+    if status in (403, 429) and _is_rate_limit(answer):
+        raise RateLimited(component, _reset_time(answer))
     if status == 404:
         raise ReleaseLookupError(component, f"not found (404 from {url}): no such repository or no release")
     if status == 401:
@@ -186,35 +206,20 @@ def _raise_for_status(component: str, response: httpx.Response, url: str) -> Non
     raise ReleaseLookupError(component, f"GitHub answered {status} for {url}")
 
 
-def _is_rate_limit(response: httpx.Response) -> bool:
-    if response.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in response.headers:
+def _is_rate_limit(answer: Answer) -> bool:
+    if answer.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in answer.headers:
         return True
-    return "rate limit" in response.text.lower()
+    return "rate limit" in answer.text.lower()
 
 
-def _reset_time(response: httpx.Response) -> datetime | None:
-    reset = response.headers.get("x-ratelimit-reset")
+def _reset_time(answer: Answer) -> datetime | None:
+    reset = answer.headers.get("x-ratelimit-reset")
     if reset and reset.isdigit():
         return datetime.fromtimestamp(int(reset), tz=timezone.utc)
-    retry_after = response.headers.get("retry-after")
+    retry_after = answer.headers.get("retry-after")
     if retry_after and retry_after.isdigit():
         return datetime.now(tz=timezone.utc).replace(microsecond=0) + timedelta(seconds=int(retry_after))
     return None
-
-
-async def _read_capped(component: str, response: httpx.Response, limit: int, url: str) -> bytes:
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        await response.aclose()
-        raise ReleaseLookupError(component, f"answer from {url} is larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            await response.aclose()
-            raise ReleaseLookupError(component, f"answer from {url} is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _host(url: str) -> str:

@@ -83,7 +83,9 @@ class AccessRules:
     def token_matches(self, presented: str | None) -> bool:
         if not self._token or not isinstance(presented, str):
             return False
-        return hmac.compare_digest(presented.encode(), self._token.encode())
+        # surrogatepass: JSON can carry unpaired surrogates ("\ud800"), which strict
+        # UTF-8 cannot encode; they must make a wrong token, not a crash.
+        return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), self._token.encode("utf-8", "surrogatepass"))
 
     def bearer_matches(self, authorization: str | None) -> bool:
         if not authorization:

@@ -1,6 +1,12 @@
 """`dunebugger-updater serve`: the WebSocket API on `/ws` and the operator page on `/`,
 in one asyncio process (websockets).
 
+Before a connection is authenticated (see admission): at most `ConnectionLimits.waiting`
+such connections at once, the oldest closed first, each with `ConnectionLimits.seconds`
+from its TCP accept for the handshake and the `auth` message, frames no larger than
+`SOFT_MAX_BYTES`, and refusals logged one line per kind and interval. A request with a
+repeated `Origin` or `Authorization` header is refused with HTTP 400.
+
 Per connection: frames over `SOFT_MAX_BYTES` get an error (over `HARD_MAX_BYTES` the
 library closes the connection with 1009), a token bucket answers floods with one
 error per second and drops the excess, and at most `MAX_IN_FLIGHT` requests run at
@@ -31,6 +37,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from . import messages
+from .admission import Admission, ConnectionLimits, RefusalLog, raise_open_file_limit
 from .api import Api
 from .config import Settings
 from .notify import Notifier
@@ -46,7 +53,7 @@ HARD_MAX_BYTES = 1024 * 1024
 MAX_IN_FLIGHT = 4  # requests answered at once per connection; more wait unread
 RATE_PER_SECOND = 20.0
 RATE_BURST = 40
-AUTH_TIMEOUT_SECONDS = 10.0
+SINGLE_HEADERS = ("Origin", "Authorization")  # the rules read one value; two are refused
 PAGE_FILES = {  # path -> (file in page/, content type)
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
@@ -94,7 +101,7 @@ class RateLimit:
 class UpdaterServer:
     def __init__(self, settings: Settings, *, updater: ComponentUpdater | None = None,
                  notifier: Notifier | None = None, rules: AccessRules | None = None,
-                 scheduler: bool = True) -> None:
+                 scheduler: bool = True, limits: ConnectionLimits = ConnectionLimits()) -> None:
         self.settings = settings
         self.rules = rules or AccessRules(settings.serve_host, settings.serve_port, settings.serve_token)
         self.updater = updater or ComponentUpdater(settings)
@@ -104,6 +111,9 @@ class UpdaterServer:
         self.updater.add_listener(self.broadcast)
         self._clients: set[ServerConnection] = set()
         self._bearer: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        self._limits = limits
+        self._refusals = RefusalLog(limits.log_interval)
+        self._admission = Admission(limits.waiting, limits.seconds, self._refusals)
         self._with_scheduler = scheduler
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -112,16 +122,21 @@ class UpdaterServer:
     # --- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
+        open_files = raise_open_file_limit()
+        self._admission.cap = self._limits.waiting_within(open_files)
         self._server = await serve(
             self._connection, self.settings.serve_host, self.settings.serve_port,
             process_request=self._process_request, max_size=HARD_MAX_BYTES, max_queue=8,
-            server_header=None,
+            server_header=None, open_timeout=self._limits.seconds,
+            create_connection=type("Connection", (_AdmittedConnection,), {"admission": self._admission}),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.rules.port = self.port
         log.info("serving the operator page on http://%s:%d/ and the API on ws://%s:%d/ws%s",
                  self.settings.serve_host, self.port, self.settings.serve_host, self.port,
                  " (token required)" if self.rules.token_required else "")
+        log.info("at most %d connections wait for authentication at once, %g s each (open-file limit %d)",
+                 self._admission.cap, self._limits.seconds, open_files)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.service.recover(), name="recover"))
         if self._with_scheduler:
@@ -144,6 +159,7 @@ class UpdaterServer:
             await asyncio.wait_for(self.service.notifier.drain(), 30)
         except asyncio.TimeoutError:
             log.warning("stopping without waiting longer for notifications")
+        self._refusals.flush()
         log.info("stopped")
 
     def broadcast(self, message: dict[str, Any], *, skip: ServerConnection | None = None) -> None:
@@ -154,21 +170,37 @@ class UpdaterServer:
     # --- HTTP: the page, and the handshake rules ---------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        local_ip = _local_ip(connection)
-        if not self.rules.origin_allowed(request.headers.get("Origin"), local_ip):
-            log.warning("refused a request from Origin %r", request.headers.get("Origin"))
-            return connection.respond(HTTPStatus.FORBIDDEN, "Origin not allowed\n")
+        repeated = [name for name in SINGLE_HEADERS if len(request.headers.get_all(name)) > 1]
+        if repeated:
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, f"more than one {repeated[0]} header", "repeated header",
+                                repeated[0])
+        origin = request.headers.get("Origin")
+        if not self.rules.origin_allowed(origin, _local_ip(connection)):
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, "Origin not allowed", "foreign Origin", repr(origin))
         path = request.path.split("?", 1)[0]
         if path in PAGE_FILES:
+            self._settle(connection)
             return _page_file(*PAGE_FILES[path])
         if path != "/ws":
-            return connection.respond(HTTPStatus.NOT_FOUND, "Not found\n")
+            return self._refuse(connection, HTTPStatus.NOT_FOUND, "Not found", "unknown path", repr(path[:100]))
         authorization = request.headers.get("Authorization")
         if authorization is not None:
             if not self.rules.bearer_matches(authorization):
-                return connection.respond(HTTPStatus.UNAUTHORIZED, "Bad token\n")
+                return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "Bad token", "wrong bearer token")
             self._bearer.add(connection)
+        if authorization is not None or not self.rules.token_required:
+            self._settle(connection)
         return None  # go on with the WebSocket handshake
+
+    def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str, kind: str,
+                detail: str = "") -> Response:
+        self._admission.refused(connection, kind, detail)
+        return connection.respond(status, text + "\n")
+
+    def _settle(self, connection: ServerConnection) -> None:
+        """Authenticated (or needing no token): no longer waiting, full-size frames from now."""
+        self._admission.settled(connection)
+        connection.protocol.max_message_size = HARD_MAX_BYTES
 
     # --- WebSocket ---------------------------------------------------------------------
 
@@ -185,19 +217,21 @@ class UpdaterServer:
             self._clients.discard(connection)
 
     async def _authenticate(self, connection: ServerConnection) -> bool:
-        """The first message must be `auth` with the token; anything else closes (1008)."""
+        """The first message must be `auth` with the token, within the time left since
+        the TCP accept; anything else closes (1008)."""
         try:
-            raw = await asyncio.wait_for(connection.recv(), AUTH_TIMEOUT_SECONDS)
+            raw = await asyncio.wait_for(connection.recv(), self._admission.time_left(connection))
         except (asyncio.TimeoutError, ConnectionClosed):
             await connection.close(1008, "authentication required")
-            return False
-        token = _auth_token(raw)
-        if not self.rules.token_matches(token):
+            return False  # admission counts it when the connection is gone
+        if not self.rules.token_matches(_auth_token(raw)):
+            self._admission.refused(connection, "no auth message with the token first")
             reply = messages.error("authentication required: send {\"subject\": \"auth\", \"body\": "
                                    "{\"token\": ...}} first, or an Authorization: Bearer header", "auth")
             await _send(connection, reply)
             await connection.close(1008, "authentication required")
             return False
+        self._settle(connection)
         await _send(connection, messages.message("auth_result", {"authenticated": True}))
         return True
 
@@ -229,6 +263,22 @@ class UpdaterServer:
         await _send(connection, reply)
         if reply["subject"] == "update_result" and reply["body"]["outcome"] != "busy":
             self.broadcast(reply, skip=connection)  # what happened to the device concerns every client
+
+
+class _AdmittedConnection(ServerConnection):
+    """A connection that waits in `admission` from its TCP accept until it is settled,
+    with small frames only until then."""
+
+    admission: Admission
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.protocol.max_message_size = SOFT_MAX_BYTES
+        self.admission.arrived(self, self.transport.abort)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.admission.left(self)
+        super().connection_lost(exc)
 
 
 def _page_file(name: str, content_type: str) -> Response:

@@ -1,17 +1,21 @@
 """Detached SSH signatures of release artifacts.
 
-A maintainer signs the release archive with
+A maintainer signs the release archive and the release's manifest with
 
     ssh-keygen -Y sign -f release_key -n dunebugger-release dunebugger-1.2.0.tar.gz
+    ssh-keygen -Y sign -f release_key -n dunebugger-release update-manifest.yaml
 
-and attaches `dunebugger-1.2.0.tar.gz.sig` to the release. When the device is configured
-with `signingPublicKey` (one OpenSSH public key line) and/or `allowedSigners` (an
-`ssh-keygen` allowed_signers file), every update needs that signature: a missing one, one
-made by another key, for another namespace or over other bytes refuses the update before
-anything on the device changes. Without either key, signatures are not looked at.
+and attaches `dunebugger-1.2.0.tar.gz.sig` and `update-manifest.yaml.sig` to the release.
+When the device is configured with `signingPublicKey` (one OpenSSH public key line)
+and/or `allowedSigners` (an `ssh-keygen` allowed_signers file), every update needs the
+archive's signature, and the manifest's when the release has a manifest (it chooses the
+migration script and the checks): a missing one, one made by another key, for another
+namespace or over other bytes refuses the update before anything on the device changes.
+Without either key, signatures are not looked at.
 
-`ssh-keygen` runs as an argv list (never a shell), with the signed artifact on stdin and
-a private temporary directory for the signature and the signers list.
+`ssh-keygen` runs as an argv list (never a shell) in the minimal child environment, with
+the signed artifact on stdin and a private temporary directory for the signature and
+the signers list.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
+from .environment import child_environment
 from .errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -78,6 +83,13 @@ class SignaturePolicy:
         reason = "; ".join(f for f in failures if f) or "ssh-keygen refused it"
         raise SignatureError(f"signature {name}{SIGNATURE_SUFFIX} does not verify: {reason}")
 
+    def verify_bytes(self, data: bytes, signature: bytes, *, name: str) -> str:
+        """verify() for content held in memory (the manifest)."""
+        with tempfile.TemporaryDirectory(prefix="dunebugger-signed-") as tmp:
+            signed = Path(tmp) / "signed"
+            signed.write_bytes(data)
+            return self.verify(signed, signature, name=name)
+
     def _signers_text(self) -> str:
         lines = []
         if self.public_key:
@@ -109,7 +121,7 @@ class SignaturePolicy:
 def _run(argv: list[str], stdin: object) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,  # noqa: S603 - argv
-                              capture_output=True, timeout=SSH_KEYGEN_TIMEOUT, check=False)
+                              capture_output=True, timeout=SSH_KEYGEN_TIMEOUT, check=False, env=child_environment())
     except subprocess.TimeoutExpired:
         raise SignatureError(f"ssh-keygen did not finish within {SSH_KEYGEN_TIMEOUT} s") from None
     except OSError as exc:

@@ -180,3 +180,15 @@ def test_failed_requirements_install_changes_nothing(sandbox, tmp_path):
     assert "failed at 'Install the release requirements'" in result.output
     assert "Nothing was changed." in result.output
     assert sandbox.tree_hash() == before
+
+
+def test_a_missing_required_migration_stops_a_run_by_hand_before_the_switch(sandbox):
+    """What a manifest's run_migrations without optional: true asks, checked while staging."""
+    archive = releases.build_release(sandbox.dist, "1.1.0")
+    before, pid = sandbox.tree_hash(), sandbox.pid()
+
+    run = sandbox.update("1.1.0", archive, core_migration_required=True)
+
+    assert run.rc != 0 and "which its manifest requires" in run.output, run.output
+    assert "Nothing was changed" in run.output
+    assert sandbox.tree_hash() == before and sandbox.pid() == pid

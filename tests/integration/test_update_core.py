@@ -28,7 +28,7 @@ async def test_dry_run_verifies_and_changes_nothing(device):
 
     assert result.success and result.dry_run and result.outcome == "dry_run"
     assert result.details["verified"] is True and result.details["sha256_source"] == "release asset digest"
-    assert result.details["checks"]["core_health_url"] == device.health_url
+    assert result.details["checks"]["health_url"] == device.health_url
     assert "nothing was changed" in result.message
     assert device.fingerprint() == before
     assert device.app_pid() == pid, "a dry run must not restart the service"

@@ -4,17 +4,29 @@ one assertion that says "refused, nothing changed, recorded"."""
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
+import os
+import stat
 import tarfile
 import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import CORE_REPO, DemoDevice
+from dunebugger_updater.playbooks import ROLES_DIR
 from dunebugger_updater.results import UpdateResult
 from dunebugger_updater.sandbox.fingerprint import tree_fingerprint
 
 ASSET = "dunebugger-1.1.0.tar.gz"
+
+# The extraction module, imported as plain Python: in-process tests need no playbook run.
+_spec = importlib.util.spec_from_file_location(
+    "core_safe_extract_security", ROLES_DIR / "core_update" / "library" / "core_safe_extract.py")
+safe_extract = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(safe_extract)
 
 
 def template_payloads(marker: Path) -> dict[str, str]:
@@ -111,3 +123,60 @@ def gzip_bomb_tar(path: Path, *, unpacked_bytes: int, member: str = "dunebugger-
             handle.write(zeros)
         handle.write(gzip.compress(trailer))
     return path
+
+
+@dataclass(frozen=True)
+class Member:
+    """One archive member, any shape a hostile archive may take."""
+
+    kind: str  # "file", "dir", "symlink" or "hardlink"
+    name: str
+    target: str = ""  # of a link
+    data: bytes = b""
+    mode: int = 0o644
+
+
+def write_tar(path: Path, members: Iterable[Member]) -> Path:
+    """An uncompressed tar with exactly these members, in this order (duplicates kept)."""
+    types = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE}
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for member in members:
+            info = tarfile.TarInfo(member.name)
+            info.type, info.linkname, info.mode = types[member.kind], member.target, member.mode
+            info.size = len(member.data) if member.kind == "file" else 0
+            tar.addfile(info, io.BytesIO(member.data) if member.kind == "file" else None)
+    return path
+
+
+def link_chain(levels: int) -> list[Member]:
+    """Links that each look inside the release on their own: x/b -> .. and l1 -> x/b/..
+    (which is the releases directory), then l<n> -> l<n-1>/.., one directory higher each."""
+    chain = [Member("dir", "x", mode=0o755), Member("symlink", "x/b", ".."), Member("symlink", "l1", "x/b/..")]
+    return chain + [Member("symlink", f"l{n}", f"l{n - 1}/..") for n in range(2, levels + 1)]
+
+
+def tree_state(root: Path, *, release: Path) -> dict[str, tuple[object, ...]]:
+    """Everything under root (root included) except the release and its .partial
+    directory: type, mode, owner, mtime, and content or link target of each entry. The
+    release's parent gains and loses the release by design, so its mtime is left out."""
+    skipped = {release, release.with_name(release.name + ".partial")}
+    state = {}
+    for path in _walk(root, skipped):
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            content: object = os.readlink(path)
+        elif stat.S_ISREG(info.st_mode):
+            content = path.read_bytes()
+        else:
+            content = None
+        mtime = None if path == release.parent else info.st_mtime_ns
+        state[str(path.relative_to(root))] = (info.st_mode, info.st_uid, info.st_gid, mtime, content)
+    return state
+
+
+def _walk(path: Path, skipped: set[Path]) -> Iterator[Path]:
+    yield path
+    if path.is_dir() and not path.is_symlink():
+        for child in sorted(path.iterdir()):
+            if child not in skipped:
+                yield from _walk(child, skipped)

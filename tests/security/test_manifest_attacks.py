@@ -17,7 +17,7 @@ import yaml
 from packaging.version import Version
 
 from attack_kit import assert_refused, attempt, publish_raw, template_payloads
-from dunebugger_updater.manifest import ManifestInvalid, ManifestRefused, load_manifest
+from dunebugger_updater.manifest import DeviceNames, ManifestInvalid, ManifestRefused, load_manifest
 
 SHA = "sha256:" + "a" * 64
 
@@ -156,6 +156,14 @@ def test_injection_in_any_string_field_is_refused(kind):
     (b'version: !!python/name:os.system ""\ncomponent_type: python_app\n', "YAML tag"),
     (b'version: "1.1.0"\ncomponent_type: "python_app"\nversion: "9.9.9"\n', "duplicate key 'version'"),
     (b'version: "1.1.0"\ncomponent_type: "python_app"\n#' + b"x" * 300_000 + b"\n", "larger than 262144"),
+    # A reviewer reads one value, the device would act on another:
+    (b'version: "1.1.0"\ncomponent_type: "python_app"\n<<: {version: "9.9.9"}\n', "merge keys"),
+    (b'version: "1.1.0"\ncomponent_type: "python_app"\npost_update_checks:\n  - type: health_endpoint\n'
+     b'    <<: {url: "http://localhost/x"}\n', "merge keys"),
+    (b'~: a\nnull: b\nversion: "1.1.0"\ncomponent_type: "python_app"\n', "duplicate key 'null'"),
+    (b'yes: a\ntrue: b\nversion: "1.1.0"\ncomponent_type: "python_app"\n', "duplicate key 'true'"),
+    (b'version: "1.1.0"\n"versio\\x6e": "9.9.9"\ncomponent_type: "python_app"\n', "duplicate key"),
+    (b'? [a, b]\n: 1\nversion: "1.1.0"\ncomponent_type: "python_app"\n', "a key must be plain text"),
 ])
 def test_hostile_yaml_is_refused(text, expect):
     with pytest.raises(ManifestRefused, match=expect):
@@ -184,7 +192,7 @@ def test_migration_script_outside_the_release_is_refused(script, expect):
     document = with_value(("update_steps", 9, "script"), script)
     with pytest.raises(ManifestRefused, match=expect):
         load_manifest(dump(document), tag_version=Version("1.1.0"), component_type="python_app",
-                      install_path="/opt/dunebugger/core")
+                      device=DeviceNames(install_path="/opt/dunebugger/core"))
 
 
 @pytest.mark.parametrize("url", [

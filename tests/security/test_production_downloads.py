@@ -22,6 +22,21 @@ TOKEN = "ghp_secret_token_for_the_api_only"
 ENV = {"UPDATER_GITHUBAPIURL": API, "UPDATER_GITHUBTOKEN": TOKEN}
 
 
+class Body(httpx.AsyncByteStream):
+    """A body the client reads off the wire, as from a real server (bytes given as
+    `content=` would be read, and decoded, by httpx before the updater sees them)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def __aiter__(self):
+        yield self._data
+
+
+def answer(status: int, data: bytes) -> httpx.Response:
+    return httpx.Response(status, stream=Body(data))
+
+
 class FakeInternet:
     """api.github.com plus whatever `routes` answer; records every request."""
 
@@ -38,10 +53,10 @@ class FakeInternet:
         self.seen.append(request)
         url = str(request.url).split("?")[0]
         if url == f"{API}/repos/{REPO}/releases/latest":
-            return httpx.Response(200, content=json.dumps(self.release).encode())
+            return answer(200, json.dumps(self.release).encode())
         if url in self.routes:
             return self.routes[url]
-        return httpx.Response(404, content=b"Not Found")
+        return answer(404, b"Not Found")
 
     def hosts(self) -> list[str]:
         return [request.url.host for request in self.seen]
@@ -64,7 +79,7 @@ OBJECTS = "https://objects.githubusercontent.com/release-asset/123"
 
 
 async def test_the_usual_github_redirect_chain_is_followed_and_verified(device, archive):
-    internet = FakeInternet(GH_ASSET, archive, {GH_ASSET: redirect(OBJECTS), OBJECTS: httpx.Response(200, content=archive)})
+    internet = FakeInternet(GH_ASSET, archive, {GH_ASSET: redirect(OBJECTS), OBJECTS: answer(200, archive)})
     result, _ = await attempt(device, environ=ENV, transport=httpx.MockTransport(internet))
     assert result.success and result.details["verified"], result.message
     assert internet.hosts()[-2:] == ["github.com", "objects.githubusercontent.com"]

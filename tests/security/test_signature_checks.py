@@ -1,18 +1,23 @@
 """Signed releases: with signingPublicKey or allowedSigners configured, the artifact's
-`<name>.sig` (ssh-keygen -Y sign -n dunebugger-release) must verify, or the update is
-refused before anything changes. Keys are made with ssh-keygen for each module."""
+`<name>.sig` (ssh-keygen -Y sign -n dunebugger-release) must verify, and so must
+`update-manifest.yaml.sig` when the release has a manifest, or the update is refused
+before anything changes. Keys are made with ssh-keygen for each module."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from attack_kit import ASSET, assert_refused, attempt, publish_raw
+from dunebugger_updater.demo import DemoDevice
+from dunebugger_updater.fake_github import FakeGitHub
 from dunebugger_updater.sandbox import releases
-from dunebugger_updater.signatures import NAMESPACE
+from dunebugger_updater.signatures import INLINE_PRINCIPAL, NAMESPACE, SignaturePolicy
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen (openssh-client)")]
@@ -112,3 +117,82 @@ def test_a_public_key_that_is_not_one_key_line_is_a_config_error(tmp_path):
     for bad in ("ssh-ed25519 AAAA\nssh-rsa BBBB", "cert-authority ssh-ed25519 AAAA", "ssh-ed25519 $(id)"):
         with pytest.raises(ConfigError, match="(?i)signingpublickey"):
             load_settings(None, environ={"UPDATER_SIGNINGPUBLICKEY": bad})
+
+
+# --- the manifest chooses the migration script and the checks: the signature covers it --
+
+MANIFEST = "update-manifest.yaml"
+# Names an executable that the signed release carries but that its maintainer never
+# meant to run as the migration.
+CHOOSING_MANIFEST = (b'version: "1.1.0"\ncomponent_type: "python_app"\nupdate_steps:\n'
+                     b'  - action: "run_migrations"\n    script: "scripts/chosen.sh"\n')
+
+
+@pytest.fixture(scope="module")
+def two_script_archive(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    chosen = (b'#!/bin/sh\ntouch "$DUNEBUGGER_RELEASE_DIR/chosen-script-ran"\n', 0o755)
+    return releases.build_release(tmp_path_factory.mktemp("two-scripts"), "1.1.0",
+                                  extra_members={"scripts/chosen.sh": chosen}).read_bytes()
+
+
+def publish_signed(device, keys, archive: bytes, work: Path, manifest_signature: bytes | None = None) -> None:
+    """A release whose archive is signed by the release key, with CHOOSING_MANIFEST and
+    the manifest signature the test gives (none when None)."""
+    assets = {ASSET + ".sig": sign(keys["release"], archive, work)}
+    if manifest_signature is not None:
+        assets[MANIFEST + ".sig"] = manifest_signature
+    publish_raw(device, "v1.1.0", archive=archive, manifest=CHOOSING_MANIFEST, assets=assets)
+
+
+async def test_unsigned_manifest_is_refused_when_signatures_are_required(device, keys, two_script_archive, tmp_path):
+    publish_signed(device, keys, two_script_archive, tmp_path)
+    await assert_refused(device, "has no signature 'update-manifest.yaml.sig'", environ=key_env(keys), dry_run=False)
+
+
+async def test_manifest_signed_by_another_key_is_refused_before_any_download(device, keys, two_script_archive, tmp_path):
+    publish_signed(device, keys, two_script_archive, tmp_path, sign(keys["other"], CHOOSING_MANIFEST, tmp_path))
+    (device.state / "downloads" / ASSET).unlink(missing_ok=True)  # left by an earlier dry run
+    await assert_refused(device, "update-manifest.yaml.sig is not a signature by any configured key",
+                         environ=key_env(keys), dry_run=False)
+    assert not (device.state / "downloads" / ASSET).exists()
+
+
+async def test_manifest_signature_of_another_manifest_is_refused(device, keys, two_script_archive, tmp_path):
+    """A genuine signature of the release's harmless manifest, beside an altered one."""
+    harmless = b'version: "1.1.0"\ncomponent_type: "python_app"\n'
+    publish_signed(device, keys, two_script_archive, tmp_path, sign(keys["release"], harmless, tmp_path))
+    await assert_refused(device, ("signature update-manifest.yaml.sig does not verify",), environ=key_env(keys))
+
+
+async def test_signed_manifest_is_used(keys, two_script_archive, tmp_path):
+    with FakeGitHub() as github:
+        device = DemoDevice(tmp_path / "device", github)
+        device.start()
+        try:
+            publish_signed(device, keys, two_script_archive, tmp_path,
+                           sign(keys["release"], CHOOSING_MANIFEST, tmp_path))
+            result, _ = await attempt(device, environ=key_env(keys), dry_run=False)
+            assert (result.success, result.outcome, result.manifest) == (True, "updated", "manifest used"), result.message
+            assert (device.home / "releases" / "core" / "1.1.0" / "chosen-script-ran").is_file()
+        finally:
+            device.close()
+
+
+def test_the_example_workflow_signs_the_archive_and_the_manifest(keys, tmp_path):
+    """The signing step of .github/workflows/release.yml, run by bash as Actions would,
+    makes signatures that a device with the public key accepts."""
+    workflow = yaml.safe_load((Path(__file__).parents[2] / ".github" / "workflows" / "release.yml").read_text())
+    (step,) = [step for step in workflow["jobs"]["release"]["steps"] if step.get("name", "").startswith("Sign ")]
+    (tmp_path / "dist").mkdir()
+    archive, manifest = tmp_path / "dist" / "dunebugger-1.2.0.tar.gz", tmp_path / "update-manifest.yaml"
+    archive.write_bytes(b"release archive bytes")
+    manifest.write_bytes(CHOOSING_MANIFEST)
+    environ = {"PATH": os.environ["PATH"], "VERSION": "1.2.0", "RUNNER_TEMP": str(tmp_path),
+               "SIGNING_KEY": keys["release"].read_text()}
+    subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=environ, check=True, capture_output=True)
+
+    policy = SignaturePolicy(public_key=Path(f"{keys['release']}.pub").read_text().strip())
+    assert policy.verify(archive, Path(f"{archive}.sig").read_bytes(), name=archive.name) == INLINE_PRINCIPAL
+    signature = (tmp_path / "dist" / "update-manifest.yaml.sig").read_bytes()
+    assert policy.verify_bytes(manifest.read_bytes(), signature, name=MANIFEST) == INLINE_PRINCIPAL
+    assert not (tmp_path / "release_key").exists(), "the private key must not stay behind"

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from attack_kit import ASSET, attempt
-from dunebugger_updater import ComponentUpdater, load_settings
+from dunebugger_updater import ComponentUpdater, Settings, load_settings
 from dunebugger_updater.demo import DemoDevice
 from dunebugger_updater.download import DownloadPolicy, download_verified
 from dunebugger_updater.fake_github import FakeGitHub
@@ -180,7 +180,7 @@ async def test_download_into_a_plain_directory_never_follows_a_link(tmp_path, gi
     github.add_release("o/r", "v1.0.0", assets={"a.tar.gz": b"payload"})
     url = f"{github.url}/o/r/releases/download/v1.0.0/a.tar.gz"
     (target / "a.tar.gz.partial").symlink_to(sentinel.path)
-    policy = DownloadPolicy.for_api(github.url, 1024)
+    policy = DownloadPolicy.from_settings(Settings(github_api_url=github.url))
     await download_verified(url, hashlib.sha256(b"payload").hexdigest(), target / "a.tar.gz", policy)
     assert (target / "a.tar.gz").read_bytes() == b"payload"
     sentinel.assert_untouched()

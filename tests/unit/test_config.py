@@ -25,6 +25,7 @@ def test_defaults_without_any_config_file(tmp_path, monkeypatch):
     assert settings.include_prerelease is False
     assert settings.state_path == Path("/var/lib/dunebugger-updater")
     assert settings.initial_check_delay_minutes == 5
+    assert (settings.http_timeout_seconds, settings.download_timeout_seconds) == (15.0, 600.0)
     assert list(settings.components) == ["core", "scheduler", "remote"]
     core = settings.components["core"]
     assert (core.type, core.repo, core.service_name, core.service_manager) == (
@@ -81,6 +82,11 @@ def test_other_sections_of_the_shared_file_are_ignored(tmp_path):
         ("[Updater]\ngithubApiUrl = http://github.example\n", {}, ["githubApiUrl", "must use https"]),
         ("[Updater]\ngithubApiUrl = http://127.evil.example\n", {}, ["githubApiUrl", "must use https"]),
         ("[Updater]\nincludePrerelease = maybe\n", {}, ["includePrerelease", "true or false"]),
+        ("[Updater]\ndownloadTimeoutSeconds = soon\n", {}, ["downloadTimeoutSeconds", "'soon'", "must be a number"]),
+        ("[Updater]\ndownloadTimeoutSeconds = 0\n", {}, ["downloadTimeoutSeconds", "above 0 and at most 86400"]),
+        ("[Updater]\ndownloadTimeoutSeconds = inf\n", {}, ["downloadTimeoutSeconds", "'inf'", "at most 86400"]),
+        ("[Updater]\nhttpTimeoutSeconds = nan\n", {}, ["httpTimeoutSeconds", "'nan'", "above 0"]),
+        ("", {"UPDATER_HTTPTIMEOUTSECONDS": "-1"}, ["environment UPDATER_HTTPTIMEOUTSECONDS", "above 0"]),
         ("[Component:core]\ntype = snap\n", {}, ["[Component:core] type", "'snap'", "python_app, container"]),
         ("[Component:core]\nfoo = 1\n", {}, ["[Component:core]", "unknown key 'foo'"]),
         ("[Component:core]\nimage = ghcr.io/a/b\n", {}, ["'image' does not apply to a python_app"]),

@@ -54,3 +54,11 @@ def test_tokens():
     assert rules.bearer_matches("Bearer s3cret") and rules.bearer_matches("bearer  s3cret")
     assert not rules.bearer_matches("Basic s3cret") and not rules.bearer_matches("Bearer wrong")
     assert not AccessRules("127.0.0.1", 8765, None).token_matches("")
+
+
+@pytest.mark.parametrize("presented", ["\ud800", "s3cret\udfff", "\udcff", "s3cr\xe9t", "\x00", 42, ["s3cret"]])
+def test_odd_tokens_are_wrong_tokens_not_errors(presented):
+    rules = AccessRules("0.0.0.0", 8765, "s3cret")
+    assert not rules.token_matches(presented)
+    if isinstance(presented, str):
+        assert not rules.bearer_matches(f"Bearer {presented}")

@@ -22,12 +22,19 @@ options:
   keep: {type: int, default: 5}
   archive: {type: path}
   dest: {type: path}
+  verify_max_age_hours:
+    type: int
+    description: >-
+      After writing the backup, read it back whole (every member, every byte) and
+      require it to be younger than this; the update stops before the switch otherwise
+      (a manifest's backup_exists check).
 """
 
 import os
 import re
 import shutil
 import tarfile
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -46,6 +53,24 @@ def create(src, dest_dir, version, timestamp):
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def verify(path, max_age_hours):
+    """Read the backup back whole: a backup that cannot be read cannot be restored."""
+    age = time.time() - os.stat(path).st_mtime
+    if age > max_age_hours * 3600:
+        raise OSError(f"{path} is {age / 3600:.1f} hours old, more than {max_age_hours}")
+    members = 0
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar:
+            members += 1
+            if member.isfile():
+                with tar.extractfile(member) as data:
+                    while data.read(1 << 20):
+                        pass
+    if members == 0:
+        raise OSError(f"{path} holds nothing")
+    return members
 
 
 def prune(dest_dir, keep):
@@ -92,6 +117,7 @@ def main():
             "keep": {"type": "int", "default": 5},
             "archive": {"type": "path"},
             "dest": {"type": "path"},
+            "verify_max_age_hours": {"type": "int"},
         },
         required_if=[
             ("state", "present", ["src", "dest_dir", "version", "timestamp"]),
@@ -104,12 +130,13 @@ def main():
             restore(params["archive"], params["dest"])
             module.exit_json(changed=True, dest=params["dest"], archive=params["archive"])
         path = create(params["src"], params["dest_dir"], params["version"], params["timestamp"])
+        members = verify(path, params["verify_max_age_hours"]) if params["verify_max_age_hours"] else None
         removed = prune(params["dest_dir"], max(params["keep"], 1))
     except (OSError, tarfile.TarError) as exc:
         if params["state"] == "restored":
             shutil.rmtree(params["dest"] + ".partial", ignore_errors=True)
         module.fail_json(msg=f"core backup {params['state']} failed: {exc}")
-    module.exit_json(changed=True, path=path, removed=removed)
+    module.exit_json(changed=True, path=path, removed=removed, verified_members=members)
 
 
 if __name__ == "__main__":

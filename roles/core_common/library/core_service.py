@@ -14,6 +14,9 @@ description:
     the status command could be run) and C(active), polling up to I(wait) seconds for the
     service to become active and then requiring it to stay active for I(settle) seconds.
   - C(changed) comes from observed state - starting an active service is not a change.
+  - The commands (and so the app started by I(manager=command)) get only PATH, HOME, TZ
+    and the locale variables of the module's environment - never a token that the
+    caller of ansible-playbook had in its environment, nor Ansible's own settings.
 options:
   manager: {type: str, choices: [systemd, command], default: systemd}
   name: {type: str, default: dunebugger, description: systemd unit}
@@ -21,13 +24,23 @@ options:
   stop_command: {type: list, elements: str}
   status_command: {type: list, elements: str}
   state: {type: str, choices: [started, stopped, restarted, checked], required: true}
-  wait: {type: int, default: 0}
+  wait: {type: float, default: 0}
   settle: {type: float, default: 0}
 """
 
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+
+SERVICE_ENVIRONMENT = ("PATH", "HOME", "TZ", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES")
+
+
+def narrow_environment():
+    """Keep only SERVICE_ENVIRONMENT. The module is a short-lived process of its own and
+    run_command starts every command from os.environ, so this is what the app inherits."""
+    for name in set(os.environ).difference(SERVICE_ENVIRONMENT):
+        del os.environ[name]
 
 
 class Service:
@@ -101,12 +114,13 @@ def main():
             "status_command": {"type": "list", "elements": "str"},
             "state": {"type": "str", "required": True,
                       "choices": ["started", "stopped", "restarted", "checked"]},
-            "wait": {"type": "int", "default": 0},
+            "wait": {"type": "float", "default": 0},
             "settle": {"type": "float", "default": 0},
         },
         required_if=[("manager", "command", ["status_command"])],
         supports_check_mode=True,
     )
+    narrow_environment()
     service = Service(module)
     state = module.params["state"]
     if state == "checked":

@@ -7,7 +7,8 @@ DOCUMENTATION = r"""
 module: core_releases_prune
 short_description: Keep the newest I(keep) release dirs (by mtime), never removing I(protect)
 description:
-  - Stale C(*.partial) directories are removed too. Hidden entries (.previous) are ignored.
+  - Stale C(*.partial) directories are removed too, and the recorded checks
+    (C(.checks/<version>.json)) of releases that are gone. Other hidden entries are ignored.
 options:
   path: {type: path, required: true}
   keep: {type: int, default: 3}
@@ -18,6 +19,8 @@ import os
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+
+CHECKS_DIR = ".checks"  # release_checks records, one per release
 
 
 def main():
@@ -52,7 +55,29 @@ def main():
             module.warn(f"cannot remove old release {path}: {exc}")
             continue
         removed.append(path)
+    removed += remove_orphan_check_records(root, module)
     module.exit_json(changed=bool(removed), removed=sorted(removed))
+
+
+def remove_orphan_check_records(root, module):
+    """The recorded checks (.checks/<version>.json) of releases that are gone."""
+    records = os.path.join(root, CHECKS_DIR)
+    try:
+        names = os.listdir(records)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        version = name[:-len(".json")] if name.endswith(".json") else None
+        if version and not os.path.isdir(os.path.join(root, version)):
+            path = os.path.join(records, name)
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                module.warn(f"cannot remove {path}: {exc}")
+                continue
+            removed.append(path)
+    return removed
 
 
 if __name__ == "__main__":

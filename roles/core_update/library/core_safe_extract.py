@@ -9,7 +9,14 @@ short_description: Extract a release tarball into <dest>.partial with explicit c
 description:
   - Every member is checked before anything is written. Refused, naming the member -
     absolute paths, C(..) components, symlinks or hardlinks whose target leaves the release,
+    a hardlink to anything but a regular file member before it, a name that repeats an
+    earlier member (two directories excepted), a member below a link or a file,
     device and fifo files, setuid/setgid bits, any other non-regular member type.
+  - Nothing outside the release is ever created, written or chmod-ed - every member is
+    created relative to a directory descriptor reached with O_NOFOLLOW, so even a link
+    the checks missed is never followed while writing. Once all members exist, every
+    symlink is resolved for real and one that leaves the release (a chain of links that
+    each look inside) refuses the archive.
   - Decompression bombs are refused - the declared sizes of the members are added up
     header by header while the archive is read, and the archive is refused at the first
     header that takes the total past I(max_bytes) (or the count past I(max_members)),
@@ -18,7 +25,7 @@ description:
   - The release's VERSION (JSON with a C(version) key, or one plain line) must equal
     I(expected_version); a plain VERSION is written when the archive has none.
   - Files are created by the module user (archive ownership is ignored), modes are kept
-    without setuid/setgid/sticky bits.
+    without setuid/setgid/sticky bits; times are not restored. VERSION must be a regular file.
   - The releases directory (parent of I(dest)) is created if needed; C(created_root) names
     the highest directory this call created (null if none), for the caller's cleanup.
   - On any failure the partial directory (and directories created by this call) are removed
@@ -33,7 +40,9 @@ options:
   max_members: {type: int, default: 20000, description: cap on the number of archive members}
 """
 
+import contextlib
 import copy
+import io
 import json
 import os
 import posixpath
@@ -46,6 +55,7 @@ from ansible.module_utils.basic import AnsibleModule
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 DEFAULT_MAX_MEMBERS = 20000
 MAX_VERSION_FILE_BYTES = 4096
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
 class Refused(Exception):
@@ -93,6 +103,27 @@ def check_member(member, rel):
         raise Refused(f"member {name!r} has unsupported type {member.type!r}")
 
 
+class Names:
+    """The release paths the members seen so far take. A member may not repeat an earlier
+    name (two directories excepted) nor lie below a link or a file, whatever the order of
+    the members: so every member is written below real directories only."""
+
+    def __init__(self):
+        self.directories = set()
+        self.others = set()
+
+    def claim(self, member, parts):
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in self.others:
+                raise Refused(f"member {member.name!r} lies below {parent!r}, which is not a directory")
+            self.directories.add(parent)
+        rel = "/".join(parts)
+        if rel in self.others or (rel in self.directories and not member.isdir()):
+            raise Refused(f"member {member.name!r} repeats the name of an earlier member")
+        (self.directories if member.isdir() else self.others).add(rel)
+
+
 def read_members(tar, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
     """Every member, read header by header under the caps (see DOCUMENTATION).
 
@@ -118,7 +149,7 @@ def plan(tar, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
     """Validate all members; return [(member, release-relative path)] to extract."""
     members = [(normalize(m.name), m) for m in read_members(tar, max_bytes, max_members)]
     top = common_top(members)
-    planned, regular_files = [], set()
+    planned, names, regular_files = [], Names(), set()
     for parts, member in members:
         if top is not None:
             parts = parts[1:]
@@ -126,6 +157,7 @@ def plan(tar, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
             continue
         rel = "/".join(parts)
         check_member(member, rel)
+        names.claim(member, parts)
         if member.islnk():
             try:
                 link_parts = normalize(member.linkname)
@@ -149,51 +181,102 @@ def inside(root, path):
     return os.path.realpath(path) == root or os.path.realpath(path).startswith(root + os.sep)
 
 
-def write_member(tar, member, rel, root):
-    path = os.path.join(root, rel)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    if not inside(root, parent):
-        raise Refused(f"member {member.name!r} would be written outside the release")
-    mode = member.mode & 0o777
-    if member.isdir():
-        os.makedirs(path, exist_ok=True)
-        os.chmod(path, mode | 0o700)
-    elif member.issym():
-        os.symlink(member.linkname, path)
-    elif member.islnk():
-        os.link(os.path.join(root, member.linkname), path)
-    else:
-        source = tar.extractfile(member)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+class ReleaseDir:
+    """The release being written. Every name is opened or created relative to the
+    descriptor of a directory reached without following a link (O_NOFOLLOW), so no
+    write, mkdir or chmod can land outside the release, whatever the archive holds."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, DIRECTORY_FLAGS)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        os.close(self.fd)
+
+    @contextlib.contextmanager
+    def directory(self, parts, *, create=False):
+        """A descriptor of the directory at parts (each missing one created if create)."""
+        fd = os.dup(self.fd)
+        try:
+            for part in parts:
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+            yield fd
+        finally:
+            os.close(fd)
+
+    def write_member(self, tar, member, rel):
+        parts = rel.split("/")
+        mode = member.mode & 0o777
+        if member.isdir():
+            with self.directory(parts, create=True) as fd:
+                os.fchmod(fd, mode | 0o700)
+            return
+        *parents, name = parts
+        with self.directory(parents, create=True) as parent:
+            if member.issym():
+                os.symlink(member.linkname, name, dir_fd=parent)
+            elif member.islnk():
+                *source_parents, source = member.linkname.split("/")
+                with self.directory(source_parents) as source_parent:
+                    os.link(source, name, src_dir_fd=source_parent, dst_dir_fd=parent, follow_symlinks=False)
+            else:
+                self.write_file(parent, name, tar.extractfile(member), mode)
+
+    @staticmethod
+    def write_file(parent, name, source, mode):
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent)
         with os.fdopen(fd, "wb") as handle:
             shutil.copyfileobj(source, handle)
-        os.chmod(path, mode)
+            os.fchmod(handle.fileno(), mode)
 
-
-def release_version(root):
-    try:
-        with open(os.path.join(root, "VERSION"), encoding="utf-8") as handle:
-            text = handle.read(MAX_VERSION_FILE_BYTES).strip()
-    except FileNotFoundError:
-        return None
-    if text.startswith("{"):
+    def read_version_file(self):
+        """The start of VERSION as text; None when there is none."""
         try:
-            return str(json.loads(text)["version"]).strip()
-        except (ValueError, KeyError, TypeError, RecursionError):
-            raise Refused("VERSION is JSON without a usable 'version' key")
-    return text.splitlines()[0].strip() if text else ""
+            info = os.stat("VERSION", dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            raise Refused("VERSION is not a regular file")
+        with os.fdopen(os.open("VERSION", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd), "rb") as handle:
+            return handle.read(MAX_VERSION_FILE_BYTES).decode("utf-8", "replace").strip()
+
+
+def check_links(root, planned):
+    """The lexical check of each link cannot see chains (x/b -> .., a -> x/b/..): now
+    that every member exists, resolve each link for real (reading only)."""
+    for member, rel in planned:
+        if member.issym() and not inside(root, os.path.join(root, rel)):
+            raise Refused(f"symlink {member.name!r} -> {member.linkname!r} leaves the release")
+
+
+def release_version(release):
+    """What VERSION names (JSON with a 'version' key, or one plain line); None without one."""
+    text = release.read_version_file()
+    if text is None:
+        return None
+    if not text.startswith("{"):
+        return text.splitlines()[0].strip() if text else ""
+    try:
+        return str(json.loads(text)["version"]).strip()
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise Refused("VERSION is JSON without a usable 'version' key")
 
 
 def same_version(left, right):
     return left.removeprefix("v") == right.removeprefix("v")
 
 
-def check_version(root, expected):
-    found = release_version(root)
+def check_version(release, expected):
+    found = release_version(release)
     if found is None:
-        with open(os.path.join(root, "VERSION"), "w", encoding="utf-8") as handle:
-            handle.write(expected + "\n")
+        release.write_file(release.fd, "VERSION", io.BytesIO(f"{expected}\n".encode()), 0o644)
         return expected, True
     if not same_version(found, expected):
         raise Refused(f"release VERSION is {found!r}, expected {expected!r}")
@@ -220,29 +303,35 @@ def migration_argv(root, final, relpath):
     raise Refused(f"migration script {relpath!r} is not executable")
 
 
-def extract(src, dest, expected, script, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
-    partial = dest + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial, mode=0o755)
-    with tarfile.open(src, "r:*") as tar:
+def stage(src, partial, dest, expected, script, max_bytes, max_members):
+    """Write the release into partial and check it; its result values, or Refused."""
+    with tarfile.open(src, "r:*") as tar, ReleaseDir(partial) as release:
         planned = plan(tar, max_bytes, max_members)
         if not planned:
             raise Refused("the archive is empty")
         for member, rel in planned:
-            write_member(tar, member, rel, partial)
-    # The lexical check above cannot see chains (x/b -> .., a -> x/b/..): now that every
-    # member exists, resolve each link for real.
-    for member, rel in planned:
-        if member.issym() and not inside(partial, os.path.join(partial, rel)):
-            raise Refused(f"symlink {member.name!r} -> {member.linkname!r} leaves the release")
-    version, wrote = check_version(partial, expected)
-    script_argv = migration_argv(partial, dest, script)
-    if os.path.isdir(dest):
-        shutil.rmtree(dest)
-    os.rename(partial, dest)
+            release.write_member(tar, member, rel)
+        check_links(partial, planned)
+        version, wrote = check_version(release, expected)
     return {"version": version, "wrote_version_file": wrote, "members": len(planned),
-            "migration_argv": script_argv,
-            "has_requirements": os.path.isfile(os.path.join(dest, "requirements.txt"))}
+            "migration_argv": migration_argv(partial, dest, script)}
+
+
+def extract(src, dest, expected, script, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
+    """Stage the release in <dest>.partial, then rename it to dest; on any failure
+    nothing of the partial directory is left."""
+    partial = dest + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial, mode=0o755)
+    try:
+        result = stage(src, partial, dest, expected, script, max_bytes, max_members)
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        os.rename(partial, dest)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return {**result, "has_requirements": os.path.isfile(os.path.join(dest, "requirements.txt"))}
 
 
 def highest_missing(path):
@@ -276,7 +365,6 @@ def main():
                          module.params["migration_script"],
                          module.params["max_bytes"], module.params["max_members"])
     except (Refused, tarfile.TarError, OSError) as exc:
-        shutil.rmtree(dest + ".partial", ignore_errors=True)
         if created_root:
             shutil.rmtree(created_root, ignore_errors=True)
         prefix = "refused release archive" if isinstance(exc, Refused) else "cannot extract"
