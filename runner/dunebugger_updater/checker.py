@@ -15,11 +15,14 @@ from .config import ComponentSpec, Settings
 from .errors import ReleaseLookupError
 from .installed import InstalledVersion, InstalledVersions
 from .releases import Release, ReleaseClient, client_for
+from .statedir import StateDir
 from .statefiles import read_json, write_json
 from .status import ComponentStatus, component_status
 from .versions import NotAVersion, parse_version
 
 log = logging.getLogger(__name__)
+
+LAST_CHECK_FILE = "last-check.json"
 
 Clock = Callable[[], datetime]
 
@@ -39,13 +42,14 @@ class UpdateChecker:
         self._settings = settings
         self._transport = transport
         self._clock = clock
-        self._store = settings.state_path / "last-check.json"
+        self._state = StateDir(settings.state_path)
 
     def release_client(self) -> ReleaseClient:
         return client_for(self._settings, self._transport)
 
     async def check(self, *, force: bool = False) -> dict[str, ComponentStatus]:
         """Statuses of all components; looks up those whose last answer is stale (all when forced)."""
+        self._state.ready()  # a check remembers its answers: a statePath we cannot use stops it first
         stored = self._stored()
         now = self._clock()
         specs = self._settings.components.values()
@@ -84,7 +88,7 @@ class UpdateChecker:
         try:
             release = await client.latest(spec.name, spec.repo, include_prerelease=self._settings.include_prerelease)
         except ReleaseLookupError as exc:
-            log.warning("update check failed: %s", exc)
+            log.info("update check failed: %s", exc)  # the status carries it: said once, by the caller
             return None, exc.reason
         return release, None
 
@@ -109,14 +113,14 @@ class UpdateChecker:
         return now - checked < timedelta(hours=self._settings.update_check_interval_hours)
 
     def _stored(self) -> dict[str, Any]:
-        stored = read_json(self._store, {})
+        stored = read_json(self._state, LAST_CHECK_FILE, {})
         return stored if isinstance(stored, dict) else {}
 
     def _save(self, stored: dict[str, Any]) -> None:
         try:
-            write_json(self._store, stored)
+            write_json(self._state, LAST_CHECK_FILE, stored)
         except OSError as exc:
-            log.warning("cannot save check results to %s: %s", self._store, exc)
+            log.warning("cannot save check results in %s: %s", self._state.path, exc)
 
 
 def _entry(release: Release | None, error: str | None, stamp: str) -> dict[str, Any]:

@@ -11,13 +11,14 @@ import configparser
 import os
 import re
 import shlex
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from .errors import ConfigError, os_reason
 from .security import is_loopback
 
 UPDATER_SECTION = "Updater"
@@ -350,8 +351,15 @@ def find_config_file(explicit: str | os.PathLike[str] | None, environ: Mapping[s
     chosen = explicit or environ.get("DUNEBUGGER_CONFIG")
     if chosen:
         path = Path(chosen)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        try:
+            is_dir = stat.S_ISDIR(path.stat().st_mode)
+        except FileNotFoundError:
+            where = "--config" if explicit else "$DUNEBUGGER_CONFIG"
+            raise ConfigError(f"config file {path} does not exist: check {where}, or leave it out to use the defaults") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {os_reason(exc)}") from None
+        if is_dir:
+            raise ConfigError(f"config file {path} is a directory: name the INI file in it (e.g. {path / 'dunebugger.conf'})")
         return path
     return next((p for p in DEFAULT_CONFIG_CANDIDATES if p.is_file()), None)
 
@@ -384,11 +392,25 @@ def _read_ini(path: Path | None) -> configparser.ConfigParser:
         try:
             with path.open(encoding="utf-8") as handle:
                 parser.read_file(handle)
-        except (configparser.Error, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot parse: {exc}") from None
+        except configparser.Error as exc:
+            raise ConfigError(f"{path}: cannot parse: {_ini_problem(exc)}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: cannot parse: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                              f"offset {exc.start}): save it as UTF-8 text") from None
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+            raise ConfigError(f"{path}: cannot read: {os_reason(exc)}: "
+                              "run as a user who may read it, or name another file with --config") from None
     return parser
+
+
+def _ini_problem(exc: configparser.Error) -> str:
+    """configparser's message in one line, with the fix for the usual mistakes."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: a key before any section: put [{UPDATER_SECTION}] on the line above the keys"
+    if isinstance(exc, configparser.ParsingError):
+        lines = ", ".join(str(number) for number, _ in exc.errors[:5])
+        return f"line {lines} is neither a [section] nor 'key = value'"
+    return " ".join(str(exc).split())
 
 
 def _updater_values(parser: configparser.ConfigParser, environ: Mapping[str, str], source: str) -> dict[str, Any]:

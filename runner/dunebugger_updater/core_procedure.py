@@ -14,9 +14,11 @@ import httpx
 from .config import ComponentSpec, Settings
 from .download import DownloadPolicy, download_bytes, download_verified
 from .errors import DownloadError
+from .installed import previous_release, releases_path, retained_releases
 from .manifest import Manifest, ManifestRefused
 from .releases import MANIFEST_FILE, Release
 from .signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignatureError, SignaturePolicy
+from .statedir import StateDir
 
 UPDATE_STEPS = ("preflight", "stage", "switch", "postflight", "finalize")
 ROLLBACK_STEPS = ("rollback", "postflight")
@@ -59,6 +61,7 @@ class CoreProcedure:
         self._settings = settings
         self._transport = transport
         self._signatures = SignaturePolicy.from_settings(settings)
+        self._state = StateDir(settings.state_path)
 
     def artifact(self, spec: ComponentSpec, release: Release, version_text: str, manifest: Manifest | None) -> Artifact:
         """The archive to install and the sha256 it must have; refuses when none is known."""
@@ -101,7 +104,7 @@ class CoreProcedure:
         archive = await download_verified(
             artifact.url,
             artifact.sha256,
-            settings.state_path / "downloads" / artifact.name,
+            self._state.subdir("downloads") / artifact.name,
             policy,
             token=settings.github_token,
             transport=self._transport,
@@ -145,6 +148,16 @@ class CoreProcedure:
     def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
         return {**self.device_vars(spec), "core_rollback_version": to_version or ""}
 
+    def missing_rollback_target(self, spec: ComponentSpec) -> str | None:
+        """Why a rollback without --to has nowhere to go, in the command line's words
+        (None: a previous release is recorded, and the playbook takes it from there)."""
+        releases = releases_path(spec)
+        if previous_release(releases):
+            return None
+        kept = retained_releases(releases, self._settings.backup_path)
+        return (f"no previous {spec.name} release is recorded; name one with --to V "
+                f"({'retained: ' + ', '.join(kept) if kept else 'none is retained in ' + str(releases)})")
+
     def release_vars(
         self, spec: ComponentSpec, version_text: str, prepared: Prepared, manifest: Manifest | None
     ) -> dict[str, Any]:
@@ -177,6 +190,7 @@ class CoreProcedure:
         return {
             "dunebugger_component": spec.name,
             "core_install_path": spec.install_path,
+            "core_releases_path": releases_path(spec),
             "core_backup_path": self._settings.backup_path,
             "core_backup_keep": self._settings.backups_to_keep,
             "core_service_manager": spec.service_manager,

@@ -3,7 +3,9 @@
 It starts a loopback release server holding generated releases of a small sample app,
 lays out a sandbox device (core run by the `command` service manager), and then runs,
 through the real playbooks: a check, a dry run, an update to a good release, and an
-update to an unhealthy release that is rolled back. Everything is removed at the end.
+update to an unhealthy release that is rolled back. Everything is removed at the end,
+unless something went wrong: then the sandbox stays (its path is printed) so that what
+the messages point at (playbook artifacts under state/runs) can still be read.
 
 `DemoDevice` is also what the integration tests stand on.
 """
@@ -12,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,6 +30,7 @@ import httpx
 
 from . import messages
 from .config import Settings, load_settings
+from .errors import ConfigError, os_reason
 from .fake_github import FakeGitHub
 from .sandbox import releases
 from .sandbox.fingerprint import tree_fingerprint
@@ -130,9 +136,35 @@ class DemoDevice:
         self.stop()
 
 
-def run_demo(out: TextIO = sys.stdout) -> int:
+Scenario = Callable[[Path, Callable[[str], None]], bool]  # (sandbox home, printer) -> all went well
+
+
+def run_demo(out: TextIO = sys.stdout, *, scenario: Scenario | None = None) -> int:
+    say = _printer(out)
+    home = _sandbox_home()
+    ok = False
+    try:
+        ok = (scenario or _demonstrate)(home, say)
+    finally:
+        if ok:
+            shutil.rmtree(home, ignore_errors=True)
+        else:  # what the messages point at (playbook artifacts under state/runs) stays
+            say(f"The sandbox is kept for inspection in {home}; remove it with: rm -rf {home}")
+    return 0 if ok else 1
+
+
+def _sandbox_home() -> Path:
+    # An explicit TMPDIR is obeyed, not silently replaced by /tmp as tempfile would.
+    where = os.environ.get("TMPDIR") or tempfile.gettempdir()
+    try:
+        return Path(tempfile.mkdtemp(prefix="dunebugger-demo-", dir=where))
+    except OSError as exc:
+        raise ConfigError(f"cannot create the demo's sandbox in {where}: "
+                          f"{os_reason(exc)}: set TMPDIR to a directory you may write") from None
+
+
+def _demonstrate(home: Path, say: Callable[[str], None]) -> bool:
     with ExitStack() as stack:
-        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dunebugger-demo-")))
         github = stack.enter_context(FakeGitHub())
         device = DemoDevice(home, github)
         stack.callback(device.close)
@@ -140,7 +172,6 @@ def run_demo(out: TextIO = sys.stdout) -> int:
         for repo in ("marco-svitol/dunebugger-scheduler", "marco-svitol/dunebugger-remote"):
             github.add_release(repo, "v1.0.0", body="Not installed on this sandbox device")
         device.start()
-        say = _printer(out)
 
         say(f"Sandbox device in {home}; core 1.0.0 serving {device.health_url}")
         updater = ComponentUpdater(device.settings())
@@ -166,11 +197,10 @@ def run_demo(out: TextIO = sys.stdout) -> int:
 
         ok = good.success and bad.rolled_back and (device.health() or {}).get("version") == "1.1.0"
         say("\nDemo finished: " + ("update applied, bad release rolled back." if ok else "SOMETHING WENT WRONG."))
-        return 0 if ok else 1
-    return 1
+        return ok
 
 
-def _printer(out: TextIO):  # noqa: ANN202
+def _printer(out: TextIO) -> Callable[[str], None]:
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 

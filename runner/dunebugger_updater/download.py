@@ -23,6 +23,7 @@ import httpx
 
 from . import transfer
 from .errors import DownloadError
+from .statedir import create_new
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -143,7 +144,7 @@ async def _fetch(client: httpx.AsyncClient, url: str, target: Path, policy: Down
 
 async def _save(response: httpx.Response, target: Path, max_bytes: int) -> str:
     digest = hashlib.sha256()
-    with target.open("wb") as handle:
+    with os.fdopen(create_new(target), "wb") as handle:  # never through a link planted at the partial's name
         async for piece in transfer.decoded_pieces(response, max_bytes):
             digest.update(piece)
             handle.write(piece)

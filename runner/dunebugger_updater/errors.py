@@ -18,6 +18,7 @@ the message is all a person at a frontend will see.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 
@@ -73,3 +74,9 @@ class PlaybookError(UpdaterError):
 
 class Busy(UpdaterError):
     """Another update is running on this device."""
+
+
+def os_reason(exc: OSError) -> str:
+    """"permission denied", "no such file or directory": the reason alone, for a sentence
+    that already names the path (an OSError's own text repeats it, errno and all)."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -45,10 +44,11 @@ from .fleet_status import (
     host_versions,
     not_run,
 )
-from .history import History, HistoryEntry
+from .history import History, HistoryEntry, new_run_id
 from .manifest import DeviceNames, Manifest, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
 from .releases import Release, client_for
+from .statedir import StateDir
 from .versions import requested_version, without_v
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ class FleetTarget:
     forks: int | None = None
 
     def checked(self) -> FleetTarget:
+        if self.inventory.is_dir():
+            raise BadRequest(f"inventory {self.inventory} is a directory: name the inventory file (-i FILE)")
         if not self.inventory.is_file():
             raise BadRequest(f"inventory {self.inventory} does not exist")
         if self.forks is not None and not 1 <= self.forks <= 500:
@@ -125,17 +127,19 @@ class FleetUpdater:
     ) -> None:
         self._settings = settings
         self._transport = transport
+        self._state = StateDir(settings.state_path)
         self._runner = runner or PlaybookRunner(
-            settings.state_path / "fleet-runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
+            self._state.path / "fleet-runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
         self._core = CoreProcedure(settings, transport=transport)
-        self._history = History(settings.state_path / "history.jsonl")
+        self._history = History(self._state)
 
     # --- public --------------------------------------------------------------------
 
     async def check(self, component: str, target: FleetTarget) -> FleetCheck:
         """Installed versions on every device, and the newest release (one lookup)."""
-        spec = self._python_app(component)
+        spec = self._python_app(component, "checks")
         target = target.checked()
+        self._state.ready()  # the runs' artifacts go there
         versions_task = asyncio.create_task(self._versions(spec, target, target.limit))
         latest, error = None, None
         try:
@@ -150,21 +154,22 @@ class FleetUpdater:
     async def update(self, component: str, target: FleetTarget, *, version: str | None = None,
                      rollout: Rollout = Rollout()) -> FleetResult:
         """Roll one release out; the run, refused or not, ends up in the controller's history."""
-        started = datetime.now().replace(microsecond=0).isoformat()
+        now = datetime.now().replace(microsecond=0)
         result = await self._update(component, target, version=version, rollout=rollout)
         self._history.append(HistoryEntry(
-            run_id=result.run_id or f"{started}-{result.component}-fleet-update",
+            run_id=result.run_id or new_run_id(now, result.component, "fleet-update"),
             action="fleet_update", component=result.component, from_version=None, to_version=result.version,
             outcome="updated" if result.success else "failed", success=result.success, message=result.message,
-            started_at=started, finished_at=datetime.now().replace(microsecond=0).isoformat(),
+            started_at=now.isoformat(), finished_at=datetime.now().replace(microsecond=0).isoformat(),
             details={"devices": {device.host: device.outcome for device in result.devices}, **result.details},
         ))
         return result
 
     async def _update(self, component: str, target: FleetTarget, *, version: str | None,
                       rollout: Rollout) -> FleetResult:
-        spec = self._python_app(component)
+        spec = self._python_app(component, "updates")
         target = target.checked()
+        self._state.ready()  # the history, the download and the runs' artifacts go there
         version = requested_version(version, "--version") if version is not None else None
         common: dict[str, Any] = {"batches": rollout.batches, "max_fail_percentage": rollout.max_fail_percentage}
         try:
@@ -181,7 +186,7 @@ class FleetUpdater:
         run = None
         if pending:
             values = {**self._release_vars(spec, resolved, prepared), **rollout.extra_vars()}
-            run = await self._run(self._core.update_playbook, values, target, pending, f"{spec.name}-update")
+            run = await self._run(self._core.update_playbook, values, target, pending, spec.name, "fleet-update")
             statuses.update(device_statuses(run.events, before, pending, resolved.version))
             statuses.update(await self._settle_unknown(spec, target, statuses))
         devices = tuple(statuses[host] for host in before)
@@ -209,7 +214,7 @@ class FleetUpdater:
 
     async def _versions(self, spec: ComponentSpec, target: FleetTarget, limit: str | None) -> dict[str, HostVersion]:
         run = await self._run(VERSIONS_PLAYBOOK, {"dunebugger_component": spec.name}, target, None,
-                              f"{spec.name}-versions", limit=limit)
+                              spec.name, "fleet-versions", limit=limit)
         found = host_versions(run.events)
         if not found:
             raise BadRequest(_no_hosts(run, target, limit))
@@ -225,11 +230,11 @@ class FleetUpdater:
         return {host: _with_after(statuses[host], after.get(host)) for host in unknown}
 
     async def _run(self, playbook: str, values: dict[str, Any], target: FleetTarget, hosts: list[str] | None,
-                   action: str, *, limit: str | None = None) -> PlaybookRun:
+                   component: str, action: str, *, limit: str | None = None) -> PlaybookRun:
         if hosts is not None:
             limit = ",".join(hosts)
         forks = target.forks or DEFAULT_FORKS  # Ansible never starts more workers than a batch has hosts
-        run_id = f"{datetime.now():%Y%m%dT%H%M%S}-fleet-{action}-{secrets.token_hex(3)}"
+        run_id = new_run_id(datetime.now(), component, action)
         log.info("running %s over %s (limit %s, forks %d) as %s", playbook, target.inventory, limit, forks, run_id)
         return await asyncio.to_thread(self._runner.run, playbook, values, run_id=run_id,
                                        inventory=target.inventory, limit=limit, forks=forks)
@@ -245,10 +250,14 @@ class FleetUpdater:
                 statuses[host] = status
         return statuses
 
-    def _python_app(self, component: str) -> ComponentSpec:
+    def _python_app(self, component: str, what: str) -> ComponentSpec:
+        """Fleet runs read and install core-style releases (fleet_versions.yml reads the
+        VERSION file of a python_app); containers are checked and updated per device."""
         spec = self._settings.component(component)
         if spec.type != "python_app":
-            raise BadRequest(f"{spec.name}: fleet updates of {spec.type} components are not available yet")
+            instead = "check" if what == "checks" else f"update {spec.name}"
+            raise BadRequest(f"{spec.name}: fleet {what} of {spec.type} components are not available yet; "
+                             f"run `dunebugger-updater {instead}` on each device")
         return spec
 
 

@@ -37,7 +37,7 @@ from .fleet_status import (
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def add_parser(verbs: Any, json_flag: argparse.ArgumentParser) -> None:
+def add_parser(verbs: Any, common: list[argparse.ArgumentParser]) -> None:
     fleet = verbs.add_parser("fleet", help="check or update many devices over an Ansible inventory")
     actions = fleet.add_subparsers(dest="fleet_verb", required=True, metavar="ACTION")
 
@@ -47,12 +47,12 @@ def add_parser(verbs: Any, json_flag: argparse.ArgumentParser) -> None:
     target.add_argument("--limit", metavar="PATTERN", help="Ansible host pattern, e.g. canary or 'production:!hall_b'")
     target.add_argument("--forks", type=int, metavar="N", help="devices worked on in parallel (default: all of a batch, up to 50)")
 
-    check = actions.add_parser("check", parents=[json_flag, target], help="installed version per device and the newest release")
+    check = actions.add_parser("check", parents=[*common, target], help="installed version per device and the newest release")
     check.add_argument("--component", default="core", help="component to report (default: core)")
     check.set_defaults(handler=run_fleet_check)
 
     batches = ",".join(map(str, DEFAULT_BATCHES))
-    update = actions.add_parser("update", parents=[json_flag, target], help="staged rollout of one release to every device")
+    update = actions.add_parser("update", parents=[*common, target], help="staged rollout of one release to every device")
     update.add_argument("component")
     update.add_argument("--version", metavar="V", help="release to roll out (default: the newest)")
     update.add_argument("--batches", default=batches, metavar="LIST",

@@ -5,22 +5,32 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import secrets
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
+from .statedir import StateDir
+
 log = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.jsonl"
+
+
+def new_run_id(when: datetime, name: str, action: str) -> str:
+    """The one shape of a run id, for runs and refusals alike: when, what, and a
+    random tail so two runs in one second never share their artifacts directory."""
+    return f"{when:%Y%m%dT%H%M%S}-{name}-{action}-{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True)
 class HistoryEntry:
     run_id: str
-    action: str  # update, rollback, recovery, dry_run
+    action: str  # update, rollback, recovery, dry_run, fleet_update
     component: str
     from_version: str | None
     to_version: str | None
-    outcome: str  # updated, up_to_date, rolled_back, refused, failed, dry_run, recovered
+    outcome: str  # updated, up_to_date, rolled_back, refused, failed, dry_run, recovered, busy
     success: bool
     message: str
     started_at: str
@@ -29,26 +39,19 @@ class HistoryEntry:
 
 
 class History:
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, state: StateDir) -> None:
+        self._state = state
 
     def append(self, entry: HistoryEntry) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(asdict(entry), sort_keys=True) + "\n"
-        with self._path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        self._state.append(HISTORY_FILE, (json.dumps(asdict(entry), sort_keys=True) + "\n").encode("utf-8"))
 
     def entries(self, limit: int | None = None) -> list[HistoryEntry]:
-        try:
-            lines = self._path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
+        """The newest `limit` entries (all when None), oldest first."""
+        data = self._state.read_bytes(HISTORY_FILE)
         entries = []
-        for line in lines:
+        for line in (data or b"").decode("utf-8", errors="replace").splitlines():
             try:
                 entries.append(HistoryEntry(**json.loads(line)))
             except (ValueError, TypeError):
-                log.warning("skipping an unreadable line in %s", self._path)
-        return entries[-limit:] if limit else entries
+                log.warning("skipping an unreadable line in %s", self._state.path / HISTORY_FILE)
+        return entries[-limit:] if limit is not None else entries

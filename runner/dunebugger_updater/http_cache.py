@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from .statedir import StateDir
 from .statefiles import read_json, write_json
 
 log = logging.getLogger(__name__)
+
+CACHE_FILE = "http-cache.json"
 
 
 @dataclass(frozen=True)
@@ -22,9 +24,9 @@ class CachedAnswer:
 class EtagCache:
     """URL -> (ETag, decoded JSON body). Held in memory, saved on `save()`."""
 
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        stored = read_json(path, {}) if path else {}
+    def __init__(self, state: StateDir | None) -> None:
+        self._state = state
+        stored = read_json(state, CACHE_FILE, {}) if state else {}
         self._entries: dict[str, dict[str, Any]] = stored if isinstance(stored, dict) else {}
         self._dirty = False
 
@@ -39,11 +41,11 @@ class EtagCache:
         self._dirty = True
 
     def save(self) -> None:
-        if not (self._path and self._dirty):
+        if not (self._state and self._dirty):
             return
         try:
-            write_json(self._path, self._entries)
+            write_json(self._state, CACHE_FILE, self._entries)
             self._dirty = False
         except OSError as exc:
             # A cache we cannot write only costs rate limit; it must not fail a check.
-            log.warning("cannot save the HTTP cache %s: %s", self._path, exc)
+            log.warning("cannot save the HTTP cache in %s: %s", self._state.path, exc)

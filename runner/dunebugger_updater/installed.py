@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,8 @@ import yaml
 
 from .config import ComponentSpec, Settings
 from .environment import child_environment
+from .errors import os_reason
+from .versions import parse_or_none
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ def read_version_file(path: Path) -> InstalledVersion:
     except FileNotFoundError:
         return InstalledVersion(None, f"not installed ({path} is missing)")
     except OSError as exc:
-        return InstalledVersion(None, f"cannot read {path}: {exc.strerror}")
+        return InstalledVersion(None, f"cannot read {path}: {os_reason(exc)}")
     if len(data) > MAX_VERSION_FILE_BYTES:
         return InstalledVersion(None, f"{path} is too large to be a VERSION file")
     text = data.decode("utf-8", errors="replace").strip()
@@ -66,8 +70,12 @@ def image_tag_in_compose(compose_path: Path, service: str) -> InstalledVersion:
         document = yaml.safe_load(compose_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return InstalledVersion(None, f"not installed ({compose_path} is missing)")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        return InstalledVersion(None, f"cannot read {compose_path}: {exc}")
+    except OSError as exc:
+        return InstalledVersion(None, f"cannot read {compose_path}: {os_reason(exc)}")
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return InstalledVersion(None, f"cannot read {compose_path}: not valid YAML{where}")
     services = document.get("services") if isinstance(document, dict) else None
     entry = services.get(service) if isinstance(services, dict) else None
     if not isinstance(entry, dict):
@@ -133,3 +141,37 @@ class InstalledVersions:
 
 def installed_version(settings: Settings, spec: ComponentSpec) -> InstalledVersion:
     return InstalledVersions(settings).of(spec)
+
+
+# --- core releases kept for rollback (layout of roles/core_common) ----------------------
+
+BACKUP_NAME = re.compile(r"^core-(?P<version>.+)-\d{8}T\d{6}\.tar\.gz$")
+
+
+def releases_path(spec: ComponentSpec) -> Path:
+    """One directory per installed release, beside the install path (core_releases_path)."""
+    assert spec.install_path is not None  # config guarantees it for python_app
+    return spec.install_path.parent / "releases" / "core"
+
+
+def previous_release(releases: Path) -> str | None:
+    """The release an update replaced, as recorded by the switch; None when none is."""
+    try:
+        return (releases / ".previous").read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def retained_releases(releases: Path, backups: Path) -> list[str]:
+    """Versions a rollback can go to: release directories kept, and backups taken."""
+    found = {entry.name for entry in _entries(releases) if entry.is_dir() and not entry.name.startswith(".")}
+    found |= {match["version"] for entry in _entries(backups) if (match := BACKUP_NAME.match(entry.name))}
+    versions = sorted((text for text in found if parse_or_none(text)), key=parse_or_none)
+    return versions + sorted(found.difference(versions))
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        return list(os.scandir(directory))
+    except OSError:
+        return []

@@ -5,9 +5,11 @@ cut, kill -9), and recovery must bring the device to a known, running version.""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+from .statedir import StateDir
 from .statefiles import read_json, write_json
+
+JOURNAL_FILE = "journal.json"
 
 
 @dataclass(frozen=True)
@@ -21,14 +23,14 @@ class JournalEntry:
 
 
 class Journal:
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, state: StateDir) -> None:
+        self._state = state
 
     def begin(self, entry: JournalEntry) -> None:
-        write_json(self._path, asdict(entry))
+        write_json(self._state, JOURNAL_FILE, asdict(entry))
 
     def pending(self) -> JournalEntry | None:
-        data = read_json(self._path, None)
+        data = read_json(self._state, JOURNAL_FILE, None)
         if not isinstance(data, dict):
             return None
         try:
@@ -37,4 +39,4 @@ class Journal:
             return None
 
     def finish(self) -> None:
-        self._path.unlink(missing_ok=True)
+        self._state.remove(JOURNAL_FILE)

@@ -8,20 +8,21 @@ import fcntl
 import json
 import os
 import time
-from pathlib import Path
 from types import TracebackType
 
 from .errors import Busy
+from .statedir import StateDir
+
+LOCK_FILE = "update.lock"
 
 
 class DeviceLock:
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, state: StateDir) -> None:
+        self._state = state
         self._fd: int | None = None
 
     def acquire(self, what: str) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._state.open(LOCK_FILE, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

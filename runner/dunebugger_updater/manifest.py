@@ -35,7 +35,7 @@ from packaging.version import Version
 
 from .errors import ManifestError
 from .security import is_loopback
-from .versions import NotAVersion, parse_version
+from .versions import NotAVersion, parse_or_none, parse_version
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +102,17 @@ def load_manifest(data: bytes, *, tag_version: Version, component_type: str,
                   device: DeviceNames | None = None) -> Manifest:
     """Parse and check a manifest fetched at the release whose tag is `tag_version`,
     against the device it would update (when known)."""
-    manifest = read_manifest(data, device=device)
-    if manifest.version != tag_version:
-        raise ManifestRefused(f"version: the manifest says {manifest.version} but the release tag is {tag_version}")
-    if manifest.component_type != component_type:
-        raise ManifestRefused(f"component_type: {manifest.component_type!r} does not match the component ({component_type})")
-    return manifest
+    return _checked(data, Expected(tag_version, component_type, device))
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a device knows when it reads a manifest: the release tag's version, the
+    component's type, how the device names things (None: not compared)."""
+
+    tag_version: Version | None = None
+    component_type: str | None = None
+    device: DeviceNames | None = None
 
 
 if TYPE_CHECKING:
@@ -126,9 +131,17 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 def read_manifest(data: bytes, *, device: DeviceNames | None = None) -> Manifest:
     """Parse, screen and validate a manifest on its own (no release to compare with)."""
+    return _checked(data, Expected(device=device))
+
+
+def _checked(data: bytes, expected: Expected) -> Manifest:
     document = parse_document(data)
-    validate_document(document)
-    return _typed(document, device, data)
+    hostile, invalid = problems(document, expected)
+    if hostile:
+        raise ManifestRefused("; ".join(hostile[:5]))
+    if invalid:
+        raise ManifestInvalid("; ".join(invalid[:5]))
+    return manifest_from(document, expected.device, data)
 
 
 def parse_document(data: bytes) -> Any:
@@ -142,26 +155,30 @@ def parse_document(data: bytes) -> Any:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _HostileYaml as exc:
         raise ManifestRefused(f"YAML {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        raise ManifestInvalid(f"the manifest is not valid YAML: {_one_line(exc)}") from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise ManifestInvalid(f"the manifest is not valid YAML: {exc}") from None
 
 
-def validate_document(document: Any) -> None:
-    """Raise ManifestRefused for hostile values, ManifestInvalid for structural errors."""
-    hostile, invalid = problems(document)
-    if hostile:
-        raise ManifestRefused("; ".join(hostile[:5]))
-    if invalid:
-        raise ManifestInvalid("; ".join(invalid[:5]))
+def _one_line(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's message without the quoted source lines: the problem and where."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"{exc.problem or exc.context or 'syntax error'}{where}"
 
 
-def problems(document: Any) -> tuple[list[str], list[str]]:
-    """(hostile, invalid): every problem of a parsed document, each naming its field."""
+def problems(document: Any, expected: Expected = Expected()) -> tuple[list[str], list[str]]:
+    """(hostile, invalid): every problem a device would find in a parsed document, all
+    at once (strings, schema, and the rules that compare it with its release and the
+    device), each naming its field."""
     hostile = [f"{where}: {problem}" for where, problem in _suspicious_strings(document)]
-    validator = _validator()
     invalid = []
-    for error in sorted(validator.iter_errors(document), key=lambda error: [str(p) for p in error.absolute_path]):
+    for error in sorted(_validator().iter_errors(document), key=lambda error: [str(p) for p in error.absolute_path]):
         (hostile if _injection_shaped(error) else invalid).append(_describe(error))
+    if isinstance(document, dict):
+        for refuse, text in _release_problems(document, expected):
+            (hostile if refuse else invalid).append(text)
     return hostile, invalid
 
 
@@ -268,22 +285,18 @@ def _refuse_tag(loader: yaml.SafeLoader, node: Any) -> Any:
 _StrictLoader.add_constructor(None, _refuse_tag)
 
 
-def _typed(document: dict[str, Any], device: DeviceNames | None, source: bytes) -> Manifest:
-    steps = _by_kind(document.get("update_steps", []), "action", "update_steps")
-    pre = _by_kind(document.get("pre_update_checks", []), "type", "pre_update_checks")
-    post = _by_kind(document.get("post_update_checks", []), "type", "post_update_checks")
-    version = _version("version", document["version"])
-    refusals = list(_contradictions(document, steps, pre, post, version, device))
-    if refusals:
-        raise ManifestRefused("; ".join(refusals))
+def manifest_from(document: dict[str, Any], device: DeviceNames | None, source: bytes) -> Manifest:
+    """The typed values of a document that `problems` found nothing wrong with."""
+    steps, _ = _by_kind(document.get("update_steps", []), "action", "update_steps")
+    pre, _ = _by_kind(document.get("pre_update_checks", []), "type", "pre_update_checks")
+    post, _ = _by_kind(document.get("post_update_checks", []), "type", "post_update_checks")
     download = steps.get("download_artifact", {})
     migration = steps.get("run_migrations")
     compose = steps.get("update_compose", {})
     return Manifest(
-        version=version,
+        version=parse_version(document["version"]),
         component_type=document["component_type"],
-        min_remote_version=_version("min_remote_version", document["min_remote_version"])
-        if "min_remote_version" in document else None,
+        min_remote_version=parse_version(document["min_remote_version"]) if "min_remote_version" in document else None,
         checks=_checks(pre, post),
         artifact_url=download.get("url"),
         checksum=download["checksum"].split(":", 1)[1].lower() if "checksum" in download else None,
@@ -302,22 +315,59 @@ def _typed(document: dict[str, Any], device: DeviceNames | None, source: bytes) 
 INFORMATIONAL = ("rollback_steps",)
 
 
-def _by_kind(entries: list[dict[str, Any]], kind: str, field: str) -> dict[str, dict[str, Any]]:
-    """Steps or checks by action/type. One of a kind: with two, a reviewer could read
-    one and the device act on the other."""
+def _by_kind(entries: Any, kind: str, field: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Steps or checks by action/type, and the refusal of every second one of a kind:
+    with two, a reviewer could read one and the device act on the other. Entries of
+    another shape are the schema's to report."""
     found: dict[str, dict[str, Any]] = {}
-    for index, entry in enumerate(entries):
-        if entry[kind] in found:
-            raise ManifestRefused(f"{field}[{index}]: a second {entry[kind]!r}; each {kind} may appear once")
-        found[entry[kind]] = entry
-    return found
+    repeated = []
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        name = entry.get(kind) if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in found:
+            repeated.append(f"{field}[{index}]: a second {name!r}; each {kind} may appear once")
+        found.setdefault(name, entry)
+    return found, repeated
 
 
-def _version(field: str, text: str) -> Version:
-    try:
-        return parse_version(text)
-    except NotAVersion as exc:
-        raise ManifestInvalid(f"{field}: {exc}") from None
+def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[tuple[bool, str]]:
+    """(refused?, problem) for the rules beyond the schema. Each looks only at values of
+    the right type, so a document that also breaks the schema is judged all the same."""
+    steps, repeated_steps = _by_kind(document.get("update_steps"), "action", "update_steps")
+    pre, repeated_pre = _by_kind(document.get("pre_update_checks"), "type", "pre_update_checks")
+    post, repeated_post = _by_kind(document.get("post_update_checks"), "type", "post_update_checks")
+    for text in repeated_steps + repeated_pre + repeated_post:
+        yield True, text
+    versions = {}
+    for field, text in (("version", document.get("version")), ("min_remote_version", document.get("min_remote_version")),
+                        ("post_update_checks.version_check.expected_version",
+                         _text(post.get("version_check"), "expected_version"))):
+        if isinstance(text, str):
+            try:
+                versions[field] = parse_version(text)
+            except NotAVersion as exc:
+                yield False, f"{field}: {exc}"
+    version = versions.get("version")
+    if version is not None and expected.tag_version is not None and version != expected.tag_version:
+        yield True, f"version: the manifest says {version} but the release tag is {expected.tag_version}"
+    kind = document.get("component_type")
+    if expected.component_type is not None and isinstance(kind, str) and kind != expected.component_type:
+        yield True, f"component_type: {kind!r} does not match the component ({expected.component_type})"
+    url = _text(post.get("health_endpoint"), "url")
+    if url is not None and not is_loopback(urlsplit(url).hostname or ""):
+        # Only the device's own health endpoints: `localhost` or a loopback address
+        # (not a name that merely starts with "127.").
+        yield True, f"post_update_checks.health_endpoint.url: {url!r} is not on this device (localhost)"
+    if version is not None:
+        for text in _contradictions(document, steps, pre, post, version, expected.device):
+            yield True, text
+
+
+def _text(entry: dict[str, Any] | None, key: str) -> str | None:
+    """entry[key] when it is text (a value of another type is the schema's to report)."""
+    value = entry.get(key) if isinstance(entry, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _checks(pre: dict[str, dict[str, Any]], post: dict[str, dict[str, Any]]) -> Checks:
@@ -332,7 +382,7 @@ def _checks(pre: dict[str, dict[str, Any]], post: dict[str, dict[str, Any]]) -> 
         values["service_active_timeout"] = post["service_active"].get("timeout_seconds")
     if "health_endpoint" in post:
         check = post["health_endpoint"]
-        values.update(health_url=_loopback_url(check["url"]), health_timeout=check.get("timeout_seconds"),
+        values.update(health_url=check["url"], health_timeout=check.get("timeout_seconds"),
                       health_expected_status=check.get("expected_status"))
     values["version_check"] = "version_check" in post
     values["container_running"] = "container_running" in post
@@ -366,48 +416,48 @@ def _contradictions(document: dict[str, Any], steps: dict[str, dict[str, Any]], 
                     post: dict[str, dict[str, Any]], version: Version,
                     device: DeviceNames | None) -> Iterator[str]:
     """Every value that disagrees with the release or with the device, one line each."""
-    script = steps.get("run_migrations", {}).get("script")
+    script = _text(steps.get("run_migrations"), "script")
     if script is not None and _migration_path(script, device) is None:
         yield f"update_steps.run_migrations.script: {script!r} is outside the release"
-    expected = post.get("version_check", {}).get("expected_version")
-    if expected is not None and _version("post_update_checks.version_check.expected_version", expected) != version:
+    expected = _text(post.get("version_check"), "expected_version")
+    if expected is not None and parse_or_none(expected) not in (None, version):  # no version at all: invalid
         yield f"post_update_checks.version_check.expected_version: {expected!r} is not the release's version {version}"
     if device is None:
         return
     named = {  # field -> (value in the manifest, what the device calls it)
-        "pre_update_checks.service_running.service_name": (pre.get("service_running", {}).get("service_name"),
+        "pre_update_checks.service_running.service_name": (_text(pre.get("service_running"), "service_name"),
                                                            device.service_name or device.service),
-        "post_update_checks.service_active.service_name": (post.get("service_active", {}).get("service_name"),
+        "post_update_checks.service_active.service_name": (_text(post.get("service_active"), "service_name"),
                                                            device.service_name),
-        "update_steps.stop_service.service_name": (steps.get("stop_service", {}).get("service_name"),
+        "update_steps.stop_service.service_name": (_text(steps.get("stop_service"), "service_name"),
                                                    device.service_name),
-        "update_steps.start_service.service_name": (steps.get("start_service", {}).get("service_name"),
+        "update_steps.start_service.service_name": (_text(steps.get("start_service"), "service_name"),
                                                     device.service_name),
-        "update_steps.update_compose.service": (steps.get("update_compose", {}).get("service"), device.service),
-        "update_steps.restart_service.service": (steps.get("restart_service", {}).get("service"), device.service),
-        "update_steps.backup_installation.source": (steps.get("backup_installation", {}).get("source"),
+        "update_steps.update_compose.service": (_text(steps.get("update_compose"), "service"), device.service),
+        "update_steps.restart_service.service": (_text(steps.get("restart_service"), "service"), device.service),
+        "update_steps.backup_installation.source": (_text(steps.get("backup_installation"), "source"),
                                                     device.install_path),
-        "update_steps.extract_artifact.destination": (steps.get("extract_artifact", {}).get("destination"),
+        "update_steps.extract_artifact.destination": (_text(steps.get("extract_artifact"), "destination"),
                                                       device.install_path),
     }
     for field, (value, own) in named.items():
         if value is not None and own is not None and value.rstrip("/") != own.rstrip("/"):
             yield f"{field}: {value!r} is not this device's {own!r}"
-    yield from _artifact_contradictions(steps, document["version"].lstrip("vV"), device)
+    yield from _artifact_contradictions(steps, document["version"].lstrip("vV"), device)  # a version: text
     yield from _image_contradictions(steps, version, device)
 
 
 def _artifact_contradictions(steps: dict[str, dict[str, Any]], version_text: str,
                              device: DeviceNames) -> Iterator[str]:
-    archive = steps.get("extract_artifact", {}).get("archive")
+    archive = _text(steps.get("extract_artifact"), "archive")
     if archive is not None and device.asset_pattern:
         own = device.asset_pattern.replace("{version}", version_text)
         if PurePosixPath(archive).name != own:
             yield f"update_steps.extract_artifact.archive: {archive!r} is not the release archive {own!r}"
-    backup = steps.get("backup_installation", {}).get("destination")
+    backup = _text(steps.get("backup_installation"), "destination")
     if backup is not None and device.backup_path and PurePosixPath(device.backup_path) not in PurePosixPath(backup).parents:
         yield f"update_steps.backup_installation.destination: {backup!r} is outside this device's backupPath {device.backup_path!r}"
-    requirements = steps.get("install_requirements", {}).get("requirements_file")
+    requirements = _text(steps.get("install_requirements"), "requirements_file")
     if requirements is not None:
         allowed = {"requirements.txt"} | ({f"{device.install_path}/requirements.txt"} if device.install_path else set())
         if requirements not in allowed:
@@ -416,13 +466,13 @@ def _artifact_contradictions(steps: dict[str, dict[str, Any]], version_text: str
 
 
 def _image_contradictions(steps: dict[str, dict[str, Any]], version: Version, device: DeviceNames) -> Iterator[str]:
-    image = steps.get("pull_image", {}).get("image")
+    image = _text(steps.get("pull_image"), "image")
     if image is None or not device.image:
         return
     repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
     if repository != device.image:
         yield f"update_steps.pull_image.image: {image!r} is not this device's image {device.image!r}"
-    if tag and tag != steps.get("update_compose", {}).get("image_tag") and not _same_version(tag, version):
+    if tag and tag != _text(steps.get("update_compose"), "image_tag") and not _same_version(tag, version):
         yield f"update_steps.pull_image.image: tag {tag!r} is not release {version}"
 
 
@@ -431,15 +481,6 @@ def _same_version(tag: str, version: Version) -> bool:
         return parse_version(tag) == version
     except NotAVersion:
         return False
-
-
-def _loopback_url(url: str) -> str:
-    """A manifest may only point the device at its own health endpoints: `localhost` or
-    a loopback address (not a name that merely starts with "127.")."""
-    host = urlsplit(url).hostname or ""
-    if not is_loopback(host):
-        raise ManifestRefused(f"post_update_checks.health_endpoint.url: {url!r} is not on this device (localhost)")
-    return url
 
 
 def _migration_path(script: str, device: DeviceNames | None) -> str | None:

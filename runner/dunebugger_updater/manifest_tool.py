@@ -1,12 +1,15 @@
 """Release tooling: `dunebugger-updater manifest validate|generate`.
 
-    dunebugger-updater manifest validate update-manifest.yaml [--version V] [--component TYPE]
+    dunebugger-updater manifest validate update-manifest.yaml [--config PATH] [--version V]
+        [--component NAME|TYPE]
     dunebugger-updater manifest generate --component python_app --version 1.2.0 \\
         --repo marco-svitol/dunebugger dist/dunebugger-1.2.0.tar.gz --output update-manifest.yaml
 
 `validate` applies exactly the checks a device applies (the same loader, schema and
-rules as `manifest.load_manifest`) and says what a device would do with the file:
-use it, ignore it (invalid: built-in procedure) or stop the update (refused).
+rules as `manifest.load_manifest`), as the configured device would for the component
+(its type and install path), and says what a device would do with the file: use it,
+ignore it (invalid: built-in procedure) or stop the update (refused). Every problem
+is reported at once, one line each.
 `generate` computes the sha256 of the artifacts, fills the seed's standard steps and
 checks from our own Jinja2 template (sandboxed, every value a quoted YAML string), and
 validates its output before writing it.
@@ -27,22 +30,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .config import REPO
+from packaging.version import Version
+
+from .config import COMPONENT_TYPES, REPO, ComponentSpec, Settings
+from .errors import BadRequest, os_reason
 from .manifest import (
     MAX_MANIFEST_BYTES,
+    DeviceNames,
+    Expected,
+    Manifest,
     ManifestError,
     ManifestInvalid,
     ManifestRefused,
-    load_manifest,
+    manifest_from,
     parse_document,
     problems,
-    read_manifest,
 )
-from .versions import NotAVersion, parse_version
+from .versions import NotAVersion, parse_or_none, parse_version
 
 EXIT_OK, EXIT_BAD = 0, 2
 TEMPLATE = "templates/update-manifest.yaml.j2"
-COMPONENT_TYPES = ("python_app", "container")
 DEFAULT_MIN_FREE_MB = {"python_app": 1000, "container": 500}
 
 VERDICT = {
@@ -54,19 +61,23 @@ VERDICT = {
 # --- command line --------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `manifest` verb's sub-commands (they need no device configuration)."""
-    parser.set_defaults(needs_settings=False)
+def add_arguments(parser: argparse.ArgumentParser, config_flag: argparse.ArgumentParser) -> None:
+    """The `manifest` verb's sub-commands (only `validate` reads the device configuration)."""
     actions = parser.add_subparsers(dest="manifest_action", required=True, metavar="ACTION")
 
-    validate = actions.add_parser("validate", help="check an update-manifest.yaml as a device would")
+    validate = actions.add_parser("validate", parents=[config_flag],
+                                  help="check an update-manifest.yaml as the configured device would")
     validate.add_argument("file", metavar="FILE")
     validate.add_argument("--version", metavar="V", help="also require this version (the release tag)")
-    validate.add_argument("--component", metavar="TYPE", choices=COMPONENT_TYPES, help="also require this component type")
-    validate.set_defaults(handler=run_validate, needs_settings=False)
+    validate.add_argument("--component", metavar="NAME|TYPE",
+                          help="check as this configured component would (core, scheduler, remote, ...) or as the "
+                               f"first one of this type ({', '.join(COMPONENT_TYPES)}); "
+                               "default: the first component of the manifest's component_type")
+    validate.set_defaults(handler=run_validate)
 
     generate = actions.add_parser("generate", help="write a valid manifest with the artifacts' sha256")
-    generate.add_argument("--component", metavar="TYPE", choices=COMPONENT_TYPES, required=True)
+    generate.add_argument("--component", metavar="TYPE", choices=COMPONENT_TYPES, required=True,
+                          help=f"component type: {' or '.join(COMPONENT_TYPES)}")
     generate.add_argument("--version", metavar="V", required=True, help="the release version (tag v<V>)")
     generate.add_argument("artifacts", nargs="*", metavar="ARTIFACT",
                           help="files to checksum; for a python_app the first is the release archive")
@@ -86,71 +97,87 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     generate.set_defaults(handler=run_generate, needs_settings=False)
 
 
-def run_validate(args: argparse.Namespace, settings: object = None) -> int:
+def run_validate(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.file)
-    try:
-        data = _read_capped(path)
-        errors, manifest = check(data, version=args.version, component_type=args.component)
-    except (OSError, ValueError) as exc:
-        print(f"{path}: cannot check: {exc}", file=sys.stderr)
+    data = _read_capped(path)
+    spec = _component(settings, args.component, data)
+    device = DeviceNames.of(spec, settings.backup_path) if spec else None
+    errors, manifest = check(data, Expected(_tag_version(args.version), spec.type if spec else args.component, device))
+    for verdict, message in errors:
+        print(f"{path}: {verdict}: {message}", file=sys.stderr)
+    if manifest is None:
         return EXIT_BAD
-    if errors:
-        for verdict, message in errors:
-            print(f"{path}: {verdict}: {message}", file=sys.stderr)
-        return EXIT_BAD
-    assert manifest is not None
-    print(f"{path}: valid {manifest.component_type} manifest for version {manifest.version}")
+    use = f"; {spec.name} on this device would use it" if spec else ""
+    where = f" (install path {spec.install_path})" if spec and spec.install_path else ""
+    print(f"{path}: valid {manifest.component_type} manifest for version {manifest.version}{use}{where}")
     return EXIT_OK
 
 
 def run_generate(args: argparse.Namespace, settings: object = None) -> int:
     try:
         text = generate(_request_from(args))
-    except (ValueError, OSError) as exc:  # GenerateError is a ValueError
+        if args.output:
+            _write(Path(args.output), text)
+        else:
+            sys.stdout.write(text)
+    except GenerateError as exc:
         print(f"dunebugger-updater manifest generate: {exc}", file=sys.stderr)
         return EXIT_BAD
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
     return EXIT_OK
 
 
 # --- validate ------------------------------------------------------------------------
 
 
-def check(data: bytes, *, version: str | None = None, component_type: str | None = None) -> tuple[list[tuple[str, str]], Any]:
-    """([(verdict, problem)], manifest or None): every problem a device would find."""
+def check(data: bytes, expected: Expected = Expected()) -> tuple[list[tuple[str, str]], Manifest | None]:
+    """([(verdict, problem)], manifest or None): every problem a device would find, at once."""
     try:
         document = parse_document(data)
     except ManifestError as exc:
         return [(VERDICT[type(exc)], str(exc))], None
-    hostile, invalid = problems(document)
+    hostile, invalid = problems(document, expected)
     errors = [(VERDICT[ManifestRefused], text) for text in hostile] + [(VERDICT[ManifestInvalid], text) for text in invalid]
-    if errors:
-        return errors, None
+    return errors, None if errors else manifest_from(document, expected.device, data)
+
+
+def _component(settings: Settings, wanted: str | None, data: bytes) -> ComponentSpec | None:
+    """The configured component the check stands for: named, or the first of the
+    named type, or of the manifest's own component_type (None: no such component)."""
+    if wanted in settings.components:
+        return settings.component(wanted)
+    if wanted is not None and wanted not in COMPONENT_TYPES:
+        known = ", ".join([*settings.components, *COMPONENT_TYPES])
+        raise BadRequest(f"--component {wanted!r} is neither a configured component nor a type (known: {known})")
+    kind = wanted or _declared_type(data)
+    return next((spec for spec in settings.components.values() if spec.type == kind), None)
+
+
+def _declared_type(data: bytes) -> str | None:
     try:
-        if version is not None or component_type is not None:
-            manifest = load_manifest(data, tag_version=_version(version or document.get("version", "")),
-                                     component_type=component_type or document.get("component_type", ""))
-        else:
-            manifest = read_manifest(data)
-    except ManifestError as exc:
-        return [(VERDICT[type(exc)], str(exc))], None
-    return [], manifest
+        document = parse_document(data)
+    except ManifestError:
+        return None
+    kind = document.get("component_type") if isinstance(document, dict) else None
+    return kind if kind in COMPONENT_TYPES else None
 
 
-def _version(text: str) -> Any:
+def _tag_version(text: str | None) -> Version | None:
+    if text is None:
+        return None
     try:
         return parse_version(text)
     except NotAVersion as exc:
-        raise ValueError(f"--version: {exc}") from None
+        raise BadRequest(f"--version: {exc}") from None
 
 
 def _read_capped(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        data = handle.read(MAX_MANIFEST_BYTES + 1)
-    return data
+    try:
+        with path.open("rb") as handle:
+            return handle.read(MAX_MANIFEST_BYTES + 1)
+    except IsADirectoryError:
+        raise BadRequest(f"{path} is a directory: name the update-manifest.yaml file") from None
+    except OSError as exc:
+        raise BadRequest(f"cannot read {path}: {os_reason(exc)}") from None
 
 
 # --- generate ------------------------------------------------------------------------
@@ -223,7 +250,8 @@ def generate(request: GenerateRequest) -> str:
         **_container_context(request),
     }
     text = render(context)
-    errors, _ = check(text.encode("utf-8"), version=version, component_type=request.component_type)
+    device = DeviceNames(install_path=request.install_path)  # what the request describes
+    errors, _ = check(text.encode("utf-8"), Expected(parse_or_none(version), request.component_type, device))
     if errors:
         raise GenerateError("the generated manifest would not be used by a device: "
                             + "; ".join(message for _, message in errors))
@@ -247,10 +275,22 @@ def release_asset_url(repo: str, tag: str, name: str) -> str:
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise GenerateError(f"cannot read artifact {path}: {os_reason(exc)}") from None
     return digest.hexdigest()
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except FileNotFoundError:
+        raise GenerateError(f"cannot write --output {path}: directory {path.parent} does not exist") from None
+    except OSError as exc:
+        raise GenerateError(f"cannot write --output {path}: {os_reason(exc)}") from None
 
 
 def render(context: dict[str, Any]) -> str:

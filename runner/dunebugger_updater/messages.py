@@ -26,7 +26,8 @@ def component_entry(status: ComponentStatus) -> dict[str, Any]:
         "current": status.current_version,
         "latest": status.latest_version,
         "update_available": status.update_available,
-        "release_notes": status.release_notes,
+        # As in the seed: notes only with an update to read them about, else null.
+        "release_notes": status.release_notes if status.update_available else None,
         "last_checked": status.last_checked,
         "installed": status.installed,
     }

@@ -15,8 +15,8 @@ verified release again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +32,7 @@ from .container_procedure import ContainerProcedure
 from .core_procedure import CoreProcedure
 from .errors import Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from .events import Progress, RunnerEvent, host_reports, last_failure, progress
-from .history import History, HistoryEntry
+from .history import History, HistoryEntry, new_run_id
 from .installed import InstalledVersion, installed_version
 from .journal import Journal, JournalEntry
 from .lock import DeviceLock
@@ -40,6 +40,7 @@ from .manifest import DeviceNames, Manifest, fetch_manifest
 from .playbooks import PlaybookRun, PlaybookRunner
 from .releases import Release, client_for
 from .results import UpdateResult
+from .statedir import StateDir
 from .versions import parse_or_none, requested_version, without_v
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,11 @@ class DeviceOperations:
         self._transport = transport
         self._clock = clock
         self._on_progress = on_progress
-        state = settings.state_path
-        self._lock = DeviceLock(state / "update.lock")
-        self._journal = Journal(state / "journal.json")
-        self.history = History(state / "history.jsonl")
-        self._runner = PlaybookRunner(state / "runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
+        state = StateDir(settings.state_path)  # created and checked when the lock is first taken
+        self._lock = DeviceLock(state)
+        self._journal = Journal(state)
+        self.history = History(state)
+        self._runner = PlaybookRunner(state.path / "runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
         self._core = CoreProcedure(settings, transport=transport)
         self._container = ContainerProcedure(settings)
 
@@ -106,6 +107,11 @@ class DeviceOperations:
         with self._locked(f"rollback of {name}"):
             await self._recover_locked()
             before = (await self._installed(spec)).version
+            missing = None if to or spec.is_container else self._core.missing_rollback_target(spec)
+            if missing:
+                result = UpdateResult(spec.name, False, f"{spec.name} rollback refused: {missing}. Nothing was changed.",
+                                      "refused", from_version=before)
+                return self._record("rollback", spec, started, result)
             values = self._procedure(spec).rollback_vars(spec, to)
             run = await self._run_playbook("rollback", spec, before, to or "previous", values, started)
             after = (await self._installed(spec)).version
@@ -214,7 +220,7 @@ class DeviceOperations:
         procedure = self._procedure(spec)
         name = procedure.update_playbook if action == "update" else procedure.rollback_playbook
         steps = procedure.update_steps if action == "update" else procedure.rollback_steps
-        run_id = f"{self._clock():%Y%m%dT%H%M%S}-{spec.name}-{action}-{secrets.token_hex(3)}"
+        run_id = new_run_id(self._clock(), spec.name, action)
         # A run that cannot start must not leave a journal that every later start would trip on.
         self._runner.check(name, run_id)
         self._journal.begin(JournalEntry(run_id, action, spec.name, from_version, to_version, started))
@@ -328,8 +334,11 @@ class DeviceOperations:
 
     def _record(self, action: str, spec: ComponentSpec, started: str, result: UpdateResult,
                 run: PlaybookRun | None = None) -> UpdateResult:
+        action = "dry_run" if result.dry_run else action  # a refused dry run is still a dry run
+        if result.run_id is None:  # refusals get a run id too: the result and its history line share it
+            result = dataclasses.replace(result, run_id=run.run_id if run else new_run_id(self._clock(), spec.name, action))
         self.history.append(HistoryEntry(
-            run_id=result.run_id or (run.run_id if run else f"{started}-{spec.name}-{action}"),
+            run_id=result.run_id,
             action=action, component=spec.name, from_version=result.from_version, to_version=result.to_version,
             outcome=result.outcome, success=result.success, message=result.message,
             started_at=started, finished_at=self._stamp(),

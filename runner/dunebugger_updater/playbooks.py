@@ -103,7 +103,7 @@ class PlaybookRunner:
         events: list[RunnerEvent] = []
         deadline = _Deadline(self._timeout, data_dir)
         config = _prepared_config(
-            environment,
+            {**environment, **({} if inventory else _private_ansible_dirs(data_dir))},
             private_data_dir=str(data_dir),
             project_dir=str(CONTENT_DIR),
             playbook=str(playbook.relative_to(CONTENT_DIR)),
@@ -254,6 +254,15 @@ def _event_documents(directory: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
     return documents
+
+
+def _private_ansible_dirs(data_dir: Path) -> dict[str, str]:
+    """For runs on this device: Ansible's own files (~/.ansible, its "remote" temp
+    directory included) in the run's private directory, so that a user whose home is
+    missing or read-only (a service user, nobody) can run playbooks too. (Fleet runs
+    keep the operator's: SSH control sockets need a short path.)"""
+    home = data_dir / "ansible"
+    return {"ANSIBLE_HOME": str(home), "ANSIBLE_REMOTE_TMP": str(home / "tmp")}
 
 
 def _ansible_environment() -> dict[str, str]:

@@ -23,6 +23,7 @@ from packaging.version import Version
 from . import transfer
 from .errors import InvalidTag, RateLimited, ReleaseLookupError
 from .http_cache import EtagCache
+from .statedir import StateDir
 from .versions import NotAVersion, parse_version
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def client_for(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
     return ReleaseClient(
         settings.github_api_url,
         token=settings.github_token,
-        cache=EtagCache(settings.state_path / "http-cache.json"),
+        cache=EtagCache(StateDir(settings.state_path)),
         timeout=settings.http_timeout_seconds,
         transport=transport,
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from . import messages
@@ -22,6 +21,7 @@ from .errors import Busy
 from .history import HistoryEntry
 from .notify import Notifier
 from .results import UpdateResult
+from .statedir import StateDir
 from .statefiles import read_json, write_json
 from .status import ComponentStatus
 from .updater import ComponentUpdater
@@ -44,9 +44,11 @@ def update_available(status: ComponentStatus) -> dict[str, Any]:
 class SeenVersions:
     """The newest version already announced per component (statePath/announced.json)."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        stored = read_json(path, {})
+    FILE = "announced.json"
+
+    def __init__(self, state: StateDir) -> None:
+        self._state = state
+        stored = read_json(state, self.FILE, {})
         self._seen: dict[str, str] = stored if isinstance(stored, dict) else {}
 
     def is_new(self, component: str, version: str) -> bool:
@@ -55,9 +57,9 @@ class SeenVersions:
     def remember(self, component: str, version: str) -> None:
         self._seen[component] = version
         try:
-            write_json(self._path, self._seen)
+            write_json(self._state, self.FILE, self._seen)
         except OSError as exc:
-            log.warning("cannot remember announced versions in %s: %s", self._path, exc)
+            log.warning("cannot remember announced versions in %s: %s", self._state.path, exc)
 
 
 class UpdaterService:
@@ -66,7 +68,7 @@ class UpdaterService:
         self.updater = updater
         self.notifier = notifier or Notifier(())
         self.broadcast = broadcast
-        self._seen = SeenVersions(updater.settings.state_path / "announced.json")
+        self._seen = SeenVersions(StateDir(updater.settings.state_path))
         self._check: asyncio.Task[dict[str, ComponentStatus]] | None = None
         self._accepting = True
         self._running = 0

@@ -23,12 +23,12 @@ def status_table(statuses: Mapping[str, ComponentStatus]) -> str:
 
 
 def _state(status: ComponentStatus) -> str:
+    """What is installed (said even when the check failed), then what the check found."""
+    parts = [status.detail] if status.detail else []  # "not installed (...)", "cannot read ...", ...
     if status.error:
-        return f"check failed: {status.error}"
-    if status.update_available:
-        return "update available"
-    if not status.installed:
-        return status.detail or "not installed"
-    if status.detail:
-        return status.detail
-    return "up to date" if status.latest_version else "not checked"
+        parts.append(f"check failed: {status.error}")
+    elif status.update_available:
+        parts.append("update available")
+    elif status.installed and not status.detail:
+        parts.append("up to date" if status.latest_version else "not checked")
+    return "; ".join(parts)
