@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = verbs.add_parser("manifest", help="validate or generate an update-manifest.yaml (release tooling)")
     manifest_tool.add_arguments(manifest, config_flag)
 
-    demo = verbs.add_parser("demo", help="show check, update and rollback on a sandbox device, offline")
+    demo = verbs.add_parser("demo", help="show check, update and rollback on a sandbox device, offline; "
+                            "-v shows every task, --json what `--json` prints")
+    demo.add_argument("--json", action="store_true", help="show each command's JSON, as `--json` prints it")
     demo.set_defaults(handler=run_demo, needs_settings=False)
     return parser
 
@@ -229,7 +231,7 @@ def _tcp_port(text: str) -> int:
 def run_demo(args: argparse.Namespace, settings: None) -> int:
     from .demo import run_demo as demo
 
-    return demo(sys.stdout)
+    return demo(sys.stdout, json_output=args.json, verbose=args.verbose > 0)
 
 
 def _updater_with_progress(settings: Settings) -> ComponentUpdater:

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from . import messages
+from . import messages, tables
 from .config import Settings, load_settings
 from .errors import ConfigError, os_reason
 from .fake_github import FakeGitHub
@@ -48,12 +48,14 @@ def free_port() -> int:
 class DemoDevice:
     """A sandbox device plus a release server; a context manager that cleans up."""
 
-    def __init__(self, home: Path, github: FakeGitHub, *, installed: str = "1.0.0", extra_config: str = "") -> None:
+    def __init__(self, home: Path, github: FakeGitHub, *, installed: str = "1.0.0", extra_config: str = "",
+                 health_timeout_seconds: int = 8) -> None:
         self.home = home
         self.github = github
         self.port = free_port()
         self.state = home / "state"
         self.artifacts = home / "artifacts"
+        self.health_timeout_seconds = health_timeout_seconds
         releases.make_sandbox(home, installed, port=self.port)
         self.config = self._write_config(extra_config)
 
@@ -73,7 +75,7 @@ class DemoDevice:
             f"stopCommand = {appctl} stop\n"
             f"statusCommand = {appctl} status\n"
             f"healthUrl = {self.health_url}\n"
-            "healthTimeoutSeconds = 8\n"
+            f"healthTimeoutSeconds = {self.health_timeout_seconds}\n"
             f"python = {sys.executable}\n"
             + extra
         )
@@ -139,12 +141,13 @@ class DemoDevice:
 Scenario = Callable[[Path, Callable[[str], None]], bool]  # (sandbox home, printer) -> all went well
 
 
-def run_demo(out: TextIO = sys.stdout, *, scenario: Scenario | None = None) -> int:
+def run_demo(out: TextIO = sys.stdout, *, scenario: Scenario | None = None, json_output: bool = False,
+             verbose: bool = False) -> int:
     say = _printer(out)
     home = _sandbox_home()
     ok = False
     try:
-        ok = (scenario or _demonstrate)(home, say)
+        ok = (scenario or _demonstration(json_output, verbose))(home, say)
     finally:
         if ok:
             shutil.rmtree(home, ignore_errors=True)
@@ -163,41 +166,54 @@ def _sandbox_home() -> Path:
                           f"{os_reason(exc)}: set TMPDIR to a directory you may write") from None
 
 
-def _demonstrate(home: Path, say: Callable[[str], None]) -> bool:
-    with ExitStack() as stack:
-        github = stack.enter_context(FakeGitHub())
-        device = DemoDevice(home, github)
-        stack.callback(device.close)
-        device.publish("1.1.0")
-        for repo in ("marco-svitol/dunebugger-scheduler", "marco-svitol/dunebugger-remote"):
-            github.add_release(repo, "v1.0.0", body="Not installed on this sandbox device")
-        device.start()
+def _demonstration(json_output: bool, verbose: bool) -> Scenario:
+    """The demo's story; it prints what the CLI would print for each command (its JSON
+    with `json_output`), the phases of each run (every task when `verbose`)."""
 
-        say(f"Sandbox device in {home}; core 1.0.0 serving {device.health_url}")
-        updater = ComponentUpdater(device.settings())
-        updater.add_listener(lambda message: say(_progress_line(message)))
+    def demonstrate(home: Path, say: Callable[[str], None]) -> bool:
+        with ExitStack() as stack:
+            github = stack.enter_context(FakeGitHub())
+            # The sample app answers within a second: a short health timeout keeps the
+            # rollback of the broken release quick.
+            device = DemoDevice(home, github, health_timeout_seconds=3)
+            stack.callback(device.close)
+            device.publish("1.1.0")
+            for repo in ("marco-svitol/dunebugger-scheduler", "marco-svitol/dunebugger-remote"):
+                github.add_release(repo, "v1.0.0", body="Not installed on this sandbox device")
+            device.start()
 
-        say("\n$ dunebugger-updater check --json")
-        say(json.dumps(messages.check_result(asyncio.run(updater.check_updates(force=True))), indent=2))
+            say(f"Sandbox device in {home}; core 1.0.0 serving {device.health_url}")
+            updater = ComponentUpdater(device.settings())
+            updater.add_listener(_progress_printer(say, verbose))
+            flag = " --json" if json_output else ""
 
-        say("\n$ dunebugger-updater update core --dry-run --json")
-        say(json.dumps(messages.update_result(asyncio.run(updater.update_component("core", dry_run=True))), indent=2))
+            def show(command: str, message: dict[str, Any], text: str) -> None:
+                say(f"\n$ dunebugger-updater {command}{flag}")
+                say(json.dumps(message, indent=2) if json_output else text)
 
-        say("\n$ dunebugger-updater update core --json")
-        good = asyncio.run(updater.update_component("core"))
-        say(json.dumps(messages.update_result(good), indent=2))
-        say(f"health now: {device.health()}")
+            statuses = asyncio.run(updater.check_updates(force=True))
+            show("check", messages.check_result(statuses), tables.status_table(statuses))
 
-        say("\nPublishing 1.2.0, a release whose health check fails ...")
-        device.publish("1.2.0", health="fail")
-        say("$ dunebugger-updater update core --json")
-        bad = asyncio.run(updater.update_component("core"))
-        say(json.dumps(messages.update_result(bad), indent=2))
-        say(f"health now: {device.health()}")
+            dry = asyncio.run(updater.update_component("core", dry_run=True))
+            show("update core --dry-run", messages.update_result(dry), dry.message)
 
-        ok = good.success and bad.rolled_back and (device.health() or {}).get("version") == "1.1.0"
-        say("\nDemo finished: " + ("update applied, bad release rolled back." if ok else "SOMETHING WENT WRONG."))
-        return ok
+            say(f"\n$ dunebugger-updater update core{flag}")
+            good = asyncio.run(updater.update_component("core"))
+            say(json.dumps(messages.update_result(good), indent=2) if json_output else good.message)
+            say(f"health now: {device.health()}")
+
+            say("\nPublishing 1.2.0, a release whose health check fails ...")
+            device.publish("1.2.0", health="fail")
+            say(f"$ dunebugger-updater update core{flag}")
+            bad = asyncio.run(updater.update_component("core"))
+            say(json.dumps(messages.update_result(bad), indent=2) if json_output else bad.message)
+            say(f"health now: {device.health()}")
+
+            ok = good.success and bad.rolled_back and (device.health() or {}).get("version") == "1.1.0"
+            say("\nDemo finished: " + ("update applied, bad release rolled back." if ok else "SOMETHING WENT WRONG."))
+            return ok
+
+    return demonstrate
 
 
 def _printer(out: TextIO) -> Callable[[str], None]:
@@ -207,9 +223,20 @@ def _printer(out: TextIO) -> Callable[[str], None]:
     return say
 
 
-def _progress_line(message: dict[str, Any]) -> str:
-    body = message["body"]
-    return f"  [{body['done'] + 1}/{body['total']}] {body['step']}: {body['task']}"
+def _progress_printer(say: Callable[[str], None], verbose: bool) -> Callable[[dict[str, Any]], None]:
+    """A line per phase as a run enters it; with `verbose` a line per task."""
+    last: list[str] = []
+
+    def show(message: dict[str, Any]) -> None:
+        body = message["body"]
+        where = f"  [{body['done'] + 1}/{body['total']}] {body['step']}"
+        if verbose:
+            say(f"{where}: {body['task']}")
+        elif not last or last[-1] != body["step"]:
+            say(where)
+        last[:] = [body["step"]]
+
+    return show
 
 
 if __name__ == "__main__":
