@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from dunebugger_updater import ComponentUpdater, load_settings
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.releases import ReleaseClient
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.release.releases import ReleaseClient
 
 EXTRA_COMPONENTS = 27
 
@@ -64,7 +64,7 @@ def start_up(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def median_of(repeat: int, measure) -> float:  # noqa: ANN001 - any zero-argument callable
+def median_of(repeat: int, measure) -> float:
     return statistics.median(measure() for _ in range(repeat))
 
 

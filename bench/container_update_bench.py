@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from core_update_bench import HealthPoller  # noqa: E402 - one poller for both benchmarks
-
-from dunebugger_updater import ComponentUpdater, load_settings  # noqa: E402
-from dunebugger_updater.demo import free_port  # noqa: E402
-from dunebugger_updater.fake_github import FakeGitHub  # noqa: E402
+from core_update_bench import HealthPoller
+from dunebugger_updater import ComponentUpdater, load_settings
+from dunebugger_updater.demo import free_port
+from dunebugger_updater.demo.fake_github import FakeGitHub
 
 REGISTRY = os.environ.get("DUNEBUGGER_REGISTRY", "localhost:5000")
 IMAGE = f"{REGISTRY}/dunebugger-scheduler"

@@ -42,8 +42,7 @@ import httpx
 
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.sandbox import releases
+from dunebugger_updater.demo.fake_github import FakeGitHub
 
 WHEELS = Path(__file__).with_name(".wheels")
 TOOLS = Path(__file__).with_name(".tools")  # uv, for the runs that install with it

@@ -27,11 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fleet"))
 
-from dunebugger_updater.config import load_settings
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.fleet import FleetTarget, FleetUpdater, Rollout
-from dunebugger_updater.sandbox import releases
 from fleet_testbed import Fleet, free_octet
+
+from dunebugger_updater.config import load_settings
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.demo.sandbox import releases
+from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater, Rollout
 
 
 def one_update(updater: FleetUpdater, fleet: Fleet, size: int) -> float:

@@ -33,9 +33,8 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 
 from dunebugger_updater.demo import DemoDevice, free_port
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.server import RATE_PER_SECOND
-
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.service.server import RATE_PER_SECOND
 
 PACE_SECONDS = 1 / (RATE_PER_SECOND * 0.8)
 
@@ -61,7 +60,7 @@ async def wait_listening(port: int, timeout: float = 30) -> float:
                 await asyncio.sleep(0.02)
 
 
-async def ask(ws, subject: str, body: dict, answer: str) -> None:  # noqa: ANN001
+async def ask(ws, subject: str, body: dict, answer: str) -> None:
     await ws.send(json.dumps({"subject": subject, "body": body}))
     while json.loads(await ws.recv())["subject"] != answer:
         pass
@@ -123,7 +122,7 @@ def main() -> int:
             print(f"serve process without: {', '.join(hide)}")
         asyncio.run(measure(device.config, args.requests, hide))
         heavy = subprocess.run(
-            [sys.executable, "-c", "import sys, dunebugger_updater.cli, dunebugger_updater.server; "
+            [sys.executable, "-c", "import sys, dunebugger_updater.cli, dunebugger_updater.service.server; "
              "print(' '.join(sorted(m for m in ('ansible', 'ansible_runner', 'apprise', 'jsonschema', 'rich', "
              "'click', 'yaml', 'httpx') if m in sys.modules)))"],
             capture_output=True, text=True, check=True).stdout.strip()

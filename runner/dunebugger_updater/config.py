@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .addresses import is_loopback
 from .errors import ConfigError, os_reason
-from .security import is_loopback
 
 UPDATER_SECTION = "Updater"
 COMPONENT_SECTION_PREFIX = "Component:"
@@ -238,7 +238,7 @@ class SecretValueError(ValueError):
 
 
 def _update_window(raw: str) -> str:
-    from .policy import parse_window  # policy is pure and imports nothing heavy
+    from .service.policy import parse_window  # policy is pure and imports nothing heavy
 
     text = raw.strip()
     parse_window(text)  # raises ValueError naming what is wrong
@@ -442,7 +442,7 @@ def _components(
     parser: configparser.ConfigParser, account: str, core_install_path: Path, source: str
 ) -> dict[str, ComponentSpec]:
     raw = builtin_components(account, core_install_path)
-    origin = {name: "built-in component" for name in raw}
+    origin = dict.fromkeys(raw, "built-in component")
     for section in parser.sections():
         if not section.startswith(COMPONENT_SECTION_PREFIX):
             continue

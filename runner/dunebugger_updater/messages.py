@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from .history import HistoryEntry
+from .device.history import HistoryEntry
+from .release.status import ComponentStatus
 from .results import UpdateResult
-from .status import ComponentStatus
 
 SOURCE = "controller"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from .status import ComponentStatus
+from .release.status import ComponentStatus
 
 
 def render(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

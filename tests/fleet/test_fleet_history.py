@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dunebugger_updater import load_settings
-from dunebugger_updater.fleet import FleetTarget, FleetUpdater
-from dunebugger_updater.history import History
+from dunebugger_updater.device.history import History
+from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater
 from dunebugger_updater.statedir import StateDir
 
 pytestmark = pytest.mark.usefixtures("clean_env")

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "runner"))
 
-from dunebugger_updater.sandbox import releases
-from dunebugger_updater.sandbox.fingerprint import tree_fingerprint  # noqa: E402
+from dunebugger_updater.demo.sandbox import releases
+from dunebugger_updater.demo.sandbox.fingerprint import tree_fingerprint  # noqa: E402
 
 INVENTORY = ROOT / "inventory" / "localhost.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -74,7 +74,7 @@ class Sandbox:
         return self.home / "releases" / "core"
 
     def appctl(self, action: str) -> list[str]:
-        return [sys.executable, "-m", "dunebugger_updater.sandbox.appctl", "--home", str(self.home), action]
+        return [sys.executable, "-m", "dunebugger_updater.demo.sandbox.appctl", "--home", str(self.home), action]
 
     def base_vars(self) -> dict:
         return {

@@ -40,13 +40,13 @@ def test_a_failed_check_is_said_once_in_the_table_and_not_installed_is_shown(tmp
 
 PLANTED_BUG = """
 import sys
-from dunebugger_updater import cli
+from dunebugger_updater.cli import commands
 
 def broken(args, settings):
     raise RuntimeError("planted bug")
 
-cli.run_history = broken  # the handler the parser will pick
-sys.exit(cli.main(sys.argv[1:]))
+commands.run_history = broken  # the handler the parser will pick
+sys.exit(commands.main(sys.argv[1:]))
 """
 
 

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from core_sandbox import ROOT, Sandbox, build_tiny_wheel, releases, start_sandbox, stop_sandbox
 
 _spec = importlib.util.spec_from_file_location(

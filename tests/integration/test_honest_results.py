@@ -11,7 +11,7 @@ import pytest
 
 from dunebugger_updater import ComponentUpdater, processes
 from dunebugger_updater.demo import free_port
-from dunebugger_updater.sandbox import releases
+from dunebugger_updater.demo.sandbox import releases
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 

@@ -18,8 +18,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from dunebugger_updater.demo import DemoDevice, free_port
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.server import UpdaterServer
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.service.server import UpdaterServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 

@@ -10,7 +10,7 @@ import pytest
 
 from dunebugger_updater import ComponentUpdater, Settings, load_settings
 from dunebugger_updater.errors import BadRequest
-from dunebugger_updater.fleet import FleetTarget, FleetUpdater
+from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

@@ -18,15 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
+from receivers import MailBox, Webhook
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from dunebugger_updater.demo import DemoDevice, free_port
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.security import AccessRules
-from dunebugger_updater.server import RATE_BURST, RATE_PER_SECOND, SOFT_MAX_BYTES, UpdaterServer
-
-from receivers import MailBox, Webhook
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.service.security import AccessRules
+from dunebugger_updater.service.server import RATE_BURST, RATE_PER_SECOND, SOFT_MAX_BYTES, UpdaterServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
@@ -314,7 +313,7 @@ IDLE_PROBE = textwrap.dedent("""
     import asyncio, dataclasses, json, sys
     from websockets.asyncio.client import connect
     from dunebugger_updater.config import load_settings
-    from dunebugger_updater.server import UpdaterServer
+    from dunebugger_updater.service.server import UpdaterServer
 
     async def main():
         settings = dataclasses.replace(load_settings(sys.argv[1], environ={}), serve_port=int(sys.argv[2]))

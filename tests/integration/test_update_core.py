@@ -13,8 +13,8 @@ import pytest
 
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.lock import DeviceLock
-from dunebugger_updater.sandbox import releases
+from dunebugger_updater.demo.sandbox import releases
+from dunebugger_updater.device.lock import DeviceLock
 from dunebugger_updater.statedir import StateDir
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]

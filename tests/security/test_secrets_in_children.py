@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.sandbox import releases
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.demo.sandbox import releases
 
 pytestmark = pytest.mark.integration
 

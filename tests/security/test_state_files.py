@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from attack_kit import ASSET, attempt
+
 from dunebugger_updater import ComponentUpdater, Settings, load_settings
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.download import DownloadPolicy, download_verified
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.history import History, HistoryEntry
-from dunebugger_updater.journal import Journal, JournalEntry
-from dunebugger_updater.lock import DeviceLock
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.device.history import History, HistoryEntry
+from dunebugger_updater.device.journal import Journal, JournalEntry
+from dunebugger_updater.device.lock import DeviceLock
+from dunebugger_updater.release.download import DownloadPolicy, download_verified
 from dunebugger_updater.statedir import SUBDIRECTORIES, StateDir, StateDirError
 
 pytestmark = pytest.mark.usefixtures("clean_env")

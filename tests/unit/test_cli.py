@@ -12,11 +12,11 @@ import pytest
 
 from dunebugger_updater import messages, tables
 from dunebugger_updater.cli import build_parser, main
+from dunebugger_updater.cli.errorlog import ErrorLog, OneLineFormatter
 from dunebugger_updater.demo import run_demo
-from dunebugger_updater.errorlog import ErrorLog, OneLineFormatter
 from dunebugger_updater.errors import ConfigError
+from dunebugger_updater.release.status import ComponentStatus
 from dunebugger_updater.statedir import StateDir
-from dunebugger_updater.status import ComponentStatus
 
 
 def test_version_flag_prints_the_package_version(capsys):
@@ -106,7 +106,7 @@ def test_a_demo_that_goes_wrong_keeps_what_its_messages_point_at(tmp_path, monke
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     out = io.StringIO()
 
-    def failing(home: Path, say) -> bool:  # noqa: ANN001
+    def failing(home: Path, say) -> bool:
         (home / "state" / "runs" / "r1").mkdir(parents=True)
         say(f"see {home / 'state' / 'runs' / 'r1'}")
         return False

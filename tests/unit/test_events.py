@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dunebugger_updater.core_procedure import ROLLBACK_STEPS, UPDATE_STEPS
-from dunebugger_updater.events import RunnerEvent, progress
+from dunebugger_updater.device.core_procedure import ROLLBACK_STEPS, UPDATE_STEPS
+from dunebugger_updater.device.events import RunnerEvent, progress
 
 
 def task(role: str | None, task_file: str = "main", name: str = "a task") -> RunnerEvent:

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from dunebugger_updater.config import Settings
+from dunebugger_updater.release.status import ComponentStatus
 from dunebugger_updater.results import UpdateResult
-from dunebugger_updater.scheduler import Scheduler, auto_update_candidates, retry_delay
-from dunebugger_updater.status import ComponentStatus
+from dunebugger_updater.service.scheduler import Scheduler, auto_update_candidates, retry_delay
 
 START = datetime(2026, 3, 10, 12, 0)  # noon
 
