@@ -27,11 +27,20 @@ EXTRA_COMPONENTS = 27
 
 
 def write_config(home: Path, api_url: str, extra_components: int) -> Path:
-    lines = ["[Updater]", f"githubApiUrl = {api_url}", f"statePath = {home / 'state'}",
-             f"coreInstallPath = {home / 'core'}", f"dockerComposePath = {home / 'compose.yml'}"]
+    lines = [
+        "[Updater]",
+        f"githubApiUrl = {api_url}",
+        f"statePath = {home / 'state'}",
+        f"coreInstallPath = {home / 'core'}",
+        f"dockerComposePath = {home / 'compose.yml'}",
+    ]
     for index in range(extra_components):
-        lines += [f"[Component:c{index}]", "type = container", f"repo = acme/c{index}",
-                  f"image = localhost:5000/acme/c{index}"]
+        lines += [
+            f"[Component:c{index}]",
+            "type = container",
+            f"repo = acme/c{index}",
+            f"image = localhost:5000/acme/c{index}",
+        ]
     path = home / f"bench-{extra_components}.conf"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -92,7 +101,9 @@ def main() -> None:
     print(f"latency per API answer     {args.latency * 1000:8.0f} ms   (repeat {args.repeat}, medians)")
     print(f"one release lookup         {baseline * 1000:8.1f} ms   1.00x")
     print(f"check,  3 components       {check3 * 1000:8.1f} ms   {check3 / baseline:.2f}x one lookup")
-    print(f"check, 30 components       {check30 * 1000:8.1f} ms   {check30 / baseline:.2f}x one lookup (target <= 1.5x)")
+    print(
+        f"check, 30 components       {check30 * 1000:8.1f} ms   {check30 / baseline:.2f}x one lookup (target <= 1.5x)"
+    )
     print(f"start-up: python -c pass   {python * 1000:8.1f} ms")
     print(f"start-up: versions         {versions * 1000:8.1f} ms   {versions / python:.2f}x bare python")
 

@@ -48,8 +48,19 @@ WHEELS = Path(__file__).with_name(".wheels")
 TOOLS = Path(__file__).with_name(".tools")  # uv, for the runs that install with it
 DEFAULT_PACKAGES = "requests,urllib3,idna,certifi,charset-normalizer,six"
 # Actions that Ansible runs on the controller: they cost a task, not a module execution.
-CONTROLLER_ACTIONS = {"assert", "set_fact", "set_stats", "debug", "fail", "meta", "include_tasks",
-                      "import_tasks", "include_role", "import_role", "include_vars"}
+CONTROLLER_ACTIONS = {
+    "assert",
+    "set_fact",
+    "set_stats",
+    "debug",
+    "fail",
+    "meta",
+    "include_tasks",
+    "import_tasks",
+    "include_role",
+    "import_role",
+    "include_vars",
+}
 
 
 class HealthPoller:
@@ -90,8 +101,9 @@ class HealthPoller:
 
 def fetch_wheels(packages: list[str]) -> None:
     WHEELS.mkdir(exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(WHEELS), *packages],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(WHEELS), *packages], check=True
+    )
 
 
 def fetch_uv() -> Path:
@@ -99,8 +111,10 @@ def fetch_uv() -> Path:
     binary = TOOLS / "uv"
     if not binary.exists():
         TOOLS.mkdir(exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "-d", str(TOOLS), "uv"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(TOOLS), "uv"],
+            check=True,
+        )
         wheel = next(TOOLS.glob("uv-*.whl"))
         with zipfile.ZipFile(wheel) as archive:
             name = next(n for n in archive.namelist() if n.endswith(".data/scripts/uv"))
@@ -141,8 +155,20 @@ def by_hand(device: DemoDevice, archive: Path, version: str) -> float:
     (source,) = (target.parent / "unpacked").iterdir()
     source.rename(target)
     subprocess.run([sys.executable, "-m", "venv", str(target / ".venv")], check=True)
-    subprocess.run([str(target / ".venv" / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                    "--no-index", "--find-links", str(WHEELS), "-r", str(target / "requirements.txt")], check=True)
+    subprocess.run(
+        [
+            str(target / ".venv" / "bin" / "pip"),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--find-links",
+            str(WHEELS),
+            "-r",
+            str(target / "requirements.txt"),
+        ],
+        check=True,
+    )
     device.stop()
     link = device.home / "core"
     temporary = link.with_name("core.new")
@@ -162,10 +188,20 @@ def update(device: DemoDevice, version: str) -> tuple[float, float, int, str]:
         total = time.monotonic() - started
     assert result.success, result.message
     events = run_events(device.state / "runs" / result.run_id / "artifacts" / result.run_id)
-    executions = [event for event in events if event.get("event") in ("runner_on_ok", "runner_on_failed")
-                  and event["event_data"].get("task_action", "").rsplit(".", 1)[-1] not in CONTROLLER_ACTIONS]
-    installer = next((event["event_data"]["res"].get("installer") for event in executions
-                      if event["event_data"].get("task_action") == "core_release_env"), "?")
+    executions = [
+        event
+        for event in events
+        if event.get("event") in ("runner_on_ok", "runner_on_failed")
+        and event["event_data"].get("task_action", "").rsplit(".", 1)[-1] not in CONTROLLER_ACTIONS
+    ]
+    installer = next(
+        (
+            event["event_data"]["res"].get("installer")
+            for event in executions
+            if event["event_data"].get("task_action") == "core_release_env"
+        ),
+        "?",
+    )
     return poller.longest_gap, total, len(executions), installer
 
 
@@ -175,8 +211,9 @@ def run_events(artifacts: Path) -> list[dict]:
 
 def demo() -> tuple[float, int]:
     started = time.monotonic()
-    done = subprocess.run([str(Path(sys.executable).with_name("dunebugger-updater")), "demo"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dunebugger-updater")), "demo"], capture_output=True, text=True, check=True
+    )
     return time.monotonic() - started, len(done.stdout.splitlines())
 
 
@@ -215,25 +252,33 @@ def main() -> None:
             manual.start()
             hands.append(by_hand(manual, archive, "1.1.0"))
             manual.close()
-        line = " | ".join(f"{name}: downtime {run[-1][0]:.2f} s, total {run[-1][1]:.1f} s, {run[-1][2]} modules"
-                          for name, run in runs.items())
+        line = " | ".join(
+            f"{name}: downtime {run[-1][0]:.2f} s, total {run[-1][1]:.1f} s, {run[-1][2]} modules"
+            for name, run in runs.items()
+        )
         print(f"round {round_ + 1}: restart {restarts[-1]:.2f} s | by hand {hands[-1]:.1f} s | {line}", flush=True)
 
     print(f"\n{len(packages)} requirements from a local wheel directory; medians of {args.rounds} rounds")
     print(f"service restart (baseline)            {median(restarts):6.2f} s")
     print(f"by hand: extract, venv, pip, restart  {median(hands):6.1f} s   (baseline)")
-    for name, run in runs.items():
+    for run in runs.values():
         downs, totals = [r[0] for r in run], [r[1] for r in run]
-        pairs = [total / hand for total, hand in zip(totals, hands)]
+        pairs = [total / hand for total, hand in zip(totals, hands, strict=True)]
         print(f"update core, requirements by {run[0][3]:8s}")
-        print(f"  downtime                            {median(downs):6.2f} s   restart "
-              f"{median(downs) - median(restarts):+.2f} s   (goal: +0.3 s at most)")
-        print(f"  wall time                           {median(totals):6.1f} s   {median(pairs):.2f}x by hand, "
-              f"median of pairs ({min(pairs):.2f}-{max(pairs):.2f})   (goal: 1.3x at most)")
+        print(
+            f"  downtime                            {median(downs):6.2f} s   restart "
+            f"{median(downs) - median(restarts):+.2f} s   (goal: +0.3 s at most)"
+        )
+        print(
+            f"  wall time                           {median(totals):6.1f} s   {median(pairs):.2f}x by hand, "
+            f"median of pairs ({min(pairs):.2f}-{max(pairs):.2f})   (goal: 1.3x at most)"
+        )
         print(f"  module executions                   {median([r[2] for r in run]):6.0f}     (goal: 12 at most)")
     if not args.no_demo:
         seconds, lines = demo()
-        print(f"dunebugger-updater demo               {seconds:6.1f} s   {lines} lines   (goal: 20 s, 60 lines at most)")
+        print(
+            f"dunebugger-updater demo               {seconds:6.1f} s   {lines} lines   (goal: 20 s, 60 lines at most)"
+        )
 
 
 if __name__ == "__main__":

@@ -53,11 +53,15 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
 
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as work, FakeGitHub() as github, \
-            Fleet(Path(work) / "hosts", count=max(sizes), octet=free_octet(8), tag=f"b{os.getpid() % 10000}") as fleet:
+    with (
+        tempfile.TemporaryDirectory(prefix="fleet-bench-") as work,
+        FakeGitHub() as github,
+        Fleet(Path(work) / "hosts", count=max(sizes), octet=free_octet(8), tag=f"b{os.getpid() % 10000}") as fleet,
+    ):
         archive = releases.build_release(Path(work) / "artifacts", "1.1.0")
-        github.add_release("marco-svitol/dunebugger", "v1.1.0",
-                           assets={"dunebugger-1.1.0.tar.gz": archive.read_bytes()})
+        github.add_release(
+            "marco-svitol/dunebugger", "v1.1.0", assets={"dunebugger-1.1.0.tar.gz": archive.read_bytes()}
+        )
         config = Path(work) / "controller.conf"
         config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {Path(work) / 'state'}\n")
         updater = FleetUpdater(load_settings(config, environ={}))
@@ -69,14 +73,19 @@ def main() -> int:
                 fleet.reset()
                 times.append(one_update(updater, fleet, size))
             medians[size] = statistics.median(times)
-            print(f"{size} device(s), forks {size}: median {medians[size]:.1f} s "
-                  f"(runs: {', '.join(f'{t:.1f}' for t in times)}); per device {medians[size] / size:.2f} s", flush=True)
+            print(
+                f"{size} device(s), forks {size}: median {medians[size]:.1f} s "
+                f"(runs: {', '.join(f'{t:.1f}' for t in times)}); per device {medians[size] / size:.2f} s",
+                flush=True,
+            )
 
         smallest, largest = min(sizes), max(sizes)
         ratio = medians[largest] / medians[smallest]
-        print(f"\n{largest} devices / {smallest} device: {ratio:.2f}x the wall time "
-              f"(serial would be {largest / smallest:.0f}x); load average now {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} CPUs")
+        print(
+            f"\n{largest} devices / {smallest} device: {ratio:.2f}x the wall time "
+            f"(serial would be {largest / smallest:.0f}x); load average now {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} CPUs"
+        )
     return 0
 
 

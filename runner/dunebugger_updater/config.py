@@ -256,7 +256,8 @@ def _notify_urls(raw: str) -> tuple[str, ...]:
 
 SSH_PUBLIC_KEY = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|"
-    r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]{0,200})?$")
+    r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]{0,200})?$"
+)
 
 
 def _ssh_public_key(raw: str) -> str | None:
@@ -313,7 +314,11 @@ COMPONENT_KEYS: dict[str, tuple[str, Callable[[str], Any], tuple[str, ...]]] = {
     "stopCommand": ("stop_command", _argv, ("python_app",)),
     "statusCommand": ("status_command", _argv, ("python_app",)),
     "installPath": ("install_path", _absolute_path, ("python_app",)),
-    "python": ("python", _matching(re.compile(r"^(/[A-Za-z0-9_.+/-]+|python3[0-9.]*)$"), "python interpreter"), ("python_app",)),
+    "python": (
+        "python",
+        _matching(re.compile(r"^(/[A-Za-z0-9_.+/-]+|python3[0-9.]*)$"), "python interpreter"),
+        ("python_app",),
+    ),
     "pipExtraArgs": ("pip_extra_args", _optional_argv, ("python_app",)),
     "assetPattern": ("asset_pattern", _matching(ASSET_PATTERN, "asset pattern with {version}"), ("python_app",)),
     "service": ("service", _matching(SERVICE_NAME, "compose service name"), ("container",)),
@@ -355,11 +360,15 @@ def find_config_file(explicit: str | os.PathLike[str] | None, environ: Mapping[s
             is_dir = stat.S_ISDIR(path.stat().st_mode)
         except FileNotFoundError:
             where = "--config" if explicit else "$DUNEBUGGER_CONFIG"
-            raise ConfigError(f"config file {path} does not exist: check {where}, or leave it out to use the defaults") from None
+            raise ConfigError(
+                f"config file {path} does not exist: check {where}, or leave it out to use the defaults"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {os_reason(exc)}") from None
         if is_dir:
-            raise ConfigError(f"config file {path} is a directory: name the INI file in it (e.g. {path / 'dunebugger.conf'})")
+            raise ConfigError(
+                f"config file {path} is a directory: name the INI file in it (e.g. {path / 'dunebugger.conf'})"
+            )
         return path
     return next((p for p in DEFAULT_CONFIG_CANDIDATES if p.is_file()), None)
 
@@ -395,11 +404,15 @@ def _read_ini(path: Path | None) -> configparser.ConfigParser:
         except configparser.Error as exc:
             raise ConfigError(f"{path}: cannot parse: {_ini_problem(exc)}") from None
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: cannot parse: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
-                              f"offset {exc.start}): save it as UTF-8 text") from None
+            raise ConfigError(
+                f"{path}: cannot parse: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                f"offset {exc.start}): save it as UTF-8 text"
+            ) from None
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {os_reason(exc)}: "
-                              "run as a user who may read it, or name another file with --config") from None
+            raise ConfigError(
+                f"{path}: cannot read: {os_reason(exc)}: "
+                "run as a user who may read it, or name another file with --config"
+            ) from None
     return parser
 
 
@@ -421,8 +434,7 @@ def _updater_values(parser: configparser.ConfigParser, environ: Mapping[str, str
             canonical = by_lower.get(key.lower())
             if canonical is None:
                 raise ConfigError(
-                    f"{source}: [{UPDATER_SECTION}] unknown key {key!r} "
-                    f"(known: {', '.join(UPDATER_KEYS)})"
+                    f"{source}: [{UPDATER_SECTION}] unknown key {key!r} (known: {', '.join(UPDATER_KEYS)})"
                 )
             raw[canonical] = (value, f"{source}: [{UPDATER_SECTION}] {canonical}")
     if "githubToken" not in raw and environ.get("GITHUB_TOKEN"):
@@ -446,7 +458,7 @@ def _components(
     for section in parser.sections():
         if not section.startswith(COMPONENT_SECTION_PREFIX):
             continue
-        name = section[len(COMPONENT_SECTION_PREFIX):].strip()
+        name = section[len(COMPONENT_SECTION_PREFIX) :].strip()
         where = f"{source}: [{section}]"
         if not COMPONENT_NAME.fullmatch(name):
             raise ConfigError(f"{where}: component name {name!r} must match {COMPONENT_NAME.pattern}")

@@ -57,10 +57,18 @@ def update_result(result: UpdateResult) -> dict[str, Any]:
 
 
 def progress(component: str, run_id: str, action: str, step: str, task: str, done: int, total: int) -> dict[str, Any]:
-    return message("updater_progress", {
-        "component": component, "run_id": run_id, "action": action,
-        "step": step, "task": task, "done": done, "total": total,
-    })
+    return message(
+        "updater_progress",
+        {
+            "component": component,
+            "run_id": run_id,
+            "action": action,
+            "step": step,
+            "task": task,
+            "done": done,
+            "total": total,
+        },
+    )
 
 
 def history(entries: Sequence[HistoryEntry]) -> dict[str, Any]:

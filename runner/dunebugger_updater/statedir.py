@@ -24,16 +24,12 @@ import secrets
 import stat
 from pathlib import Path
 
-from .errors import ConfigError, os_reason
+from .errors import StateDirError, os_reason
 
 SUBDIRECTORIES = ("downloads", "runs", "fleet-runs", "logs")
 FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
 SET_IT = "set statePath ([Updater] statePath or UPDATER_STATEPATH) to a directory of your own"
-
-
-class StateDirError(ConfigError):
-    """statePath cannot be used safely; the message names the path and the fix."""
 
 
 class StateDir:
@@ -190,7 +186,9 @@ def _ownership_problem(path: Path, info: os.stat_result) -> str | None:
         fix = f"chown -R root {path}" if me == 0 else f"run as {owner}"
         return f"{path} belongs to {owner}, not to {_user_name(me)}: {fix}, or {SET_IT}"
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"{path} is writable by group or others ({mode}), who could redirect the updater's files: chmod 700 {path}"
+        return (
+            f"{path} is writable by group or others ({mode}), who could redirect the updater's files: chmod 700 {path}"
+        )
     if not os.access(path, os.W_OK | os.X_OK):
         return f"cannot write {path} ({mode}): chmod 700 {path}"
     return None
@@ -204,8 +202,10 @@ def _links_problem(path: Path) -> str | None:
     if not links:
         return None
     shown = ", ".join(f"{name} -> {os.readlink(path / name)}" for name in links[:3])
-    return (f"{path} holds symbolic links ({shown}); nothing in statePath may be a link, "
-            f"as one could redirect the updater's writes: remove them (rm {' '.join(str(path / n) for n in links)})")
+    return (
+        f"{path} holds symbolic links ({shown}); nothing in statePath may be a link, "
+        f"as one could redirect the updater's writes: remove them (rm {' '.join(str(path / n) for n in links)})"
+    )
 
 
 def _cannot(what: str, path: Path, exc: OSError) -> str:

@@ -9,14 +9,23 @@ from .release.status import ComponentStatus
 
 def render(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     rows = [list(map(str, row)) for row in rows]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [list(headers), *rows]]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [list(headers), *rows]
+    ]
     return "\n".join(lines)
 
 
 def status_table(statuses: Mapping[str, ComponentStatus]) -> str:
     rows = [
-        (name, status.current_version or "-", status.latest_version or "-", _state(status), status.last_checked or "never")
+        (
+            name,
+            status.current_version or "-",
+            status.latest_version or "-",
+            _state(status),
+            status.last_checked or "never",
+        )
         for name, status in statuses.items()
     ]
     return render(("COMPONENT", "CURRENT", "LATEST", "STATE", "CHECKED"), rows)

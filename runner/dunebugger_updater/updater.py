@@ -1,9 +1,9 @@
 """`ComponentUpdater`: the programmatic face of the updater, as in the seed's example.
 
-    updater = ComponentUpdater(settings)
-    results = await updater.check_updates(force=True)
-    result = await updater.update_component("core", dry_run=True)
-    versions = updater.get_all_versions()
+updater = ComponentUpdater(settings)
+results = await updater.check_updates(force=True)
+result = await updater.update_component("core", dry_run=True)
+versions = updater.get_all_versions()
 """
 
 from __future__ import annotations

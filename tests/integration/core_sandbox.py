@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "runner"))
 
 from dunebugger_updater.demo.sandbox import releases
-from dunebugger_updater.demo.sandbox.fingerprint import tree_fingerprint  # noqa: E402
+from dunebugger_updater.demo.sandbox.fingerprint import tree_fingerprint
 
 INVENTORY = ROOT / "inventory" / "localhost.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -54,7 +54,7 @@ class Result:
     seconds: float
 
     def recap(self) -> dict[str, int]:
-        line = next(l for l in self.output.splitlines() if l.startswith("localhost ") and "ok=" in l)
+        line = next(text for text in self.output.splitlines() if text.startswith("localhost ") and "ok=" in text)
         return {k: int(v) for k, v in (item.split("=") for item in line.split(":", 1)[1].split())}
 
 

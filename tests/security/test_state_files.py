@@ -27,8 +27,9 @@ from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.device.history import History, HistoryEntry
 from dunebugger_updater.device.journal import Journal, JournalEntry
 from dunebugger_updater.device.lock import DeviceLock
+from dunebugger_updater.errors import StateDirError
 from dunebugger_updater.release.download import DownloadPolicy, download_verified
-from dunebugger_updater.statedir import SUBDIRECTORIES, StateDir, StateDirError
+from dunebugger_updater.statedir import SUBDIRECTORIES, StateDir
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

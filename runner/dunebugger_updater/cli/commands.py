@@ -27,7 +27,7 @@ from ..config import Settings, load_settings
 from ..errors import BadRequest, Busy, ConfigError, UpdaterError, os_reason
 from ..fleet import cli as fleet_cli
 from ..release import manifest_tool
-from ..results import UpdateResult
+from ..results import Outcome, UpdateResult
 from ..statedir import StateDir
 from ..updater import ComponentUpdater
 from .errorlog import ErrorLog, OneLineFormatter, describe
@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=_at_least_one, metavar="N", help="only the newest N entries")
     history.set_defaults(handler=run_history)
 
-    serve = verbs.add_parser("serve", parents=[config_flag], help="run the WebSocket API, the operator page and the periodic checks")
+    serve = verbs.add_parser(
+        "serve", parents=[config_flag], help="run the WebSocket API, the operator page and the periodic checks"
+    )
     serve.add_argument("--host", metavar="H", help="address to bind (default: serveHost, 127.0.0.1)")
     serve.add_argument("--port", metavar="P", type=_tcp_port, help="TCP port (default: servePort, 8765)")
     serve.set_defaults(handler=run_serve)
@@ -88,8 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = verbs.add_parser("manifest", help="validate or generate an update-manifest.yaml (release tooling)")
     manifest_tool.add_arguments(manifest, config_flag)
 
-    demo = verbs.add_parser("demo", help="show check, update and rollback on a sandbox device, offline; "
-                            "-v shows every task, --json what `--json` prints")
+    demo = verbs.add_parser(
+        "demo",
+        help="show check, update and rollback on a sandbox device, offline; "
+        "-v shows every task, --json what `--json` prints",
+    )
     demo.add_argument("--json", action="store_true", help="show each command's JSON, as `--json` prints it")
     demo.set_defaults(handler=run_demo, needs_settings=False)
     return parser
@@ -147,8 +152,14 @@ def run_versions(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_update(args: argparse.Namespace, settings: Settings) -> int:
     updater = _updater_with_progress(settings)
-    return _finish(args, _busy_or(args.component, lambda: updater.update_component(
-        args.component, dry_run=args.dry_run, version=args.version), dry_run=args.dry_run))
+    return _finish(
+        args,
+        _busy_or(
+            args.component,
+            lambda: updater.update_component(args.component, dry_run=args.dry_run, version=args.version),
+            dry_run=args.dry_run,
+        ),
+    )
 
 
 def run_rollback(args: argparse.Namespace, settings: Settings) -> int:
@@ -159,14 +170,16 @@ def run_rollback(args: argparse.Namespace, settings: Settings) -> int:
 def run_recover(args: argparse.Namespace, settings: Settings) -> int:
     result = asyncio.run(_updater_with_progress(settings).recover())
     if result is None:
-        result = UpdateResult("*", True, "nothing to recover: no update was cut off", "up_to_date")
+        result = UpdateResult("*", True, "nothing to recover: no update was cut off", Outcome.UP_TO_DATE)
     return _finish(args, result)
 
 
 def run_history(args: argparse.Namespace, settings: Settings) -> int:
     entries = ComponentUpdater(settings).get_history(args.limit)
-    rows = [(e.finished_at, e.component, e.action, e.from_version or "-", e.to_version or "-", e.outcome, e.run_id)
-            for e in entries]
+    rows = [
+        (e.finished_at, e.component, e.action, e.from_version or "-", e.to_version or "-", e.outcome, e.run_id)
+        for e in entries
+    ]
     table = tables.render(("FINISHED", "COMPONENT", "ACTION", "FROM", "TO", "RESULT", "RUN"), rows)
     _emit(args, messages.history(entries), table)
     return EXIT_OK
@@ -178,8 +191,9 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from ..service.security import AccessRules
     from ..service.server import serve_forever
 
-    settings = dataclasses.replace(settings, serve_host=args.host or settings.serve_host,
-                                   serve_port=args.port or settings.serve_port)
+    settings = dataclasses.replace(
+        settings, serve_host=args.host or settings.serve_host, serve_port=args.port or settings.serve_port
+    )
     # ConfigError: exit 2, nothing started
     AccessRules(settings.serve_host, settings.serve_port, settings.serve_token)
     StateDir(settings.state_path).ready()

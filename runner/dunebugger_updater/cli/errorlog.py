@@ -94,6 +94,13 @@ class OneLineFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             where = self._errors.write(record.getMessage(), exc)
-            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None, "args": None,
-                                            "msg": f"{record.getMessage()}: {describe(exc, where)}"})
+            record = logging.makeLogRecord(
+                {
+                    **record.__dict__,
+                    "exc_info": None,
+                    "exc_text": None,
+                    "args": None,
+                    "msg": f"{record.getMessage()}: {describe(exc, where)}",
+                }
+            )
         return super().format(record)

@@ -30,8 +30,15 @@ def free_port() -> int:
 class DemoDevice:
     """A sandbox device plus a release server; a context manager that cleans up."""
 
-    def __init__(self, home: Path, github: FakeGitHub, *, installed: str = "1.0.0", extra_config: str = "",
-                 health_timeout_seconds: int = 8) -> None:
+    def __init__(
+        self,
+        home: Path,
+        github: FakeGitHub,
+        *,
+        installed: str = "1.0.0",
+        extra_config: str = "",
+        health_timeout_seconds: int = 8,
+    ) -> None:
         self.home = home
         self.github = github
         self.port = free_port()
@@ -58,8 +65,7 @@ class DemoDevice:
             f"statusCommand = {appctl} status\n"
             f"healthUrl = {self.health_url}\n"
             f"healthTimeoutSeconds = {self.health_timeout_seconds}\n"
-            f"python = {sys.executable}\n"
-            + extra
+            f"python = {sys.executable}\n" + extra
         )
         return config
 
@@ -96,13 +102,26 @@ class DemoDevice:
             time.sleep(0.05)
         raise TimeoutError(f"the sandbox app on port {self.port} did not become healthy")
 
-    def publish(self, version: str, *, health: str = "ok", manifest: bytes | None = None,
-                requirements: tuple[str, ...] = (), **fields: Any) -> Path:
+    def publish(
+        self,
+        version: str,
+        *,
+        health: str = "ok",
+        manifest: bytes | None = None,
+        requirements: tuple[str, ...] = (),
+        **fields: Any,
+    ) -> Path:
         """Build a release of the sample app and publish it as tag v<version>."""
         archive = releases.build_release(self.artifacts, version, health=health, requirements=requirements)
         name = f"dunebugger-{version}.tar.gz"
-        self.github.add_release(CORE_REPO, f"v{version}", body=f"Sample app {version}",
-                                assets={name: archive.read_bytes()}, manifest=manifest, **fields)
+        self.github.add_release(
+            CORE_REPO,
+            f"v{version}",
+            body=f"Sample app {version}",
+            assets={name: archive.read_bytes()},
+            manifest=manifest,
+            **fields,
+        )
         return archive
 
     def publish_archive(self, version: str, archive: Path, **fields: Any) -> None:
@@ -118,5 +137,3 @@ class DemoDevice:
 
     def close(self) -> None:
         self.stop()
-
-

@@ -148,7 +148,9 @@ class FakeGitHub:
 
     # --- answers ---------------------------------------------------------------------
 
-    def answer(self, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def answer(
+        self, path: str, query: dict[str, list[str]], headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
         if path in self._canned:
             status, canned_headers, body = self._canned[path]
             return status, dict(canned_headers), body
@@ -168,7 +170,11 @@ class FakeGitHub:
         rest = parts[3:]
         if rest == ["releases", "latest"]:
             published = [r for r in releases if not r.draft and not r.prerelease]
-            return _json(200, self._release_doc(repo, published[-1])) if published else _json(404, {"message": "Not Found"})
+            return (
+                _json(200, self._release_doc(repo, published[-1]))
+                if published
+                else _json(404, {"message": "Not Found"})
+            )
         if rest == ["releases"]:
             per_page = int(query.get("per_page", ["30"])[0])
             newest_first = list(reversed(releases))[:per_page]
@@ -201,7 +207,9 @@ class FakeGitHub:
             ],
         }
 
-    def _contents(self, releases: list[FakeRelease], ref: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def _contents(
+        self, releases: list[FakeRelease], ref: str, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
         found = next((r for r in releases if r.tag == ref), None)
         if found is None or found.manifest is None:
             return _json(404, {"message": "Not Found"})
@@ -218,8 +226,13 @@ class FakeGitHub:
 
     def _rate_limit_answer(self, repo: str) -> tuple[int, dict[str, str], bytes]:
         status, headers, body = _json(403, {"message": f"API rate limit exceeded for {repo}."})
-        headers.update({"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0",
-                        "X-RateLimit-Reset": str(self._rate_limited[repo])})
+        headers.update(
+            {
+                "X-RateLimit-Limit": "60",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(self._rate_limited[repo]),
+            }
+        )
         return status, headers, body
 
 
@@ -256,7 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _write_body(self, body: bytes, every: float) -> None:
         """All at once, or one byte every `every` seconds."""
-        pieces = [body[i:i + 1] for i in range(len(body))] if every else [body]
+        pieces = [body[i : i + 1] for i in range(len(body))] if every else [body]
         try:
             for piece in pieces:
                 self.wfile.write(piece)

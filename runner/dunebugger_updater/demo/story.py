@@ -30,8 +30,9 @@ from .fake_github import FakeGitHub
 Scenario = Callable[[Path, Callable[[str], None]], bool]  # (sandbox home, printer) -> all went well
 
 
-def run_demo(out: TextIO = sys.stdout, *, scenario: Scenario | None = None, json_output: bool = False,
-             verbose: bool = False) -> int:
+def run_demo(
+    out: TextIO = sys.stdout, *, scenario: Scenario | None = None, json_output: bool = False, verbose: bool = False
+) -> int:
     say = _printer(out)
     home = _sandbox_home()
     ok = False
@@ -51,8 +52,9 @@ def _sandbox_home() -> Path:
     try:
         return Path(tempfile.mkdtemp(prefix="dunebugger-demo-", dir=where))
     except OSError as exc:
-        raise ConfigError(f"cannot create the demo's sandbox in {where}: "
-                          f"{os_reason(exc)}: set TMPDIR to a directory you may write") from None
+        raise ConfigError(
+            f"cannot create the demo's sandbox in {where}: {os_reason(exc)}: set TMPDIR to a directory you may write"
+        ) from None
 
 
 def _demonstration(json_output: bool, verbose: bool) -> Scenario:

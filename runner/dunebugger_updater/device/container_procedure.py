@@ -35,14 +35,18 @@ class ContainerProcedure:
             except NotAVersion:
                 same = False
             if not same:
-                raise PreflightError(f"the manifest's image_tag {manifest.image_tag!r} is not release {release.version}")
+                raise PreflightError(
+                    f"the manifest's image_tag {manifest.image_tag!r} is not release {release.version}"
+                )
             return manifest.image_tag
         return without_v(release.tag)
 
     async def prepare_update(self, plan: Plan) -> PreparedUpdate:
         """Nothing to download here: the device's engine pulls the image."""
-        return PreparedUpdate(self.update_vars(plan.spec, plan.version_text, plan.manifest),
-                              self.dry_run_details(plan.spec, plan.version_text))
+        return PreparedUpdate(
+            self.update_vars(plan.spec, plan.version_text, plan.manifest),
+            self.dry_run_details(plan.spec, plan.version_text),
+        )
 
     def update_vars(self, spec: ComponentSpec, tag: str, manifest: Manifest | None) -> dict[str, Any]:
         return {**self._common_vars(spec), "dunebugger_version": tag, **manifest_check_vars(manifest)}

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 
 from ..config import ComponentSpec, Settings
-from ..errors import DownloadError
+from ..errors import DownloadError, ManifestRefused, SignatureError
 from ..release.download import DownloadPolicy, download_bytes, download_verified
-from ..release.manifest import Manifest, ManifestRefused
+from ..release.manifest import Manifest
 from ..release.releases import MANIFEST_FILE, Release
-from ..release.signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignatureError, SignaturePolicy
+from ..release.signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignaturePolicy
 from ..statedir import StateDir
 from ..versions import without_v
 from .installed import previous_release, releases_path, retained_releases
@@ -72,8 +72,10 @@ class CoreProcedure:
         url = (manifest.artifact_url if manifest and manifest.artifact_url else None) or (asset.url if asset else None)
         if url is None:
             raise DownloadError(f"release {release.tag} has no asset {name!r}")
-        signatures = {"signature_url": self._signature_url(release, name),
-                      "manifest": self._signed_manifest(release, manifest)}
+        signatures = {
+            "signature_url": self._signature_url(release, name),
+            "manifest": self._signed_manifest(release, manifest),
+        }
         if manifest and manifest.checksum:
             return Artifact(name, url, manifest.checksum, "manifest checksum", **signatures)
         if asset and asset.digest and asset.digest.lower().startswith("sha256:"):
@@ -87,8 +89,10 @@ class CoreProcedure:
             return None
         signature = release.asset(name + SIGNATURE_SUFFIX)
         if signature is None:
-            raise SignatureError(f"release {release.tag} has no signature {name + SIGNATURE_SUFFIX!r}, "
-                                 "and this device requires signed releases (signingPublicKey/allowedSigners)")
+            raise SignatureError(
+                f"release {release.tag} has no signature {name + SIGNATURE_SUFFIX!r}, "
+                "and this device requires signed releases (signingPublicKey/allowedSigners)"
+            )
         return signature.url
 
     def _signed_manifest(self, release: Release, manifest: Manifest | None) -> SignedManifest | None:
@@ -126,14 +130,21 @@ class CoreProcedure:
         playbook checks it again while staging, for runs by hand)."""
         script = manifest.migration_script if manifest and manifest.migration_required else None
         if script and not _archive_holds(prepared.archive, script):
-            raise ManifestRefused(f"update_steps.run_migrations.script: {prepared.artifact.name} has no {script!r}, "
-                                  "which the manifest requires (add optional: true if the release may lack it)")
+            raise ManifestRefused(
+                f"update_steps.run_migrations.script: {prepared.artifact.name} has no {script!r}, "
+                "which the manifest requires (add optional: true if the release may lack it)"
+            )
 
     async def _verify(self, signed: Path | bytes, signature_url: str, name: str, policy: DownloadPolicy) -> str:
         """The principal whose signature (fetched from signature_url) covers `signed`."""
-        signature = await download_bytes(signature_url, policy, max_bytes=MAX_SIGNATURE_BYTES,
-                                         name=name + SIGNATURE_SUFFIX, token=self._settings.github_token,
-                                         transport=self._transport)
+        signature = await download_bytes(
+            signature_url,
+            policy,
+            max_bytes=MAX_SIGNATURE_BYTES,
+            name=name + SIGNATURE_SUFFIX,
+            token=self._settings.github_token,
+            transport=self._transport,
+        )
         verify = self._signatures.verify_bytes if isinstance(signed, bytes) else self._signatures.verify
         return await asyncio.to_thread(verify, signed, signature, name=name)
 
@@ -148,13 +159,25 @@ class CoreProcedure:
         prepared = await self.prepare(self.artifact(spec, plan.release, plan.version_text, plan.manifest))
         self.check_release(prepared, plan.manifest)
         artifact = prepared.artifact
-        details = {"artifact": artifact.name, "url": artifact.url, "sha256": artifact.sha256,
-                   "sha256_source": artifact.sha256_source, "verified": True, "steps": list(UPDATE_STEPS)}
-        return PreparedUpdate(self.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest),
-                              details)
+        details = {
+            "artifact": artifact.name,
+            "url": artifact.url,
+            "sha256": artifact.sha256,
+            "sha256_source": artifact.sha256_source,
+            "verified": True,
+            "steps": list(UPDATE_STEPS),
+        }
+        return PreparedUpdate(
+            self.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest), details
+        )
 
     def update_vars(
-        self, spec: ComponentSpec, version_text: str, from_version: str | None, prepared: Prepared, manifest: Manifest | None
+        self,
+        spec: ComponentSpec,
+        version_text: str,
+        from_version: str | None,
+        prepared: Prepared,
+        manifest: Manifest | None,
     ) -> dict[str, Any]:
         """Extra-vars of update_core.yml for this device."""
         return {
@@ -173,8 +196,10 @@ class CoreProcedure:
         if previous_release(releases):
             return None
         kept = retained_releases(releases, self._settings.backup_path)
-        return (f"no previous {spec.name} release is recorded; name one with --to V "
-                f"({'retained: ' + ', '.join(kept) if kept else 'none is retained in ' + str(releases)})")
+        return (
+            f"no previous {spec.name} release is recorded; name one with --to V "
+            f"({'retained: ' + ', '.join(kept) if kept else 'none is retained in ' + str(releases)})"
+        )
 
     def release_vars(
         self, spec: ComponentSpec, version_text: str, prepared: Prepared, manifest: Manifest | None
@@ -194,13 +219,23 @@ class CoreProcedure:
     def post_switch_waits(spec: ComponentSpec, manifest: Manifest | None) -> list[tuple[str, float]]:
         """The longest waits after the switch, each named as the setting that sets it."""
         checks = manifest.checks if manifest else None
-        waits = [_named_wait("post_update_checks service_active timeout_seconds",
-                             checks.service_active_timeout if checks else None,
-                             "the service's start wait", SERVICE_ACTIVE_TIMEOUT_SECONDS + SETTLE_SECONDS)]
+        waits = [
+            _named_wait(
+                "post_update_checks service_active timeout_seconds",
+                checks.service_active_timeout if checks else None,
+                "the service's start wait",
+                SERVICE_ACTIVE_TIMEOUT_SECONDS + SETTLE_SECONDS,
+            )
+        ]
         if (checks and checks.health_url) or spec.health_url:
-            waits.append(_named_wait("post_update_checks health_endpoint timeout_seconds",
-                                     checks.health_timeout if checks else None,
-                                     "healthTimeoutSeconds", spec.health_timeout_seconds))
+            waits.append(
+                _named_wait(
+                    "post_update_checks health_endpoint timeout_seconds",
+                    checks.health_timeout if checks else None,
+                    "healthTimeoutSeconds",
+                    spec.health_timeout_seconds,
+                )
+            )
         return waits
 
     def device_vars(self, spec: ComponentSpec) -> dict[str, Any]:
@@ -241,8 +276,9 @@ def manifest_check_vars(manifest: Manifest | None) -> dict[str, Any]:
     return {name: value for name, value in candidates.items() if value}
 
 
-def _named_wait(manifest_field: str, manifest_value: float | None, default_name: str,
-                default: float) -> tuple[str, float]:
+def _named_wait(
+    manifest_field: str, manifest_value: float | None, default_name: str, default: float
+) -> tuple[str, float]:
     if manifest_value:
         return manifest_field, float(manifest_value)
     return default_name, float(default)

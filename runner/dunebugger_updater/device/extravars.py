@@ -27,8 +27,10 @@ def _unsafe_string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 def _mapping(dumper: yaml.SafeDumper, value: Mapping[str, Any]) -> yaml.MappingNode:
     # Keys are our own variable names: plain strings. Values are data: unsafe.
-    pairs = [(dumper.represent_scalar("tag:yaml.org,2002:str", key), dumper.represent_data(item))
-             for key, item in sorted(value.items())]
+    pairs = [
+        (dumper.represent_scalar("tag:yaml.org,2002:str", key), dumper.represent_data(item))
+        for key, item in sorted(value.items())
+    ]
     return yaml.MappingNode("tag:yaml.org,2002:map", pairs)
 
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..results import UpdateResult
 from ..statedir import StateDir
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,31 @@ class HistoryEntry:
     started_at: str
     finished_at: str
     details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        action: str,
+        result: UpdateResult,
+        started: str,
+        finished: str,
+        run_id: str,
+        details: dict[str, Any] | None = None,
+    ) -> HistoryEntry:
+        """The history line of an operation's result."""
+        return cls(
+            run_id=run_id,
+            action=action,
+            component=result.component,
+            from_version=result.from_version,
+            to_version=result.to_version,
+            outcome=str(result.outcome),
+            success=result.success,
+            message=result.message,
+            started_at=started,
+            finished_at=finished,
+            details=details or {},
+        )
 
 
 class History:

@@ -102,13 +102,17 @@ def running_container_versions(compose_path: Path) -> dict[str, InstalledVersion
     image tag, else the image's OCI version label. One engine call for all services;
     empty when none runs or the engine cannot be asked."""
     argv = [
-        "docker", "ps",
-        "--filter", f"label=com.docker.compose.project.working_dir={compose_path.parent}",
-        "--format", '{{.Label "com.docker.compose.service"}}\t{{.Image}}\t{{.Label "' + VERSION_LABEL + '"}}',
+        "docker",
+        "ps",
+        "--filter",
+        f"label=com.docker.compose.project.working_dir={compose_path.parent}",
+        "--format",
+        '{{.Label "com.docker.compose.service"}}\t{{.Image}}\t{{.Label "' + VERSION_LABEL + '"}}',
     ]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=DOCKER_TIMEOUT_SECONDS,
-                              env=child_environment())
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=DOCKER_TIMEOUT_SECONDS, env=child_environment()
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.debug("cannot ask the container engine: %s", exc)
         return {}

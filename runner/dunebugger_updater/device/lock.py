@@ -30,7 +30,9 @@ class DeviceLock:
             os.close(fd)
             raise Busy(f"busy: {holder} is in progress on this device; try again when it has finished") from None
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"what": what, "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode())
+        os.write(
+            fd, json.dumps({"what": what, "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode()
+        )
         self._fd = fd
 
     def release(self) -> None:

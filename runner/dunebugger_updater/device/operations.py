@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,9 @@ from ..errors import Busy, DownloadError, ManifestError, PreflightError, Release
 from ..release.checker import Clock, local_now
 from ..release.manifest import DeviceNames, Manifest, fetch_manifest
 from ..release.releases import client_for
-from ..results import UpdateResult
+from ..results import Outcome, UpdateResult
 from ..statedir import StateDir
 from ..versions import parse_or_none, requested_version
-from . import processes
 from .container_procedure import ContainerProcedure
 from .core_procedure import CoreProcedure
 from .events import Progress, RunnerEvent, host_reports, last_failure, progress
@@ -87,8 +85,9 @@ class DeviceOperations:
             if isinstance(exc, Busy):
                 raise
             log.exception("update of %s failed unexpectedly", name)
-            result = UpdateResult(spec.name, False, f"{spec.name} update failed: internal error: {exc!r}",
-                                  "failed", dry_run=dry_run)
+            result = UpdateResult(
+                spec.name, False, f"{spec.name} update failed: internal error: {exc!r}", Outcome.FAILED, dry_run=dry_run
+            )
             # A journal left by a run it interrupted stays: the next start settles it.
             return self._record("update", spec, started, result)
 
@@ -102,8 +101,7 @@ class DeviceOperations:
             before = (await self._installed(spec)).version
             missing = None if to else self._procedure(spec).missing_rollback_target(spec)
             if missing:
-                result = UpdateResult(spec.name, False, f"{spec.name} rollback refused: {missing}. Nothing was changed.",
-                                      "refused", from_version=before)
+                result = UpdateResult.refused(spec.name, "rollback", missing, from_version=before)
                 return self._record("rollback", spec, started, result)
             values = self._procedure(spec).rollback_vars(spec, to)
             run = await self._run_playbook("rollback", spec, before, to or "previous", values, started)
@@ -124,24 +122,33 @@ class DeviceOperations:
         except ReleaseLookupError as exc:
             return self._record("update", spec, started, refused(spec, exc.reason, dry_run))
         except (PreflightError, ManifestError) as exc:
-            return self._record("update", spec, started, refused(spec, str(exc), dry_run))
+            return self._record("update", spec, started, refused(spec, exc.reason, dry_run))
         if plan is None:
             current = (await self._installed(spec)).version
-            result = UpdateResult(spec.name, True, f"{spec.name} is already at the newest version ({current})",
-                                  "up_to_date", dry_run=dry_run, from_version=current, to_version=current)
+            result = UpdateResult(
+                spec.name,
+                True,
+                f"{spec.name} is already at the newest version ({current})",
+                Outcome.UP_TO_DATE,
+                dry_run=dry_run,
+                from_version=current,
+                to_version=current,
+            )
             return self._record("update", spec, started, result)
         try:
             values, details = await self._prepare(plan)
         except (DownloadError, ManifestError) as exc:
-            return self._record("update", spec, started, refused(spec, str(exc), dry_run, plan))
+            return self._record("update", spec, started, refused(spec, exc.reason, dry_run, plan))
         if dry_run:
             return self._record("dry_run", spec, started, self._dry_run_result(plan, details))
         with self._locked(f"update of {spec.name}"):
             await self._recover_locked()
             now = (await self._installed(spec)).version
             if now != plan.from_version:
-                reason = (f"{spec.name} changed from {plan.from_version or 'nothing'} to {now or 'nothing'} "
-                          "while the release was prepared; ask again")
+                reason = (
+                    f"{spec.name} changed from {plan.from_version or 'nothing'} to {now or 'nothing'} "
+                    "while the release was prepared; ask again"
+                )
                 return self._record("update", spec, started, refused(spec, reason, dry_run, plan))
             run = await self._run_playbook("update", spec, plan.from_version, plan.version_text, values, started)
             if run.cut_off:
@@ -158,14 +165,19 @@ class DeviceOperations:
         installed = await self._installed(spec)
         current = parse_or_none(installed.version)
         if installed.version is not None and current is None:
-            raise PreflightError(f"the running version {installed.version!r} is not a version; use rollback or reinstall by hand")
+            raise PreflightError(
+                f"the running version {installed.version!r} is not a version; use rollback or reinstall by hand"
+            )
         async with client_for(self._settings, self._transport) as client:
-            release = await client.find(spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease)
+            release = await client.find(
+                spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease
+            )
             if current is not None and release.version == current:
                 return None
             if current is not None and release.version < current:
                 raise PreflightError(
-                    f"{release.version} is older than the running {installed.version}; update never goes back (use rollback)"
+                    f"{release.version} is older than the running {installed.version}; "
+                    "update never goes back (use rollback)"
                 )
             device = DeviceNames.of(spec, self._settings.backup_path)
             manifest, note = await fetch_manifest(client, spec, release, device=device)
@@ -186,7 +198,8 @@ class DeviceOperations:
             raise PreflightError(
                 f"the checks after the switch may wait {total:g} s ({parts}), longer than a run may take "
                 f"(playbookTimeoutMinutes = {self._settings.playbook_timeout_minutes:g}, {limit:g} s): shorten "
-                "those checks or raise playbookTimeoutMinutes")
+                "those checks or raise playbookTimeoutMinutes"
+            )
 
     async def _check_remote_version(self, manifest: Manifest) -> None:
         remote = self._settings.components.get("remote")
@@ -195,11 +208,18 @@ class DeviceOperations:
         running = parse_or_none((await self._installed(remote)).version)
         if running is not None and running < manifest.min_remote_version:
             raise PreflightError(
-                f"this release needs remote {manifest.min_remote_version} or newer (running {running}): update remote first"
+                f"this release needs remote {manifest.min_remote_version} or newer (running {running}): "
+                "update remote first"
             )
 
     async def _run_playbook(
-        self, action: str, spec: ComponentSpec, from_version: str | None, to_version: str, values: dict[str, Any], started: str
+        self,
+        action: str,
+        spec: ComponentSpec,
+        from_version: str | None,
+        to_version: str,
+        values: dict[str, Any],
+        started: str,
     ) -> PlaybookRun:
         procedure = self._procedure(spec)
         name = procedure.update_playbook if action == "update" else procedure.rollback_playbook
@@ -231,16 +251,18 @@ class DeviceOperations:
             return None
         log.warning("settling run %s (%s of %s) that was cut off", entry.run_id, entry.action, entry.component)
         started = self._stamp()
-        await asyncio.to_thread(_wait_for_detached_run, self._settings, entry.run_id)
+        await asyncio.to_thread(self._runner.wait_for_detached, entry.run_id)
         procedure = self._procedure(spec)
         finished = self._runner.load(
-            procedure.update_playbook if entry.action == "update" else procedure.rollback_playbook, entry.run_id)
+            procedure.update_playbook if entry.action == "update" else procedure.rollback_playbook, entry.run_id
+        )
         if finished is not None and _settles_device(finished):
             return await self._settle_finished(entry, spec, finished, started)
         return await self._roll_back_interrupted(entry, spec, started)
 
-    async def _settle_finished(self, entry: JournalEntry, spec: ComponentSpec, finished: PlaybookRun,
-                               started: str) -> UpdateResult:
+    async def _settle_finished(
+        self, entry: JournalEntry, spec: ComponentSpec, finished: PlaybookRun, started: str
+    ) -> UpdateResult:
         """The run ended on its own (a detached run that outlived its caller, or a crash
         after the playbook but before the history): its own result stands."""
         if entry.action == "update":
@@ -253,12 +275,26 @@ class DeviceOperations:
         """The run was cut off: put the device back on the version it ran before."""
         run, after = await self._restore(spec, entry, started)
         if run.succeeded:
-            result = UpdateResult(spec.name, True, f"Recovered {spec.name}: the {entry.action} to {entry.to_version} was "
-                                  f"interrupted; {spec.name} runs {after}", "recovered",
-                                  from_version=entry.from_version, to_version=after, run_id=run.run_id)
+            result = UpdateResult(
+                spec.name,
+                True,
+                f"Recovered {spec.name}: the {entry.action} to {entry.to_version} was "
+                f"interrupted; {spec.name} runs {after}",
+                Outcome.RECOVERED,
+                from_version=entry.from_version,
+                to_version=after,
+                run_id=run.run_id,
+            )
         else:
-            result = UpdateResult(spec.name, False, f"Recovery of {spec.name} failed: {_failure_text(run)}", "failed",
-                                  from_version=entry.from_version, to_version=after, run_id=run.run_id)
+            result = UpdateResult(
+                spec.name,
+                False,
+                f"Recovery of {spec.name} failed: {_failure_text(run)}",
+                Outcome.FAILED,
+                from_version=entry.from_version,
+                to_version=after,
+                run_id=run.run_id,
+            )
         return self._finish("recovery", spec, started, result, run)
 
     async def _roll_back_cut_off(self, spec: ComponentSpec, plan: Plan, cut: PlaybookRun, started: str) -> UpdateResult:
@@ -268,16 +304,19 @@ class DeviceOperations:
         deadline = f"its deadline (playbookTimeoutMinutes = {self._settings.playbook_timeout_minutes:g})"
         entry = JournalEntry(cut.run_id, "update", spec.name, plan.from_version, plan.version_text, started)
         run, after = await self._restore(spec, entry, started)
-        common = dict(from_version=plan.from_version, to_version=plan.version_text, run_id=cut.run_id,
-                      manifest=plan.manifest_note)
+        common = dict(
+            from_version=plan.from_version, to_version=plan.version_text, run_id=cut.run_id, manifest=plan.manifest_note
+        )
         stopped = f"{spec.name} update to {plan.version_text} was stopped at {deadline}{where}"
         if run.succeeded:
             text = f"{stopped}. Rolled back: {spec.name} runs {after} again and passes its checks."
-            result = UpdateResult(spec.name, False, text, "rolled_back", **common)
+            result = UpdateResult(spec.name, False, text, Outcome.ROLLED_BACK, **common)
         else:
-            text = (f"{stopped}. The rollback to {plan.from_version or 'the previous release'} FAILED: "
-                    f"{_failure_text(run)}. `dunebugger-updater recover` tries again.")
-            result = UpdateResult(spec.name, False, text, "failed", **common)
+            text = (
+                f"{stopped}. The rollback to {plan.from_version or 'the previous release'} FAILED: "
+                f"{_failure_text(run)}. `dunebugger-updater recover` tries again."
+            )
+            result = UpdateResult(spec.name, False, text, Outcome.FAILED, **common)
         return self._finish("update", spec, started, result, run)
 
     async def _restore(self, spec: ComponentSpec, entry: JournalEntry, started: str) -> tuple[PlaybookRun, str | None]:
@@ -294,43 +333,69 @@ class DeviceOperations:
 
     def _update_result(self, spec: ComponentSpec, plan: Plan | _FinishedPlan, run: PlaybookRun) -> UpdateResult:
         report = next(iter(host_reports(run.events).values()), None)
-        common = dict(from_version=plan.from_version, to_version=plan.version_text, run_id=run.run_id, manifest=plan.manifest_note)
+        common = dict(
+            from_version=plan.from_version, to_version=plan.version_text, run_id=run.run_id, manifest=plan.manifest_note
+        )
         if run.succeeded:
-            return UpdateResult(spec.name, True, f"Updated {spec.name} to {plan.version_text}", "updated", **common)
-        outcome = report.outcome if report and report.outcome in ("rolled_back", "refused", "failed") else "failed"
+            return UpdateResult(
+                spec.name, True, f"Updated {spec.name} to {plan.version_text}", Outcome.UPDATED, **common
+            )
+        told = report.outcome if report else None
+        outcome = told if told in (Outcome.ROLLED_BACK, Outcome.REFUSED, Outcome.FAILED) else Outcome.FAILED
         return UpdateResult(spec.name, False, _failure_text(run), outcome, **common)
 
-    def _rollback_result(self, spec: ComponentSpec, before: str | None, after: str | None, run: PlaybookRun) -> UpdateResult:
+    def _rollback_result(
+        self, spec: ComponentSpec, before: str | None, after: str | None, run: PlaybookRun
+    ) -> UpdateResult:
         common = dict(from_version=before, to_version=after, run_id=run.run_id)
         if run.succeeded:
-            text = f"Rolled back {spec.name} to {after}" if before != after else f"{spec.name} already runs {after}; nothing to do"
-            return UpdateResult(spec.name, True, text, "rolled_back" if before != after else "up_to_date", **common)
-        return UpdateResult(spec.name, False, _failure_text(run), "failed", **common)
+            text = (
+                f"Rolled back {spec.name} to {after}"
+                if before != after
+                else f"{spec.name} already runs {after}; nothing to do"
+            )
+            return UpdateResult(
+                spec.name, True, text, Outcome.ROLLED_BACK if before != after else Outcome.UP_TO_DATE, **common
+            )
+        return UpdateResult(spec.name, False, _failure_text(run), Outcome.FAILED, **common)
 
     def _dry_run_result(self, plan: Plan, details: dict[str, Any]) -> UpdateResult:
         details = {"release": plan.release.tag, **details}
-        what = (f"{details['artifact']} downloaded and verified (sha256 from {details['sha256_source']})"
-                if "artifact" in details else f"would pull {details['image']} and recreate only service {details['service']}")
-        text = (f"Dry run: would update {plan.spec.name} from {plan.from_version or 'nothing'} to {plan.version_text}; "
-                f"{what}; nothing was changed")
-        return UpdateResult(plan.spec.name, True, text, "dry_run", dry_run=True, from_version=plan.from_version,
-                            to_version=plan.version_text, manifest=plan.manifest_note, details=details)
+        what = (
+            f"{details['artifact']} downloaded and verified (sha256 from {details['sha256_source']})"
+            if "artifact" in details
+            else f"would pull {details['image']} and recreate only service {details['service']}"
+        )
+        text = (
+            f"Dry run: would update {plan.spec.name} from {plan.from_version or 'nothing'} to {plan.version_text}; "
+            f"{what}; nothing was changed"
+        )
+        return UpdateResult(
+            plan.spec.name,
+            True,
+            text,
+            Outcome.DRY_RUN,
+            dry_run=True,
+            from_version=plan.from_version,
+            to_version=plan.version_text,
+            manifest=plan.manifest_note,
+            details=details,
+        )
 
-    def _record(self, action: str, spec: ComponentSpec, started: str, result: UpdateResult,
-                run: PlaybookRun | None = None) -> UpdateResult:
+    def _record(
+        self, action: str, spec: ComponentSpec, started: str, result: UpdateResult, run: PlaybookRun | None = None
+    ) -> UpdateResult:
         action = "dry_run" if result.dry_run else action  # a refused dry run is still a dry run
         if result.run_id is None:  # refusals get a run id too: the result and its history line share it
-            result = dataclasses.replace(result, run_id=run.run_id if run else new_run_id(self._clock(), spec.name, action))
-        self.history.append(HistoryEntry(
-            run_id=result.run_id,
-            action=action, component=spec.name, from_version=result.from_version, to_version=result.to_version,
-            outcome=result.outcome, success=result.success, message=result.message,
-            started_at=started, finished_at=self._stamp(),
-        ))
+            result = dataclasses.replace(
+                result, run_id=run.run_id if run else new_run_id(self._clock(), spec.name, action)
+            )
+        self.history.append(HistoryEntry.of(action, result, started, self._stamp(), result.run_id))
         return result
 
-    def _finish(self, action: str, spec: ComponentSpec, started: str, result: UpdateResult,
-                run: PlaybookRun) -> UpdateResult:
+    def _finish(
+        self, action: str, spec: ComponentSpec, started: str, result: UpdateResult, run: PlaybookRun
+    ) -> UpdateResult:
         """Record the run's result; then, if the device runs a verified release again,
         clear the journal. Until then every start of the updater retries the rollback."""
         self._record(action, spec, started, result, run)
@@ -358,12 +423,16 @@ class DeviceOperations:
 
 
 def refused(spec: ComponentSpec, reason: str, dry_run: bool, plan: Plan | None = None) -> UpdateResult:
-    return UpdateResult(
-        spec.name, False, f"{spec.name} update refused: {reason.rstrip('.')}. Nothing was changed.",
-        "refused", dry_run=dry_run,
-        from_version=plan.from_version if plan else None,
-        to_version=plan.version_text if plan else None,
-        manifest=plan.manifest_note if plan else "",
+    if plan is None:
+        return UpdateResult.refused(spec.name, "update", reason, dry_run=dry_run)
+    return UpdateResult.refused(
+        spec.name,
+        "update",
+        reason,
+        dry_run=dry_run,
+        from_version=plan.from_version,
+        to_version=plan.version_text,
+        manifest=plan.manifest_note,
     )
 
 
@@ -391,8 +460,11 @@ PLANNED_CHECKS = {
 def _checks_of(values: dict[str, Any]) -> dict[str, Any]:
     """The pre- and post-checks a run would make (what a dry run reports): the device's,
     with what the release's manifest asks for."""
-    checks = {label: str(values[name]) if isinstance(values[name], Path) else values[name]
-              for name, label in PLANNED_CHECKS.items() if name in values}
+    checks = {
+        label: str(values[name]) if isinstance(values[name], Path) else values[name]
+        for name, label in PLANNED_CHECKS.items()
+        if name in values
+    }
     return {**checks, **values.get("dunebugger_release_checks", {})}
 
 
@@ -423,21 +495,11 @@ def _settles_device(run: PlaybookRun) -> bool:
     report = next(iter(host_reports(run.events).values()), None)
     if report is None:
         return False
-    return report.outcome in ("rolled_back", "refused") or (report.outcome == "failed" and not report.switched)
+    if report.outcome in (Outcome.ROLLED_BACK, Outcome.REFUSED):
+        return True
+    return report.outcome == Outcome.FAILED and not report.switched
 
 
 def _last_task(run: PlaybookRun) -> str:
     task = next((event.task for event in reversed(run.events) if event.is_task_start and event.task), None)
     return f" during '{task}'" if task else ""
-
-
-def _wait_for_detached_run(settings: Settings, run_id: str, timeout: float = 3600) -> None:
-    """A detached run may still be going (we are the restarted caller): let it finish."""
-    pid_file = settings.state_path / "runs" / run_id / "detached.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return
-    deadline = time.monotonic() + timeout
-    while processes.alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.5)

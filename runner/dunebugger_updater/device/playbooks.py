@@ -42,8 +42,12 @@ TIMED_OUT = "timeout"  # our status for a run stopped at its deadline
 
 # What ansible-runner adds to a child's environment for its callback plugin and artifacts.
 RUNNER_VARIABLES = (
-    "ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_HOST_KEY_CHECKING",
-    "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION", "AWX_ISOLATED_DATA_DIR",
+    "ANSIBLE_CALLBACK_PLUGINS",
+    "ANSIBLE_STDOUT_CALLBACK",
+    "ANSIBLE_HOST_KEY_CHECKING",
+    "ANSIBLE_CACHE_PLUGIN",
+    "ANSIBLE_CACHE_PLUGIN_CONNECTION",
+    "AWX_ISOLATED_DATA_DIR",
 )
 
 EventHandler = Callable[[RunnerEvent], None]
@@ -115,8 +119,11 @@ class PlaybookRunner:
         )
         # SIGINT/SIGTERM cancel the run, as ansible-runner does (it can listen only in the main thread).
         stop_requested = signal_handler() or (lambda: False)
-        runner = ansible_runner.Runner(config, event_handler=_collecting_handler(events, on_event),
-                                       cancel_callback=lambda: deadline.passed() or stop_requested())
+        runner = ansible_runner.Runner(
+            config,
+            event_handler=_collecting_handler(events, on_event),
+            cancel_callback=lambda: deadline.passed() or stop_requested(),
+        )
         runner.run()
         artifacts = data_dir / "artifacts" / run_id
         status = str(runner.status)
@@ -124,8 +131,9 @@ class PlaybookRunner:
             status = TIMED_OUT
             (artifacts / "status").write_text(TIMED_OUT, encoding="utf-8")  # what recovery reads
         self._prune()
-        return PlaybookRun(run_id=run_id, playbook=name, status=status, rc=runner.rc, events=tuple(events),
-                           artifacts=artifacts)
+        return PlaybookRun(
+            run_id=run_id, playbook=name, status=status, rc=runner.rc, events=tuple(events), artifacts=artifacts
+        )
 
     @staticmethod
     def check(name: str, run_id: str) -> tuple[Path, dict[str, str]]:
@@ -147,9 +155,19 @@ class PlaybookRunner:
         extravars.write(data_dir / "env" / "extravars", values)
         with (data_dir / "detached.log").open("ab") as log_file:
             child = subprocess.Popen(
-                [sys.executable, "-m", "dunebugger_updater.device.detached", str(self._runs_dir), name, run_id,
-                 str(self._timeout)],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "dunebugger_updater.device.detached",
+                    str(self._runs_dir),
+                    name,
+                    run_id,
+                    str(self._timeout),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
                 env=child_environment(),
             )
         (data_dir / "detached.pid").write_text(f"{child.pid}\n")
@@ -160,6 +178,16 @@ class PlaybookRunner:
         self._relay_new_events(data_dir / "artifacts" / run_id / "job_events", seen, on_event)
         return self.load(name, run_id) or PlaybookRun(run_id, name, "failed", child.returncode, (), data_dir)
 
+    def wait_for_detached(self, run_id: str, timeout: float = 3600) -> None:
+        """A detached run may still be going (we are the restarted caller): let it finish."""
+        try:
+            pid = int((self._runs_dir / run_id / "detached.pid").read_text().strip())
+        except (OSError, ValueError):
+            return
+        deadline = time.monotonic() + timeout
+        while processes.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
     def load(self, name: str, run_id: str) -> PlaybookRun | None:
         """A finished run read back from its artifacts; None while it has no status."""
         artifacts = self._runs_dir / run_id / "artifacts" / run_id
@@ -169,15 +197,23 @@ class PlaybookRunner:
             return None
         rc_text = _read_text(artifacts / "rc")
         events = [parse_event(raw) for raw in _event_documents(artifacts / "job_events")]
-        return PlaybookRun(run_id, name, status, int(rc_text) if rc_text.lstrip("-").isdigit() else None,
-                           tuple(sorted(events, key=lambda event: event.counter)), artifacts)
+        return PlaybookRun(
+            run_id,
+            name,
+            status,
+            int(rc_text) if rc_text.lstrip("-").isdigit() else None,
+            tuple(sorted(events, key=lambda event: event.counter)),
+            artifacts,
+        )
 
     @staticmethod
     def _relay_new_events(directory: Path, seen: set[str], on_event: EventHandler | None) -> None:
         if on_event is None or not directory.is_dir():
             return
-        fresh = sorted((p for p in directory.glob("*.json") if p.name not in seen),
-                       key=lambda p: int(p.name.split("-", 1)[0]) if p.name.split("-", 1)[0].isdigit() else 0)
+        fresh = sorted(
+            (p for p in directory.glob("*.json") if p.name not in seen),
+            key=lambda p: int(p.name.split("-", 1)[0]) if p.name.split("-", 1)[0].isdigit() else 0,
+        )
         for path in fresh:
             try:
                 raw = json.loads(path.read_text(encoding="utf-8"))

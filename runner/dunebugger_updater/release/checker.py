@@ -58,7 +58,7 @@ class UpdateChecker:
             async with self.release_client() as client:
                 found = await asyncio.gather(*(self._look_up(client, spec) for spec in stale))
             stamp = now.isoformat()
-            for spec, (release, error) in zip(stale, found):
+            for spec, (release, error) in zip(stale, found, strict=True):
                 stored[spec.name] = {**_entry(release, error, stamp), "question": self._question(spec)}
             self._save(stored)
         # Reading installed versions may ask the container engine: off the event loop.
@@ -70,14 +70,19 @@ class UpdateChecker:
 
     def _statuses(self, stored: dict[str, Any]) -> dict[str, ComponentStatus]:
         installed = InstalledVersions(self._settings)
-        return {spec.name: self._status(spec, installed.of(spec), self._answer(stored, spec))
-                for spec in self._settings.components.values()}
+        return {
+            spec.name: self._status(spec, installed.of(spec), self._answer(stored, spec))
+            for spec in self._settings.components.values()
+        }
 
     def _question(self, spec: ComponentSpec) -> dict[str, Any]:
         """What a stored answer answered: asked elsewhere (another API, account or repo)
         or for another channel, it says nothing about the release asked for now."""
-        return {"api": self._settings.github_api_url, "repo": spec.repo,
-                "prerelease": self._settings.include_prerelease}
+        return {
+            "api": self._settings.github_api_url,
+            "repo": spec.repo,
+            "prerelease": self._settings.include_prerelease,
+        }
 
     def _answer(self, stored: dict[str, Any], spec: ComponentSpec) -> dict[str, Any] | None:
         """The stored answer for `spec`, if it answered the question asked now."""
@@ -92,7 +97,9 @@ class UpdateChecker:
             return None, exc.reason
         return release, None
 
-    def _status(self, spec: ComponentSpec, installed: InstalledVersion, entry: dict[str, Any] | None) -> ComponentStatus:
+    def _status(
+        self, spec: ComponentSpec, installed: InstalledVersion, entry: dict[str, Any] | None
+    ) -> ComponentStatus:
         if not entry:
             return component_status(spec.name, installed, None, last_checked=None)
         return component_status(

@@ -30,11 +30,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GITHUB_DOWNLOAD_HOSTS = frozenset({
-    "github.com",
-    "objects.githubusercontent.com",
-    "release-assets.githubusercontent.com",
-})
+GITHUB_DOWNLOAD_HOSTS = frozenset(
+    {
+        "github.com",
+        "objects.githubusercontent.com",
+        "release-assets.githubusercontent.com",
+    }
+)
 MAX_REDIRECTS = 5
 READ_TIMEOUT_SECONDS = 60.0  # a peer silent this long is gone, whatever the deadline still allows
 
@@ -63,7 +65,9 @@ class DownloadPolicy:
         parsed = httpx.URL(url)
         host = parsed.host or ""
         if host not in self.allowed_hosts:
-            raise DownloadError(f"download from {host or url!r} is not allowed (allowed: {', '.join(sorted(self.allowed_hosts))})")
+            raise DownloadError(
+                f"download from {host or url!r} is not allowed (allowed: {', '.join(sorted(self.allowed_hosts))})"
+            )
         if parsed.scheme != "https" and not (parsed.scheme == "http" and host in self.http_hosts):
             raise DownloadError(f"download URL {url!r} must use https")
         return parsed
@@ -109,14 +113,18 @@ async def download_bytes(
         return target.read_bytes()
 
 
-async def _download(url: str, target: Path, policy: DownloadPolicy, token: str | None,
-                    transport: httpx.AsyncBaseTransport | None) -> str:
+async def _download(
+    url: str, target: Path, policy: DownloadPolicy, token: str | None, transport: httpx.AsyncBaseTransport | None
+) -> str:
     """`url` saved to `target`, every hop and the body within the policy's deadline; its sha256."""
     try:
-        async with httpx.AsyncClient(timeout=min(READ_TIMEOUT_SECONDS, policy.deadline_seconds), transport=transport,
-                                     follow_redirects=False) as client:
-            async with transfer.deadline(policy.deadline_seconds, url, "downloadTimeoutSeconds"):
-                return await _fetch(client, url, target, policy, token)
+        async with (
+            httpx.AsyncClient(
+                timeout=min(READ_TIMEOUT_SECONDS, policy.deadline_seconds), transport=transport, follow_redirects=False
+            ) as client,
+            transfer.deadline(policy.deadline_seconds, url, "downloadTimeoutSeconds"),
+        ):
+            return await _fetch(client, url, target, policy, token)
     except transfer.TransferError as exc:
         raise DownloadError(str(exc)) from None
     except httpx.TimeoutException:
@@ -129,8 +137,11 @@ async def _fetch(client: httpx.AsyncClient, url: str, target: Path, policy: Down
     current = policy.check(url)
     for _ in range(MAX_REDIRECTS + 1):
         # Hop by hop: the token goes only to the API's own origin, never to a redirect target.
-        headers = {"Accept": "application/octet-stream", "Accept-Encoding": transfer.ACCEPT_ENCODING,
-                   **transfer.bearer(token, current, policy.api_origin)}
+        headers = {
+            "Accept": "application/octet-stream",
+            "Accept-Encoding": transfer.ACCEPT_ENCODING,
+            **transfer.bearer(token, current, policy.api_origin),
+        }
         async with client.stream("GET", current, headers=headers) as response:
             if response.is_redirect:
                 location = response.headers.get("location", "")

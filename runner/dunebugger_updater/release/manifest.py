@@ -34,21 +34,13 @@ import yaml
 from packaging.version import Version
 
 from ..addresses import is_loopback
-from ..errors import ManifestError
+from ..errors import ManifestInvalid, ManifestRefused
 from ..versions import NotAVersion, parse_or_none, parse_version
 
 log = logging.getLogger(__name__)
 
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_NESTING = 12
-
-
-class ManifestInvalid(ManifestError):
-    """Malformed or schema-breaking: fall back to the built-in procedure."""
-
-
-class ManifestRefused(ManifestError):
-    """Well-formed but unsafe or contradicting its release: stop the update."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +90,9 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def load_manifest(data: bytes, *, tag_version: Version, component_type: str,
-                  device: DeviceNames | None = None) -> Manifest:
+def load_manifest(
+    data: bytes, *, tag_version: Version, component_type: str, device: DeviceNames | None = None
+) -> Manifest:
     """Parse and check a manifest fetched at the release whose tag is `tag_version`,
     against the device it would update (when known)."""
     return _checked(data, Expected(tag_version, component_type, device))
@@ -340,14 +333,16 @@ def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[
     for text in repeated_steps + repeated_pre + repeated_post:
         yield True, text
     versions = {}
-    for field, text in (("version", document.get("version")), ("min_remote_version", document.get("min_remote_version")),
-                        ("post_update_checks.version_check.expected_version",
-                         _text(post.get("version_check"), "expected_version"))):
+    for name, text in (
+        ("version", document.get("version")),
+        ("min_remote_version", document.get("min_remote_version")),
+        ("post_update_checks.version_check.expected_version", _text(post.get("version_check"), "expected_version")),
+    ):
         if isinstance(text, str):
             try:
-                versions[field] = parse_version(text)
+                versions[name] = parse_version(text)
             except NotAVersion as exc:
-                yield False, f"{field}: {exc}"
+                yield False, f"{name}: {exc}"
     version = versions.get("version")
     if version is not None and expected.tag_version is not None and version != expected.tag_version:
         yield True, f"version: the manifest says {version} but the release tag is {expected.tag_version}"
@@ -382,8 +377,11 @@ def _checks(pre: dict[str, dict[str, Any]], post: dict[str, dict[str, Any]]) -> 
         values["service_active_timeout"] = post["service_active"].get("timeout_seconds")
     if "health_endpoint" in post:
         check = post["health_endpoint"]
-        values.update(health_url=check["url"], health_timeout=check.get("timeout_seconds"),
-                      health_expected_status=check.get("expected_status"))
+        values.update(
+            health_url=check["url"],
+            health_timeout=check.get("timeout_seconds"),
+            health_expected_status=check.get("expected_status"),
+        )
     values["version_check"] = "version_check" in post
     values["container_running"] = "container_running" in post
     return Checks(**values)
@@ -407,14 +405,22 @@ class DeviceNames:
     def of(cls, spec: ComponentSpec, backup_path: Path | str | None = None) -> DeviceNames:
         if spec.is_container:
             return cls(backup_path=str(backup_path) if backup_path else None, service=spec.service, image=spec.image)
-        return cls(install_path=str(spec.install_path) if spec.install_path else None,
-                   backup_path=str(backup_path) if backup_path else None,
-                   service_name=spec.service_name, asset_pattern=spec.asset_pattern)
+        return cls(
+            install_path=str(spec.install_path) if spec.install_path else None,
+            backup_path=str(backup_path) if backup_path else None,
+            service_name=spec.service_name,
+            asset_pattern=spec.asset_pattern,
+        )
 
 
-def _contradictions(document: dict[str, Any], steps: dict[str, dict[str, Any]], pre: dict[str, dict[str, Any]],
-                    post: dict[str, dict[str, Any]], version: Version,
-                    device: DeviceNames | None) -> Iterator[str]:
+def _contradictions(
+    document: dict[str, Any],
+    steps: dict[str, dict[str, Any]],
+    pre: dict[str, dict[str, Any]],
+    post: dict[str, dict[str, Any]],
+    version: Version,
+    device: DeviceNames | None,
+) -> Iterator[str]:
     """Every value that disagrees with the release or with the device, one line each."""
     script = _text(steps.get("run_migrations"), "script")
     if script is not None and _migration_path(script, device) is None:
@@ -425,44 +431,64 @@ def _contradictions(document: dict[str, Any], steps: dict[str, dict[str, Any]], 
     if device is None:
         return
     named = {  # field -> (value in the manifest, what the device calls it)
-        "pre_update_checks.service_running.service_name": (_text(pre.get("service_running"), "service_name"),
-                                                           device.service_name or device.service),
-        "post_update_checks.service_active.service_name": (_text(post.get("service_active"), "service_name"),
-                                                           device.service_name),
-        "update_steps.stop_service.service_name": (_text(steps.get("stop_service"), "service_name"),
-                                                   device.service_name),
-        "update_steps.start_service.service_name": (_text(steps.get("start_service"), "service_name"),
-                                                    device.service_name),
+        "pre_update_checks.service_running.service_name": (
+            _text(pre.get("service_running"), "service_name"),
+            device.service_name or device.service,
+        ),
+        "post_update_checks.service_active.service_name": (
+            _text(post.get("service_active"), "service_name"),
+            device.service_name,
+        ),
+        "update_steps.stop_service.service_name": (
+            _text(steps.get("stop_service"), "service_name"),
+            device.service_name,
+        ),
+        "update_steps.start_service.service_name": (
+            _text(steps.get("start_service"), "service_name"),
+            device.service_name,
+        ),
         "update_steps.update_compose.service": (_text(steps.get("update_compose"), "service"), device.service),
         "update_steps.restart_service.service": (_text(steps.get("restart_service"), "service"), device.service),
-        "update_steps.backup_installation.source": (_text(steps.get("backup_installation"), "source"),
-                                                    device.install_path),
-        "update_steps.extract_artifact.destination": (_text(steps.get("extract_artifact"), "destination"),
-                                                      device.install_path),
+        "update_steps.backup_installation.source": (
+            _text(steps.get("backup_installation"), "source"),
+            device.install_path,
+        ),
+        "update_steps.extract_artifact.destination": (
+            _text(steps.get("extract_artifact"), "destination"),
+            device.install_path,
+        ),
     }
-    for field, (value, own) in named.items():
+    for name, (value, own) in named.items():
         if value is not None and own is not None and value.rstrip("/") != own.rstrip("/"):
-            yield f"{field}: {value!r} is not this device's {own!r}"
+            yield f"{name}: {value!r} is not this device's {own!r}"
     yield from _artifact_contradictions(steps, document["version"].lstrip("vV"), device)  # a version: text
     yield from _image_contradictions(steps, version, device)
 
 
-def _artifact_contradictions(steps: dict[str, dict[str, Any]], version_text: str,
-                             device: DeviceNames) -> Iterator[str]:
+def _artifact_contradictions(steps: dict[str, dict[str, Any]], version_text: str, device: DeviceNames) -> Iterator[str]:
     archive = _text(steps.get("extract_artifact"), "archive")
     if archive is not None and device.asset_pattern:
         own = device.asset_pattern.replace("{version}", version_text)
         if PurePosixPath(archive).name != own:
             yield f"update_steps.extract_artifact.archive: {archive!r} is not the release archive {own!r}"
     backup = _text(steps.get("backup_installation"), "destination")
-    if backup is not None and device.backup_path and PurePosixPath(device.backup_path) not in PurePosixPath(backup).parents:
-        yield f"update_steps.backup_installation.destination: {backup!r} is outside this device's backupPath {device.backup_path!r}"
+    if (
+        backup is not None
+        and device.backup_path
+        and PurePosixPath(device.backup_path) not in PurePosixPath(backup).parents
+    ):
+        yield (
+            f"update_steps.backup_installation.destination: {backup!r} is outside this device's "
+            f"backupPath {device.backup_path!r}"
+        )
     requirements = _text(steps.get("install_requirements"), "requirements_file")
     if requirements is not None:
         allowed = {"requirements.txt"} | ({f"{device.install_path}/requirements.txt"} if device.install_path else set())
         if requirements not in allowed:
-            yield (f"update_steps.install_requirements.requirements_file: {requirements!r}: only the release's own "
-                   "requirements.txt is installed")
+            yield (
+                f"update_steps.install_requirements.requirements_file: {requirements!r}: only the release's own "
+                "requirements.txt is installed"
+            )
 
 
 def _image_contradictions(steps: dict[str, dict[str, Any]], version: Version, device: DeviceNames) -> Iterator[str]:
@@ -519,5 +545,7 @@ def manifest_note(manifest: Manifest) -> str:
     """What the result says about a manifest in use, naming fields it does not act on."""
     if not manifest.informational:
         return "manifest used"
-    return (f"manifest used; {', '.join(manifest.informational)}: informational only "
-            "(the updater's own rollback runs, verified with the restored release's checks)")
+    return (
+        f"manifest used; {', '.join(manifest.informational)}: informational only "
+        "(the updater's own rollback runs, verified with the restored release's checks)"
+    )

@@ -33,16 +33,13 @@ from urllib.parse import quote
 from packaging.version import Version
 
 from ..config import COMPONENT_TYPES, REPO, ComponentSpec, Settings
-from ..errors import BadRequest, os_reason
+from ..errors import BadRequest, ManifestError, ManifestInvalid, ManifestRefused, os_reason
 from ..versions import NotAVersion, parse_or_none, parse_version
 from .manifest import (
     MAX_MANIFEST_BYTES,
     DeviceNames,
     Expected,
     Manifest,
-    ManifestError,
-    ManifestInvalid,
-    ManifestRefused,
     manifest_from,
     parse_document,
     problems,
@@ -65,24 +62,41 @@ def add_arguments(parser: argparse.ArgumentParser, config_flag: argparse.Argumen
     """The `manifest` verb's sub-commands (only `validate` reads the device configuration)."""
     actions = parser.add_subparsers(dest="manifest_action", required=True, metavar="ACTION")
 
-    validate = actions.add_parser("validate", parents=[config_flag],
-                                  help="check an update-manifest.yaml as the configured device would")
+    validate = actions.add_parser(
+        "validate", parents=[config_flag], help="check an update-manifest.yaml as the configured device would"
+    )
     validate.add_argument("file", metavar="FILE")
     validate.add_argument("--version", metavar="V", help="also require this version (the release tag)")
-    validate.add_argument("--component", metavar="NAME|TYPE",
-                          help="check as this configured component would (core, scheduler, remote, ...) or as the "
-                               f"first one of this type ({', '.join(COMPONENT_TYPES)}); "
-                               "default: the first component of the manifest's component_type")
+    validate.add_argument(
+        "--component",
+        metavar="NAME|TYPE",
+        help="check as this configured component would (core, scheduler, remote, ...) or as the "
+        f"first one of this type ({', '.join(COMPONENT_TYPES)}); "
+        "default: the first component of the manifest's component_type",
+    )
     validate.set_defaults(handler=run_validate)
 
     generate = actions.add_parser("generate", help="write a valid manifest with the artifacts' sha256")
-    generate.add_argument("--component", metavar="TYPE", choices=COMPONENT_TYPES, required=True,
-                          help=f"component type: {' or '.join(COMPONENT_TYPES)}")
+    generate.add_argument(
+        "--component",
+        metavar="TYPE",
+        choices=COMPONENT_TYPES,
+        required=True,
+        help=f"component type: {' or '.join(COMPONENT_TYPES)}",
+    )
     generate.add_argument("--version", metavar="V", required=True, help="the release version (tag v<V>)")
-    generate.add_argument("artifacts", nargs="*", metavar="ARTIFACT",
-                          help="files to checksum; for a python_app the first is the release archive")
-    generate.add_argument("--repo", metavar="OWNER/NAME", default=os.environ.get("GITHUB_REPOSITORY"),
-                          help="repository of the release (default: $GITHUB_REPOSITORY)")
+    generate.add_argument(
+        "artifacts",
+        nargs="*",
+        metavar="ARTIFACT",
+        help="files to checksum; for a python_app the first is the release archive",
+    )
+    generate.add_argument(
+        "--repo",
+        metavar="OWNER/NAME",
+        default=os.environ.get("GITHUB_REPOSITORY"),
+        help="repository of the release (default: $GITHUB_REPOSITORY)",
+    )
     generate.add_argument("--tag", metavar="TAG", help="release tag (default: v<version>)")
     generate.add_argument("--service-name", default="dunebugger", help="python_app: the systemd unit")
     generate.add_argument("--install-path", default="/opt/dunebugger/core", help="python_app: informational")
@@ -129,14 +143,17 @@ def run_generate(args: argparse.Namespace, settings: object = None) -> int:
 # --- validate ------------------------------------------------------------------------
 
 
-def check(data: bytes, expected: Expected = Expected()) -> tuple[list[tuple[str, str]], Manifest | None]:
+def check(data: bytes, expected: Expected | None = None) -> tuple[list[tuple[str, str]], Manifest | None]:
     """([(verdict, problem)], manifest or None): every problem a device would find, at once."""
+    expected = expected or Expected()
     try:
         document = parse_document(data)
     except ManifestError as exc:
         return [(VERDICT[type(exc)], str(exc))], None
     hostile, invalid = problems(document, expected)
-    errors = [(VERDICT[ManifestRefused], text) for text in hostile] + [(VERDICT[ManifestInvalid], text) for text in invalid]
+    errors = [(VERDICT[ManifestRefused], text) for text in hostile] + [
+        (VERDICT[ManifestInvalid], text) for text in invalid
+    ]
     return errors, None if errors else manifest_from(document, expected.device, data)
 
 
@@ -214,10 +231,19 @@ class GenerateRequest:
 
 def _request_from(args: argparse.Namespace) -> GenerateRequest:
     return GenerateRequest(
-        component_type=args.component, version=args.version, artifacts=tuple(Path(a) for a in args.artifacts),
-        repo=args.repo or None, tag=args.tag, service_name=args.service_name, install_path=args.install_path,
-        backup_path=args.backup_path, migration_script=args.migration_script, service=args.service,
-        image=args.image, health_url=args.health_url, min_remote_version=args.min_remote_version,
+        component_type=args.component,
+        version=args.version,
+        artifacts=tuple(Path(a) for a in args.artifacts),
+        repo=args.repo or None,
+        tag=args.tag,
+        service_name=args.service_name,
+        install_path=args.install_path,
+        backup_path=args.backup_path,
+        migration_script=args.migration_script,
+        service=args.service,
+        image=args.image,
+        health_url=args.health_url,
+        min_remote_version=args.min_remote_version,
         min_free_mb=args.min_free_mb,
     )
 
@@ -253,8 +279,9 @@ def generate(request: GenerateRequest) -> str:
     device = DeviceNames(install_path=request.install_path)  # what the request describes
     errors, _ = check(text.encode("utf-8"), Expected(parse_or_none(version), request.component_type, device))
     if errors:
-        raise GenerateError("the generated manifest would not be used by a device: "
-                            + "; ".join(message for _, message in errors))
+        raise GenerateError(
+            "the generated manifest would not be used by a device: " + "; ".join(message for _, message in errors)
+        )
     return text
 
 
@@ -298,8 +325,9 @@ def render(context: dict[str, Any]) -> str:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 
-    environment = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True,
-                                       lstrip_blocks=True, keep_trailing_newline=True)
+    environment = SandboxedEnvironment(
+        autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+    )
     environment.filters["q"] = yaml_string
     source = resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")
     return environment.from_string(source).render(context)

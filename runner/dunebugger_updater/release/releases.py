@@ -140,7 +140,9 @@ class ReleaseClient:
         wanted = _parse_tag(component, version)
         for tag in (f"v{version}", version):
             try:
-                release = _release(component, await self._get_json(component, f"/repos/{repo}/releases/tags/{quote(tag)}"))
+                release = _release(
+                    component, await self._get_json(component, f"/repos/{repo}/releases/tags/{quote(tag)}")
+                )
             except ReleaseLookupError as exc:
                 if "404" in exc.reason:
                     continue
@@ -181,14 +183,18 @@ class ReleaseClient:
         decoded bytes (an error answer at a small cap of its own)."""
         headers = {**headers, **transfer.bearer(self._token, url, self._api_origin)}
         try:
-            async with transfer.deadline(self._timeout, url, "httpTimeoutSeconds"):
-                async with self._http.stream("GET", url, headers=headers) as response:
-                    cap = limit if response.status_code < 400 else MAX_ERROR_ANSWER_BYTES
-                    return Answer(response.status_code, response.headers, await transfer.read_body(response, cap))
+            async with (
+                transfer.deadline(self._timeout, url, "httpTimeoutSeconds"),
+                self._http.stream("GET", url, headers=headers) as response,
+            ):
+                cap = limit if response.status_code < 400 else MAX_ERROR_ANSWER_BYTES
+                return Answer(response.status_code, response.headers, await transfer.read_body(response, cap))
         except transfer.TransferError as exc:
             raise ReleaseLookupError(component, str(exc)) from None
         except httpx.TimeoutException:  # one read outlasted the whole deadline: the same story
-            raise ReleaseLookupError(component, str(transfer.too_slow(url, self._timeout, "httpTimeoutSeconds"))) from None
+            raise ReleaseLookupError(
+                component, str(transfer.too_slow(url, self._timeout, "httpTimeoutSeconds"))
+            ) from None
         except httpx.HTTPError as exc:
             raise ReleaseLookupError(component, f"cannot reach {_host(url)}: {exc or type(exc).__name__}") from None
 

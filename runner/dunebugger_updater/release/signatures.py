@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..environment import child_environment
-from ..errors import DownloadError
+from ..errors import SignatureError
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ SIGNATURE_SUFFIX = ".sig"
 MAX_SIGNATURE_BYTES = 16 * 1024
 INLINE_PRINCIPAL = "dunebugger-release-signer"  # principal of the key given as signingPublicKey
 SSH_KEYGEN_TIMEOUT = 60
-
-
-class SignatureError(DownloadError):
-    """A required signature is missing or does not verify (the update is refused)."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +116,14 @@ class SignaturePolicy:
 
 def _run(argv: list[str], stdin: object) -> subprocess.CompletedProcess[bytes]:
     try:
-        return subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                              capture_output=True, timeout=SSH_KEYGEN_TIMEOUT, check=False, env=child_environment())
+        return subprocess.run(
+            argv,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=SSH_KEYGEN_TIMEOUT,
+            check=False,
+            env=child_environment(),
+        )
     except subprocess.TimeoutExpired:
         raise SignatureError(f"ssh-keygen did not finish within {SSH_KEYGEN_TIMEOUT} s") from None
     except OSError as exc:

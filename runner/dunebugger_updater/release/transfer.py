@@ -87,8 +87,10 @@ async def decoded_pieces(response: httpx.Response, limit: int) -> AsyncIterator[
 def _check_declared_length(response: httpx.Response, limit: int) -> None:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise TransferError(f"the answer from {response.request.url} is larger than the cap of {limit} bytes "
-                            f"(Content-Length: {declared})")
+        raise TransferError(
+            f"the answer from {response.request.url} is larger than the cap of {limit} bytes "
+            f"(Content-Length: {declared})"
+        )
 
 
 def _decoder(response: httpx.Response) -> _Identity | _Inflater:
@@ -96,13 +98,16 @@ def _decoder(response: httpx.Response) -> _Identity | _Inflater:
     listed = response.headers.get_list("content-encoding", split_commas=True)
     layers = [name.strip().lower() for name in listed if name.strip().lower() not in ("", "identity")]
     if len(layers) > 1:
-        raise TransferError(f"the answer from {url} has stacked Content-Encoding {', '.join(layers)!r}: "
-                            "at most one layer of gzip or deflate is accepted")
+        raise TransferError(
+            f"the answer from {url} has stacked Content-Encoding {', '.join(layers)!r}: "
+            "at most one layer of gzip or deflate is accepted"
+        )
     if not layers:
         return _Identity()
     if layers[0] not in INFLATED_ENCODINGS:
-        raise TransferError(f"the answer from {url} has the unsupported Content-Encoding {layers[0]!r} "
-                            "(accepted: gzip, deflate)")
+        raise TransferError(
+            f"the answer from {url} has the unsupported Content-Encoding {layers[0]!r} (accepted: gzip, deflate)"
+        )
     return _Inflater(layers[0], str(url))
 
 

@@ -72,8 +72,9 @@ class RefusalLog:
         unlogged = {kind: count - 1 for kind, count in self._counts.items() if count > 1}
         if unlogged:
             parts = ", ".join(f"{count} {kind}" for kind, count in sorted(unlogged.items(), key=lambda item: -item[1]))
-            self._log.warning("refused %d more connections in the last %.0f s: %s",
-                              sum(unlogged.values()), self._interval, parts)
+            self._log.warning(
+                "refused %d more connections in the last %.0f s: %s", sum(unlogged.values()), self._interval, parts
+            )
         self._counts.clear()
         if self._summary is not None:
             self._summary.cancel()
@@ -97,8 +98,9 @@ class Admission:
         self._waiting[connection] = (self._clock(), close)
         while len(self._waiting) > self.cap:
             _, (_, close_oldest) = self._waiting.popitem(last=False)
-            self._refusals.refused("closed to make room for newer connections",
-                                   f"more than {self.cap} waiting to authenticate")
+            self._refusals.refused(
+                "closed to make room for newer connections", f"more than {self.cap} waiting to authenticate"
+            )
             close_oldest()
 
     def settled(self, connection: object) -> None:

@@ -74,8 +74,14 @@ def _object(request: Request, required: bool = False) -> Mapping[str, Any]:
     return request.body
 
 
-def _field(request: Request, body: Mapping[str, Any], name: str, kind: type | tuple[type, ...],
-           default: Any = None, required: bool = False) -> Any:
+def _field(
+    request: Request,
+    body: Mapping[str, Any],
+    name: str,
+    kind: type | tuple[type, ...],
+    default: Any = None,
+    required: bool = False,
+) -> Any:
     if name not in body or body[name] is None:
         if required:
             raise ApiError(f"'body.{name}' is required", request.subject)
@@ -92,7 +98,7 @@ def _field(request: Request, body: Mapping[str, Any], name: str, kind: type | tu
 def component_name(text: str) -> str:
     """`dunebugger-core` -> `core` (the form the real remote component sends)."""
     text = text.strip()
-    return text[len("dunebugger-"):] if text.startswith("dunebugger-") else text
+    return text[len("dunebugger-") :] if text.startswith("dunebugger-") else text
 
 
 # --- dispatch ---------------------------------------------------------------------------
@@ -173,5 +179,11 @@ HANDLERS: dict[str, Handler] = {
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)

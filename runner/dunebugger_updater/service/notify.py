@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..environment import child_environment
-from ..results import UpdateResult
+from ..results import Outcome, UpdateResult
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,9 @@ INFO, SUCCESS, WARNING, FAILURE = "info", "success", "warning", "failure"
 
 
 class Notifier:
-    def __init__(self, urls: Sequence[str], *, device: str = "DuneBugger", timeout: float = 60.0,
-                 python: str = sys.executable) -> None:
+    def __init__(
+        self, urls: Sequence[str], *, device: str = "DuneBugger", timeout: float = 60.0, python: str = sys.executable
+    ) -> None:
         self._urls = tuple(urls)
         self._device = device
         self._timeout = timeout
@@ -67,8 +68,12 @@ class Notifier:
         job = json.dumps({"urls": self._urls, "title": title, "body": body, "type": kind}).encode()
         try:
             child = await asyncio.create_subprocess_exec(
-                self._python, "-m", "dunebugger_updater.service.notify",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                self._python,
+                "-m",
+                "dunebugger_updater.service.notify",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
                 env=child_environment(),
             )
         except OSError as exc:
@@ -83,7 +88,9 @@ class Notifier:
             return False
         if child.returncode != 0:
             reason = errors.decode(errors="replace").strip().splitlines()
-            log.warning("notification %r not delivered: %s", title, reason[-1] if reason else f"exit {child.returncode}")
+            log.warning(
+                "notification %r not delivered: %s", title, reason[-1] if reason else f"exit {child.returncode}"
+            )
             return False
         log.info("notification %r delivered", title)
         return True
@@ -96,17 +103,17 @@ class Notifier:
 
 def _headline(result: UpdateResult, automatic: bool) -> tuple[str, str] | None:
     name = result.component
-    if result.outcome == "updated":
+    if result.outcome == Outcome.UPDATED:
         return f"{name} updated to {result.to_version}", SUCCESS
     if result.outcome == "rolled_back" and not result.success:  # an update that failed and was undone
         return f"{name} update to {result.to_version} failed and was rolled back", WARNING
     if result.outcome == "rolled_back":  # a rollback someone asked for
         return f"{name} rolled back to {result.to_version}", INFO
-    if result.outcome == "recovered":
+    if result.outcome == Outcome.RECOVERED:
         return f"{name} recovered after an interrupted run", WARNING
-    if result.outcome == "failed":
+    if result.outcome == Outcome.FAILED:
         return f"{name} update failed", FAILURE
-    if result.outcome == "refused" and automatic:
+    if result.outcome == Outcome.REFUSED and automatic:
         return f"{name} automatic update refused", WARNING
     return None  # dry_run, up_to_date, busy, refused by a person who saw the answer
 

@@ -42,13 +42,22 @@ def retry_delay(failures: int, interval_seconds: float, first: float = RETRY_FIR
 
 def auto_update_candidates(statuses: Iterable[ComponentStatus], level: str) -> list[str]:
     """Components whose available release `level` allows the service to install by itself."""
-    return [s.name for s in statuses
-            if s.update_available and not s.error and policy.allows(level, s.current_version, s.latest_version)]
+    return [
+        s.name
+        for s in statuses
+        if s.update_available and not s.error and policy.allows(level, s.current_version, s.latest_version)
+    ]
 
 
 class Scheduler:
-    def __init__(self, service: UpdaterService, *, clock: Clock = local_now, sleep: Sleep = asyncio.sleep,
-                 broadcast: Callable[[dict[str, Any]], None] = lambda message: None) -> None:
+    def __init__(
+        self,
+        service: UpdaterService,
+        *,
+        clock: Clock = local_now,
+        sleep: Sleep = asyncio.sleep,
+        broadcast: Callable[[dict[str, Any]], None] = lambda message: None,
+    ) -> None:
         settings = service.updater.settings
         self._service = service
         self._clock = clock
@@ -63,8 +72,13 @@ class Scheduler:
 
     async def run(self) -> None:
         """Check forever (cancel the task to stop it)."""
-        log.info("first update check in %.0f s, then every %.0f h; autoUpdate=%s, window %s",
-                 self._initial_delay, self._interval / 3600, self._level, self._window)
+        log.info(
+            "first update check in %.0f s, then every %.0f h; autoUpdate=%s, window %s",
+            self._initial_delay,
+            self._interval / 3600,
+            self._level,
+            self._window,
+        )
         await self._sleep(self._initial_delay)
         while True:
             ok = await self.check_once()

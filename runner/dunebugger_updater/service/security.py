@@ -39,7 +39,8 @@ class AccessRules:
         if not self.loopback and not token:
             raise ConfigError(
                 f"serveHost {host!r} is not a loopback address: set serveToken so that clients must authenticate "
-                "(or bind 127.0.0.1)")
+                "(or bind 127.0.0.1)"
+            )
 
     @property
     def token_required(self) -> bool:
@@ -74,7 +75,9 @@ class AccessRules:
             return False
         # surrogatepass: JSON can carry unpaired surrogates ("\ud800"), which strict
         # UTF-8 cannot encode; they must make a wrong token, not a crash.
-        return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), self._token.encode("utf-8", "surrogatepass"))
+        return hmac.compare_digest(
+            presented.encode("utf-8", "surrogatepass"), self._token.encode("utf-8", "surrogatepass")
+        )
 
     def bearer_matches(self, authorization: str | None) -> bool:
         if not authorization:

@@ -10,9 +10,10 @@ repeated `Origin` or `Authorization` header is refused with HTTP 400.
 Per connection: frames over `SOFT_MAX_BYTES` get an error (over `HARD_MAX_BYTES` the
 library closes the connection with 1009), a token bucket answers floods with one
 error per second and drops the excess, and at most `MAX_IN_FLIGHT` requests run at
-once (further frames stay unread until one finishes). Each request runs as its own task, so a connection keeps being answered
-(progress, get_versions) while its update runs. `updater_progress`, `update_result`,
-`update_available` and periodic check results go to every authenticated client.
+once (further frames stay unread until one finishes). Each request runs as its own task,
+so a connection keeps being answered (progress, get_versions) while its update runs.
+`updater_progress`, `update_result`, `update_available` and periodic check results go
+to every authenticated client.
 
 On SIGTERM or SIGINT: no new updates start, a running one is waited for (the systemd
 unit allows for that), clients are closed with 1001, and the process exits 0.
@@ -38,6 +39,7 @@ from websockets.http11 import Request, Response
 
 from .. import messages
 from ..config import Settings
+from ..results import Outcome
 from ..updater import ComponentUpdater
 from .admission import Admission, ConnectionLimits, RefusalLog, raise_open_file_limit
 from .api import Api
@@ -61,9 +63,11 @@ PAGE_FILES = {  # path -> (file in page/, content type)
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 PAGE_HEADERS = [
-    ("Content-Security-Policy",
-     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-store"),
@@ -73,8 +77,9 @@ PAGE_HEADERS = [
 class RateLimit:
     """Token bucket: `burst` messages at once, then `rate` per second."""
 
-    def __init__(self, rate: float = RATE_PER_SECOND, burst: int = RATE_BURST,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float = RATE_PER_SECOND, burst: int = RATE_BURST, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._rate, self._burst, self._clock = rate, burst, clock
         self._tokens = float(burst)
         self._last = clock()
@@ -99,19 +104,27 @@ class RateLimit:
 
 
 class UpdaterServer:
-    def __init__(self, settings: Settings, *, updater: ComponentUpdater | None = None,
-                 notifier: Notifier | None = None, rules: AccessRules | None = None,
-                 scheduler: bool = True, limits: ConnectionLimits = ConnectionLimits()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        updater: ComponentUpdater | None = None,
+        notifier: Notifier | None = None,
+        rules: AccessRules | None = None,
+        scheduler: bool = True,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.settings = settings
         self.rules = rules or AccessRules(settings.serve_host, settings.serve_port, settings.serve_token)
         self.updater = updater or ComponentUpdater(settings)
-        self.service = UpdaterService(self.updater, notifier=notifier or Notifier(settings.notify_urls),
-                                      broadcast=self.broadcast)
+        self.service = UpdaterService(
+            self.updater, notifier=notifier or Notifier(settings.notify_urls), broadcast=self.broadcast
+        )
         self.api = Api(self.service)
         self.updater.add_listener(self.broadcast)
         self._clients: set[ServerConnection] = set()
         self._bearer: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
-        self._limits = limits
+        self._limits = limits = limits or ConnectionLimits()
         self._refusals = RefusalLog(limits.log_interval)
         self._admission = Admission(limits.waiting, limits.seconds, self._refusals)
         self._with_scheduler = scheduler
@@ -125,22 +138,38 @@ class UpdaterServer:
         open_files = raise_open_file_limit()
         self._admission.cap = self._limits.waiting_within(open_files)
         self._server = await serve(
-            self._connection, self.settings.serve_host, self.settings.serve_port,
-            process_request=self._process_request, max_size=HARD_MAX_BYTES, max_queue=8,
-            server_header=None, open_timeout=self._limits.seconds,
+            self._connection,
+            self.settings.serve_host,
+            self.settings.serve_port,
+            process_request=self._process_request,
+            max_size=HARD_MAX_BYTES,
+            max_queue=8,
+            server_header=None,
+            open_timeout=self._limits.seconds,
             create_connection=type("Connection", (_AdmittedConnection,), {"admission": self._admission}),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.rules.port = self.port
-        log.info("serving the operator page on http://%s:%d/ and the API on ws://%s:%d/ws%s",
-                 self.settings.serve_host, self.port, self.settings.serve_host, self.port,
-                 " (token required)" if self.rules.token_required else "")
-        log.info("at most %d connections wait for authentication at once, %g s each (open-file limit %d)",
-                 self._admission.cap, self._limits.seconds, open_files)
+        log.info(
+            "serving the operator page on http://%s:%d/ and the API on ws://%s:%d/ws%s",
+            self.settings.serve_host,
+            self.port,
+            self.settings.serve_host,
+            self.port,
+            " (token required)" if self.rules.token_required else "",
+        )
+        log.info(
+            "at most %d connections wait for authentication at once, %g s each (open-file limit %d)",
+            self._admission.cap,
+            self._limits.seconds,
+            open_files,
+        )
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.service.recover(), name="recover"))
         if self._with_scheduler:
-            self._tasks.append(loop.create_task(Scheduler(self.service, broadcast=self.broadcast).run(), name="scheduler"))
+            self._tasks.append(
+                loop.create_task(Scheduler(self.service, broadcast=self.broadcast).run(), name="scheduler")
+            )
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         """Refuse new work, let a running update finish, then close every client."""
@@ -172,8 +201,13 @@ class UpdaterServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         repeated = [name for name in SINGLE_HEADERS if len(request.headers.get_all(name)) > 1]
         if repeated:
-            return self._refuse(connection, HTTPStatus.BAD_REQUEST, f"more than one {repeated[0]} header", "repeated header",
-                                repeated[0])
+            return self._refuse(
+                connection,
+                HTTPStatus.BAD_REQUEST,
+                f"more than one {repeated[0]} header",
+                "repeated header",
+                repeated[0],
+            )
         origin = request.headers.get("Origin")
         if not self.rules.origin_allowed(origin, _local_ip(connection)):
             return self._refuse(connection, HTTPStatus.FORBIDDEN, "Origin not allowed", "foreign Origin", repr(origin))
@@ -192,8 +226,9 @@ class UpdaterServer:
             self._settle(connection)
         return None  # go on with the WebSocket handshake
 
-    def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str, kind: str,
-                detail: str = "") -> Response:
+    def _refuse(
+        self, connection: ServerConnection, status: HTTPStatus, text: str, kind: str, detail: str = ""
+    ) -> Response:
         self._admission.refused(connection, kind, detail)
         return connection.respond(status, text + "\n")
 
@@ -205,9 +240,9 @@ class UpdaterServer:
     # --- WebSocket ---------------------------------------------------------------------
 
     async def _connection(self, connection: ServerConnection) -> None:
-        if self.rules.token_required and connection not in self._bearer:
-            if not await self._authenticate(connection):
-                return
+        needs_token = self.rules.token_required and connection not in self._bearer
+        if needs_token and not await self._authenticate(connection):
+            return
         self._clients.add(connection)
         try:
             await self._serve(connection)
@@ -226,8 +261,11 @@ class UpdaterServer:
             return False  # admission counts it when the connection is gone
         if not self.rules.token_matches(_auth_token(raw)):
             self._admission.refused(connection, "no auth message with the token first")
-            reply = messages.error("authentication required: send {\"subject\": \"auth\", \"body\": "
-                                   "{\"token\": ...}} first, or an Authorization: Bearer header", "auth")
+            reply = messages.error(
+                'authentication required: send {"subject": "auth", "body": '
+                '{"token": ...}} first, or an Authorization: Bearer header',
+                "auth",
+            )
             await _send(connection, reply)
             await connection.close(1008, "authentication required")
             return False
@@ -261,7 +299,7 @@ class UpdaterServer:
         else:
             reply = await self.api.handle(raw)
         await _send(connection, reply)
-        if reply["subject"] == "update_result" and reply["body"]["outcome"] != "busy":
+        if reply["subject"] == "update_result" and reply["body"]["outcome"] != Outcome.BUSY:
             self.broadcast(reply, skip=connection)  # what happened to the device concerns every client
 
 

@@ -33,12 +33,15 @@ T = TypeVar("T")
 
 
 def update_available(status: ComponentStatus) -> dict[str, Any]:
-    return messages.message("update_available", {
-        "component": status.name,
-        "current": status.current_version,
-        "latest": status.latest_version,
-        "release_notes": status.release_notes,
-    })
+    return messages.message(
+        "update_available",
+        {
+            "component": status.name,
+            "current": status.current_version,
+            "latest": status.latest_version,
+            "release_notes": status.release_notes,
+        },
+    )
 
 
 class SeenVersions:
@@ -63,8 +66,13 @@ class SeenVersions:
 
 
 class UpdaterService:
-    def __init__(self, updater: ComponentUpdater, *, notifier: Notifier | None = None,
-                 broadcast: Broadcast = lambda message: None) -> None:
+    def __init__(
+        self,
+        updater: ComponentUpdater,
+        *,
+        notifier: Notifier | None = None,
+        broadcast: Broadcast = lambda message: None,
+    ) -> None:
         self.updater = updater
         self.notifier = notifier or Notifier(())
         self.broadcast = broadcast
@@ -92,13 +100,17 @@ class UpdaterService:
 
     # --- operations ------------------------------------------------------------------
 
-    async def update(self, component: str, *, dry_run: bool = False, version: str | None = None,
-                     automatic: bool = False) -> UpdateResult:
+    async def update(
+        self, component: str, *, dry_run: bool = False, version: str | None = None, automatic: bool = False
+    ) -> UpdateResult:
         """Update, or an `update_result` that says why not (busy, shutting down).
         Unknown components and bad version texts raise (ConfigError, BadRequest)."""
         return await self._operate(
-            component, dry_run, automatic,
-            lambda: self.updater.update_component(component, dry_run=dry_run, version=version))
+            component,
+            dry_run,
+            automatic,
+            lambda: self.updater.update_component(component, dry_run=dry_run, version=version),
+        )
 
     async def rollback(self, component: str, to: str | None = None) -> UpdateResult:
         return await self._operate(component, False, False, lambda: self.updater.rollback_component(component, to=to))
@@ -116,12 +128,14 @@ class UpdaterService:
             self.notifier.update_finished(result)
         return result
 
-    async def _operate(self, component: str, dry_run: bool, automatic: bool,
-                       run: Callable[[], Awaitable[UpdateResult]]) -> UpdateResult:
+    async def _operate(
+        self, component: str, dry_run: bool, automatic: bool, run: Callable[[], Awaitable[UpdateResult]]
+    ) -> UpdateResult:
         self.updater.settings.component(component)  # unknown component: ConfigError before anything
         if not self._accepting:
-            return UpdateResult.busy(component, "busy: the updater service is shutting down; try again when it is back",
-                                     dry_run=dry_run)
+            return UpdateResult.busy(
+                component, "busy: the updater service is shutting down; try again when it is back", dry_run=dry_run
+            )
         # Shielded: a client that goes away, or a cancelled scheduler, must never
         # abandon a playbook half-way (the device lock would be dropped while it runs).
         operation = asyncio.ensure_future(self._counted(run, automatic))
@@ -168,9 +182,15 @@ class UpdaterService:
     async def _check_and_announce(self, force: bool) -> dict[str, ComponentStatus]:
         statuses = await self.updater.check_updates(force=force)
         for status in statuses.values():
-            if status.update_available and status.latest_version and self._seen.is_new(status.name, status.latest_version):
+            if (
+                status.update_available
+                and status.latest_version
+                and self._seen.is_new(status.name, status.latest_version)
+            ):
                 log.info("%s %s is available (running %s)", status.name, status.latest_version, status.current_version)
                 self._seen.remember(status.name, status.latest_version)
                 self.broadcast(update_available(status))
-                self.notifier.new_version(status.name, status.current_version, status.latest_version, status.release_notes)
+                self.notifier.new_version(
+                    status.name, status.current_version, status.latest_version, status.release_notes
+                )
         return statuses

@@ -56,8 +56,13 @@ def start(home: Path) -> int:
     argv = [str(core / ".venv" / "bin" / "python"), str(core / "app.py"), "--port", port]
     with open(home / "app.log", "ab") as log:
         proc = subprocess.Popen(
-            argv, cwd=str(core), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+            argv,
+            cwd=str(core),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
         )
     tmp = home / "app.pid.tmp"
     tmp.write_text(f"{proc.pid}\n")

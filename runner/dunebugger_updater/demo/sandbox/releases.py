@@ -43,12 +43,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def release_files(version: str, *, health: str = "ok", requirements: Iterable[str] = (),
-                  json_version: bool = True) -> dict[str, bytes]:
+def release_files(
+    version: str, *, health: str = "ok", requirements: Iterable[str] = (), json_version: bool = True
+) -> dict[str, bytes]:
     """The file contents of a stand-in core release, keyed by relative path."""
     if json_version:
-        version_text = json.dumps({"version": version, "prerelease": False,
-                                   "build_type": "sandbox", "commit": "0" * 7})
+        version_text = json.dumps({"version": version, "prerelease": False, "build_type": "sandbox", "commit": "0" * 7})
     else:
         version_text = version
     files = {"app.py": APP_SOURCE.read_bytes(), "VERSION": (version_text + "\n").encode()}
@@ -66,18 +66,23 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
     tar.addfile(info, io.BytesIO(data))
 
 
-def _add_special(tar: tarfile.TarFile, name: str, kind: bytes, *, linkname: str = "",
-                 mode: int = 0o644) -> None:
+def _add_special(tar: tarfile.TarFile, name: str, kind: bytes, *, linkname: str = "", mode: int = 0o644) -> None:
     info = tarfile.TarInfo(name)
     info.type, info.linkname, info.mode = kind, linkname, mode
     tar.addfile(info)
 
 
-def build_release(dest_dir: str | os.PathLike[str], version: str, *, health: str = "ok",
-                  requirements: Iterable[str] = (),
-                  extra_members: Mapping[str, bytes | tuple[bytes, int]] | None = None,
-                  top_dir: bool = True, json_version: bool = True,
-                  omit_version: bool = False) -> Path:
+def build_release(
+    dest_dir: str | os.PathLike[str],
+    version: str,
+    *,
+    health: str = "ok",
+    requirements: Iterable[str] = (),
+    extra_members: Mapping[str, bytes | tuple[bytes, int]] | None = None,
+    top_dir: bool = True,
+    json_version: bool = True,
+    omit_version: bool = False,
+) -> Path:
     """Write ``dunebugger-<version>.tar.gz`` into dest_dir and return its path.
 
     extra_members maps a relative path to content, or to (content, mode) for
@@ -87,7 +92,8 @@ def build_release(dest_dir: str | os.PathLike[str], version: str, *, health: str
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / f"dunebugger-{version}{'-' + health if health != 'ok' else ''}.tar.gz"
     files: dict[str, bytes | tuple[bytes, int]] = dict(
-        release_files(version, health=health, requirements=requirements, json_version=json_version))
+        release_files(version, health=health, requirements=requirements, json_version=json_version)
+    )
     if omit_version:
         del files["VERSION"]
     files.update(extra_members or {})
@@ -115,34 +121,44 @@ def _hostile(dest_dir: str | os.PathLike[str], kind: str, version: str, add) -> 
 
 
 def build_absolute_path_archive(dest_dir, version: str = "9.9.9") -> Path:
-    return _hostile(dest_dir, "absolute", version,
-                    lambda tar: _add_bytes(tar, HOSTILE_MEMBERS["absolute"], b"pwned\n"))
+    return _hostile(dest_dir, "absolute", version, lambda tar: _add_bytes(tar, HOSTILE_MEMBERS["absolute"], b"pwned\n"))
 
 
 def build_traversal_archive(dest_dir, version: str = "9.9.9") -> Path:
-    return _hostile(dest_dir, "traversal", version,
-                    lambda tar: _add_bytes(tar, HOSTILE_MEMBERS["traversal"], b"pwned\n"))
+    return _hostile(
+        dest_dir, "traversal", version, lambda tar: _add_bytes(tar, HOSTILE_MEMBERS["traversal"], b"pwned\n")
+    )
 
 
 def build_symlink_escape_archive(dest_dir, version: str = "9.9.9") -> Path:
-    return _hostile(dest_dir, "symlink", version, lambda tar: _add_special(
-        tar, HOSTILE_MEMBERS["symlink"], tarfile.SYMTYPE, linkname="../../../etc"))
+    return _hostile(
+        dest_dir,
+        "symlink",
+        version,
+        lambda tar: _add_special(tar, HOSTILE_MEMBERS["symlink"], tarfile.SYMTYPE, linkname="../../../etc"),
+    )
 
 
 def build_symlink_chain_archive(dest_dir, version: str = "9.9.9") -> Path:
     """Each link looks inside on its own (x/b -> .., a -> x/b/..); together a leaves."""
+
     def add(tar: tarfile.TarFile) -> None:
         info = tarfile.TarInfo("core-evil/x")
         info.type, info.mode = tarfile.DIRTYPE, 0o755
         tar.addfile(info)
         _add_special(tar, "core-evil/x/b", tarfile.SYMTYPE, linkname="..")
         _add_special(tar, HOSTILE_MEMBERS["symlink_chain"], tarfile.SYMTYPE, linkname="x/b/..")
+
     return _hostile(dest_dir, "symlink_chain", version, add)
 
 
 def build_hardlink_escape_archive(dest_dir, version: str = "9.9.9") -> Path:
-    return _hostile(dest_dir, "hardlink", version, lambda tar: _add_special(
-        tar, HOSTILE_MEMBERS["hardlink"], tarfile.LNKTYPE, linkname="/etc/passwd"))
+    return _hostile(
+        dest_dir,
+        "hardlink",
+        version,
+        lambda tar: _add_special(tar, HOSTILE_MEMBERS["hardlink"], tarfile.LNKTYPE, linkname="/etc/passwd"),
+    )
 
 
 def build_device_archive(dest_dir, version: str = "9.9.9") -> Path:
@@ -150,17 +166,18 @@ def build_device_archive(dest_dir, version: str = "9.9.9") -> Path:
         info = tarfile.TarInfo(HOSTILE_MEMBERS["device"])
         info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
         tar.addfile(info)
+
     return _hostile(dest_dir, "device", version, add)
 
 
 def build_fifo_archive(dest_dir, version: str = "9.9.9") -> Path:
-    return _hostile(dest_dir, "fifo", version,
-                    lambda tar: _add_special(tar, HOSTILE_MEMBERS["fifo"], tarfile.FIFOTYPE))
+    return _hostile(dest_dir, "fifo", version, lambda tar: _add_special(tar, HOSTILE_MEMBERS["fifo"], tarfile.FIFOTYPE))
 
 
 def build_setuid_archive(dest_dir, version: str = "9.9.9") -> Path:
-    return _hostile(dest_dir, "setuid", version,
-                    lambda tar: _add_bytes(tar, HOSTILE_MEMBERS["setuid"], b"#!/bin/sh\n", 0o4755))
+    return _hostile(
+        dest_dir, "setuid", version, lambda tar: _add_bytes(tar, HOSTILE_MEMBERS["setuid"], b"#!/bin/sh\n", 0o4755)
+    )
 
 
 HOSTILE_BUILDERS = {
@@ -175,8 +192,14 @@ HOSTILE_BUILDERS = {
 }
 
 
-def make_sandbox(home: str | os.PathLike[str], version: str, *, port: int | None = None,
-                 python: str = sys.executable, health: str = "ok") -> Path:
+def make_sandbox(
+    home: str | os.PathLike[str],
+    version: str,
+    *,
+    port: int | None = None,
+    python: str = sys.executable,
+    health: str = "ok",
+) -> Path:
     """Install a plain-directory core of ``version`` under home and return home.
 
     Layout: ``home/core`` (app.py, VERSION, .venv without pip), ``home/port``,
