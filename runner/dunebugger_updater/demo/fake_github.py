@@ -120,7 +120,7 @@ class FakeGitHub:
     def url(self) -> str:
         assert self._server is not None, "start() the server first"
         host, port = self._server.server_address[:2]
-        return f"{self._scheme}://{host}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def start(self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None) -> str:
         """Listen (over TLS with `tls`, a server-side context holding the certificate)."""

@@ -13,8 +13,8 @@ from ..release.releases import Release
 from ..versions import NotAVersion, parse_version, without_v
 from .plan import Plan, PreparedUpdate
 
-UPDATE_STEPS = ("preflight", "update", "postflight")
-ROLLBACK_STEPS = ("rollback", "postflight")
+UPDATE_STEPS: tuple[str, ...] = ("preflight", "update", "postflight")
+ROLLBACK_STEPS: tuple[str, ...] = ("rollback", "postflight")
 
 
 class ContainerProcedure:

@@ -22,8 +22,8 @@ from ..versions import without_v
 from .installed import previous_release, releases_path, retained_releases
 from .plan import Plan, PreparedUpdate
 
-UPDATE_STEPS = ("preflight", "stage", "switch", "postflight", "finalize")
-ROLLBACK_STEPS = ("rollback", "postflight")
+UPDATE_STEPS: tuple[str, ...] = ("preflight", "stage", "switch", "postflight", "finalize")
+ROLLBACK_STEPS: tuple[str, ...] = ("rollback", "postflight")
 SERVICE_ACTIVE_TIMEOUT_SECONDS = 30  # how long a started service may take to report active
 SETTLE_SECONDS = 0.5  # postflight_settle_seconds: still active this long after it was
 
@@ -72,21 +72,20 @@ class CoreProcedure:
         url = (manifest.artifact_url if manifest and manifest.artifact_url else None) or (asset.url if asset else None)
         if url is None:
             raise DownloadError(f"release {release.tag} has no asset {name!r}")
-        signatures = {
-            "signature_url": self._signature_url(release, name),
-            "manifest": self._signed_manifest(release, manifest),
-        }
+        signature_url, signed = self._signature_url(release, name), self._signed_manifest(release, manifest)
         if manifest and manifest.checksum:
-            return Artifact(name, url, manifest.checksum, "manifest checksum", **signatures)
+            return Artifact(name, url, manifest.checksum, "manifest checksum", signature_url, signed)
         if asset and asset.digest and asset.digest.lower().startswith("sha256:"):
-            return Artifact(name, url, asset.digest.split(":", 1)[1].lower(), "release asset digest", **signatures)
+            digest = asset.digest.split(":", 1)[1].lower()
+            return Artifact(name, url, digest, "release asset digest", signature_url, signed)
         raise DownloadError(
             f"no sha256 is known for {name!r}: the release asset has no digest and the manifest no checksum"
         )
 
     def _signature_url(self, release: Release, name: str) -> str | None:
-        if not self._signatures.required:
-            return None
+        return self._signature_asset(release, name) if self._signatures.required else None
+
+    def _signature_asset(self, release: Release, name: str) -> str:
         signature = release.asset(name + SIGNATURE_SUFFIX)
         if signature is None:
             raise SignatureError(
@@ -100,7 +99,7 @@ class CoreProcedure:
         required, it needs one of its own."""
         if manifest is None or not self._signatures.required:
             return None
-        return SignedManifest(manifest.source, self._signature_url(release, MANIFEST_FILE))
+        return SignedManifest(manifest.source, self._signature_asset(release, MANIFEST_FILE))
 
     async def prepare(self, artifact: Artifact) -> Prepared:
         settings = self._settings
@@ -145,8 +144,9 @@ class CoreProcedure:
             token=self._settings.github_token,
             transport=self._transport,
         )
-        verify = self._signatures.verify_bytes if isinstance(signed, bytes) else self._signatures.verify
-        return await asyncio.to_thread(verify, signed, signature, name=name)
+        if isinstance(signed, bytes):
+            return await asyncio.to_thread(self._signatures.verify_bytes, signed, signature, name=name)
+        return await asyncio.to_thread(self._signatures.verify, signed, signature, name=name)
 
     @staticmethod
     def target_version(release: Release, manifest: Manifest | None) -> str:

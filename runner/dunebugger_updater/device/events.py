@@ -35,8 +35,9 @@ class RunnerEvent:
 
 
 def parse_event(raw: Mapping[str, Any]) -> RunnerEvent:
-    data = raw.get("event_data") or {}
-    result = data.get("res") if isinstance(data.get("res"), dict) else {}
+    data: Mapping[str, Any] = raw.get("event_data") or {}
+    res = data.get("res")
+    result: Mapping[str, Any] = res if isinstance(res, dict) else {}
     return RunnerEvent(
         kind=str(raw.get("event", "")),
         counter=int(raw.get("counter") or 0),
@@ -92,7 +93,7 @@ def progress(event: RunnerEvent, steps: Sequence[str], previous: Progress | None
     step = step_of(event)
     if ROLLBACK not in steps and (step == ROLLBACK or (previous and previous.step == ROLLBACK)):
         return Progress(step=ROLLBACK, task=event.task or "", done=previous.done if previous else 0, total=len(steps))
-    if step not in steps:
+    if step is None or step not in steps:
         step = previous.step if previous else steps[0]
     return Progress(step=step, task=event.task or "", done=steps.index(step), total=len(steps))
 

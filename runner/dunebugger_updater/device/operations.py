@@ -304,7 +304,7 @@ class DeviceOperations:
         deadline = f"its deadline (playbookTimeoutMinutes = {self._settings.playbook_timeout_minutes:g})"
         entry = JournalEntry(cut.run_id, "update", spec.name, plan.from_version, plan.version_text, started)
         run, after = await self._restore(spec, entry, started)
-        common = dict(
+        common: dict[str, Any] = dict(
             from_version=plan.from_version, to_version=plan.version_text, run_id=cut.run_id, manifest=plan.manifest_note
         )
         stopped = f"{spec.name} update to {plan.version_text} was stopped at {deadline}{where}"
@@ -333,7 +333,7 @@ class DeviceOperations:
 
     def _update_result(self, spec: ComponentSpec, plan: Plan | _FinishedPlan, run: PlaybookRun) -> UpdateResult:
         report = next(iter(host_reports(run.events).values()), None)
-        common = dict(
+        common: dict[str, Any] = dict(
             from_version=plan.from_version, to_version=plan.version_text, run_id=run.run_id, manifest=plan.manifest_note
         )
         if run.succeeded:
@@ -341,13 +341,13 @@ class DeviceOperations:
                 spec.name, True, f"Updated {spec.name} to {plan.version_text}", Outcome.UPDATED, **common
             )
         told = report.outcome if report else None
-        outcome = told if told in (Outcome.ROLLED_BACK, Outcome.REFUSED, Outcome.FAILED) else Outcome.FAILED
+        outcome = Outcome(told) if told in (Outcome.ROLLED_BACK, Outcome.REFUSED, Outcome.FAILED) else Outcome.FAILED
         return UpdateResult(spec.name, False, _failure_text(run), outcome, **common)
 
     def _rollback_result(
         self, spec: ComponentSpec, before: str | None, after: str | None, run: PlaybookRun
     ) -> UpdateResult:
-        common = dict(from_version=before, to_version=after, run_id=run.run_id)
+        common: dict[str, Any] = dict(from_version=before, to_version=after, run_id=run.run_id)
         if run.succeeded:
             text = (
                 f"Rolled back {spec.name} to {after}"
@@ -386,11 +386,10 @@ class DeviceOperations:
         self, action: str, spec: ComponentSpec, started: str, result: UpdateResult, run: PlaybookRun | None = None
     ) -> UpdateResult:
         action = "dry_run" if result.dry_run else action  # a refused dry run is still a dry run
-        if result.run_id is None:  # refusals get a run id too: the result and its history line share it
-            result = dataclasses.replace(
-                result, run_id=run.run_id if run else new_run_id(self._clock(), spec.name, action)
-            )
-        self.history.append(HistoryEntry.of(action, result, started, self._stamp(), result.run_id))
+        # Refusals get a run id too: the result and its history line share it.
+        run_id = result.run_id or (run.run_id if run else new_run_id(self._clock(), spec.name, action))
+        result = dataclasses.replace(result, run_id=run_id)
+        self.history.append(HistoryEntry.of(action, result, started, self._stamp(), run_id))
         return result
 
     def _finish(

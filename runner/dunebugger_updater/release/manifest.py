@@ -166,7 +166,7 @@ def problems(document: Any, expected: Expected = Expected()) -> tuple[list[str],
     at once (strings, schema, and the rules that compare it with its release and the
     device), each naming its field."""
     hostile = [f"{where}: {problem}" for where, problem in _suspicious_strings(document)]
-    invalid = []
+    invalid: list[str] = []
     for error in sorted(_validator().iter_errors(document), key=lambda error: [str(p) for p in error.absolute_path]):
         (hostile if _injection_shaped(error) else invalid).append(_describe(error))
     if isinstance(document, dict):
@@ -295,7 +295,7 @@ def manifest_from(document: dict[str, Any], device: DeviceNames | None, source: 
         checksum=download["checksum"].split(":", 1)[1].lower() if "checksum" in download else None,
         migration_script=_migration_path(migration["script"], device) if migration else None,
         # Naming a migration is asking for it: only `optional: true` lets a release lack it.
-        migration_required=bool(migration) and migration.get("optional") is not True,
+        migration_required=migration is not None and migration.get("optional") is not True,
         image_tag=compose.get("image_tag"),
         restart_timeout=steps.get("restart_service", {}).get("timeout_seconds"),
         container_name=post.get("container_running", {}).get("container_name"),
@@ -330,9 +330,9 @@ def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[
     steps, repeated_steps = _by_kind(document.get("update_steps"), "action", "update_steps")
     pre, repeated_pre = _by_kind(document.get("pre_update_checks"), "type", "pre_update_checks")
     post, repeated_post = _by_kind(document.get("post_update_checks"), "type", "post_update_checks")
-    for text in repeated_steps + repeated_pre + repeated_post:
-        yield True, text
-    versions = {}
+    for repeated in repeated_steps + repeated_pre + repeated_post:
+        yield True, repeated
+    versions: dict[str, Version] = {}
     for name, text in (
         ("version", document.get("version")),
         ("min_remote_version", document.get("min_remote_version")),

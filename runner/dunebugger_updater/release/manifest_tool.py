@@ -160,7 +160,7 @@ def check(data: bytes, expected: Expected | None = None) -> tuple[list[tuple[str
 def _component(settings: Settings, wanted: str | None, data: bytes) -> ComponentSpec | None:
     """The configured component the check stands for: named, or the first of the
     named type, or of the manifest's own component_type (None: no such component)."""
-    if wanted in settings.components:
+    if wanted is not None and wanted in settings.components:
         return settings.component(wanted)
     if wanted is not None and wanted not in COMPONENT_TYPES:
         known = ", ".join([*settings.components, *COMPONENT_TYPES])

@@ -283,7 +283,7 @@ def _assets(entries: Any) -> list[Asset]:
         name, url = entry.get("name"), entry.get("browser_download_url")
         if not (isinstance(name, str) and isinstance(url, str)):
             continue
-        size = entry.get("size") if isinstance(entry.get("size"), int) else -1
+        size = entry["size"] if isinstance(entry.get("size"), int) else -1
         digest = entry.get("digest") if isinstance(entry.get("digest"), str) else None
         assets.append(Asset(name=name, url=url, size=size, digest=digest))
     return assets

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from ..config import Settings
@@ -114,7 +115,7 @@ class SignaturePolicy:
         return done.returncode == 0, detail
 
 
-def _run(argv: list[str], stdin: object) -> subprocess.CompletedProcess[bytes]:
+def _run(argv: list[str], stdin: Any) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
             argv,

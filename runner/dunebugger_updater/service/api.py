@@ -30,6 +30,9 @@ MAX_HISTORY = 1000
 MAX_TEXT = 100  # component names and version texts are far shorter
 
 
+EXPECTED_KIND: dict[type, str] = {bool: "true or false", str: "a string", int: "a whole number"}
+
+
 class ApiError(Exception):
     """A request that cannot be served; `request` is its subject when one was readable."""
 
@@ -88,7 +91,7 @@ def _field(
         return default
     value = body[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        expected = {bool: "true or false", str: "a string", int: "a whole number"}.get(kind, str(kind))  # type: ignore[call-overload]
+        expected = EXPECTED_KIND.get(kind, str(kind)) if isinstance(kind, type) else str(kind)
         raise ApiError(f"'body.{name}' must be {expected}, not {_kind(value)}", request.subject)
     if isinstance(value, str) and not (0 < len(value) <= MAX_TEXT):
         raise ApiError(f"'body.{name}' must be 1 to {MAX_TEXT} characters long", request.subject)

@@ -293,7 +293,7 @@ class UpdaterServer:
             task.add_done_callback(lambda _: slots.release())
 
     async def _answer(self, connection: ServerConnection, raw: str | bytes) -> None:
-        if _auth_token(raw, subject_only=True):
+        if _auth_message(raw) is not None:
             # A client that authenticates without needing to (loopback, or a bearer header).
             reply = messages.message("auth_result", {"authenticated": True})
         else:
@@ -325,20 +325,22 @@ def _page_file(name: str, content_type: str) -> Response:
     return Response(HTTPStatus.OK.value, "OK", headers, body)
 
 
-def _auth_token(raw: str | bytes, subject_only: bool = False) -> str | bool | None:
-    """The token of an `auth` message (or, with subject_only, whether it is one)."""
+def _auth_message(raw: str | bytes) -> dict[str, Any] | None:
+    """An `auth` message, parsed; None for anything else."""
     if len(raw) > SOFT_MAX_BYTES:
         return None
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(data, dict) or data.get("subject") != "auth":
-        return None
-    if subject_only:
-        return True
-    body = data.get("body")
-    return body.get("token") if isinstance(body, dict) else None
+    return data if isinstance(data, dict) and data.get("subject") == "auth" else None
+
+
+def _auth_token(raw: str | bytes) -> str | None:
+    """The token an `auth` message presents (None when it is not one, or has none)."""
+    body = (_auth_message(raw) or {}).get("body")
+    token = body.get("token") if isinstance(body, dict) else None
+    return token if isinstance(token, str) else None
 
 
 def _local_ip(connection: ServerConnection) -> str | None:
