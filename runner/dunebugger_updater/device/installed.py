@@ -172,7 +172,9 @@ def retained_releases(releases: Path, backups: Path) -> list[str]:
     """Versions a rollback can go to: release directories kept, and backups taken."""
     found = {entry.name for entry in _entries(releases) if entry.is_dir() and not entry.name.startswith(".")}
     found |= {match["version"] for entry in _entries(backups) if (match := BACKUP_NAME.match(entry.name))}
-    versions = sorted((text for text in found if parse_or_none(text)), key=lambda text: parse_or_none(text) or Version("0"))
+    versions = sorted(
+        (text for text in found if parse_or_none(text)), key=lambda text: parse_or_none(text) or Version("0")
+    )
     return versions + sorted(found.difference(versions))
 
 
