@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from packaging.version import Version
 
 from ..config import ComponentSpec, Settings

@@ -25,8 +25,8 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings
 from ..environment import child_environment
