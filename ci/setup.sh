@@ -34,9 +34,24 @@ python_env() {
   echo "$want" >.venv/.dunebugger-deps
 }
 
+# The oldest ansible-core the project supports, beside the suite's own: the playbooks are
+# run with it too (tests/integration/test_ansible_floor.py).
+: "${DUNEBUGGER_ANSIBLE_FLOOR_VERSION:=2.17.*}"
+ansible_floor() {
+  local venv="$DUNEBUGGER_CI_STATE/ansible-floor" stamp
+  stamp="$DUNEBUGGER_ANSIBLE_FLOOR_VERSION"
+  if [[ -x $venv/bin/ansible-playbook && $(cat "$venv/.stamp" 2>/dev/null) == "$stamp" ]]; then
+    log "ansible-core $stamp present"; return
+  fi
+  rm -rf "$venv" && python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "ansible-core==$DUNEBUGGER_ANSIBLE_FLOOR_VERSION"
+  echo "$stamp" >"$venv/.stamp"
+}
+
 total=$SECONDS
 stage "system packages" bash ci/install-system-packages.sh
 stage "python venv" python_env
+stage "ansible-core floor" ansible_floor
 stage "docker engine, registry, compose" bash ci/docker-up.sh
 stage "device image" bash ci/device-image.sh
 stage "test images" bash ci/test-images.sh

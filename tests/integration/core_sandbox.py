@@ -64,6 +64,7 @@ class Sandbox:
     dist: Path
     port: int
     runs: int = field(default=0)
+    ansible_playbook: Path = ANSIBLE_PLAYBOOK  # another ansible-core (the oldest supported) runs them too
 
     @property
     def core(self) -> Path:
@@ -95,7 +96,7 @@ class Sandbox:
         self.runs += 1
         vars_file = self.dist / f"vars-{self.runs}.json"
         vars_file.write_text(json.dumps({**self.base_vars(), **extra}, indent=1))
-        argv = [str(ANSIBLE_PLAYBOOK), "-i", str(INVENTORY), str(ROOT / "playbooks" / playbook),
+        argv = [str(self.ansible_playbook), "-i", str(INVENTORY), str(ROOT / "playbooks" / playbook),
                 "-e", f"@{vars_file}"]
         started = time.monotonic()
         proc = subprocess.run(argv, cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=120)
