@@ -15,8 +15,9 @@ from .errors import Busy
 
 
 class DeviceLock:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, place: str = "on this device") -> None:
         self._path = path
+        self._place = place  # where the work it guards happens, for the "busy" message
         self._fd: int | None = None
 
     def acquire(self, what: str) -> None:
@@ -27,7 +28,7 @@ class DeviceLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise Busy(f"busy: {holder} is in progress on this device; try again when it has finished") from None
+            raise Busy(f"busy: {holder} is in progress {self._place}; try again when it has finished") from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"what": what, "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode())
         self._fd = fd

@@ -104,7 +104,7 @@ def test_a_batch_over_max_fail_percentage_stops_the_rollout(fleet, controller, t
 
     assert status == 1
     assert {h: (d["batch"], d["outcome"]) for h, d in devices(message).items()} == {
-        "h2": (1, "updated"), "h3": (1, "refused"), "h4": (None, "not_started")}
+        "h2": (1, "updated"), "h3": (1, "refused"), "h4": (2, "not_started")}
     assert "free" in devices(message)["h3"]["reason"]
     assert [host.health() for host in fleet.hosts] == ["1.0.0", "1.1.0", "1.0.0", "1.0.0"]
     assert fleet["h4"].app_pid() == h4_pid
