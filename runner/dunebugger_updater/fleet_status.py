@@ -281,13 +281,13 @@ def fleet_check_message(check: FleetCheck) -> dict[str, Any]:
 
 def result_table(result: FleetResult) -> str:
     if result.dry_run:
-        rows = [(d.host, d.batch or "-", d.version_before or "-", d.outcome, _short(_reason(d)))
+        rows = [(d.host, d.batch or "-", d.version_before or "-", d.outcome, _reason(d))
                 for d in result.devices]
         table = tables.render(("DEVICE", "BATCH", "INSTALLED", "PLAN", "REASON"), rows)
         return f"{table}\n\n{result.message}"
     rows = [
         (d.host, d.batch or "-", d.version_before or "-", d.version_after or "?", d.outcome,
-         "yes" if d.rolled_back else "no", "yes" if d.unreachable else "no", _short(_reason(d)))
+         "yes" if d.rolled_back else "no", "yes" if d.unreachable else "no", _reason(d))
         for d in result.devices
     ]
     table = tables.render(("DEVICE", "BATCH", "BEFORE", "AFTER", "RESULT", "ROLLED BACK", "UNREACHABLE", "REASON"), rows)
@@ -300,7 +300,7 @@ def check_table(check: FleetCheck) -> str:
         available = check.update_available(device)
         state = ("unreachable" if device.unreachable else "error" if device.error
                  else "update available" if available else "up to date" if available is False else "-")
-        rows.append((device.host, device.version or "-", check.latest or "-", state, _short(device.error)))
+        rows.append((device.host, device.version or "-", check.latest or "-", state, device.error))
     table = tables.render(("DEVICE", "INSTALLED", "LATEST", "STATE", "REASON"), rows)
     latest = f"latest {check.component} release: {check.latest_tag}" if check.latest_tag else \
         f"latest {check.component} release unknown: {check.error}"
@@ -331,9 +331,5 @@ def _counts(devices: Iterable[DeviceStatus]) -> dict[str, int]:
 
 
 def _reason(device: DeviceStatus) -> str:
+    """The whole first line: a table cell cut short would hide the cause (it is the last column)."""
     return f"{device.failed_task}: {device.reason}" if device.failed_task else device.reason
-
-
-def _short(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

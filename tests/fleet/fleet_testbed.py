@@ -157,13 +157,17 @@ class Host:
         raise TestbedError(f"sshd of {self.name} did not start; see {self.directory / 'sshd.log'}")
 
     def stop_sshd(self) -> None:
-        """Stop the listener and every session it started: ControlPersist would
-        otherwise keep the controller's connections alive and the host reachable."""
+        """Stop the listener and every session it started (ControlPersist would otherwise
+        keep the controller's connections alive and the host reachable), and the
+        controller's master connection to it: the host is then refused, as a device that
+        is off is, rather than found half-gone by a master of an earlier test."""
         if self.sshd and self.sshd.poll() is None:
             self.sshd.terminate()
             self.sshd.wait(10)
         self.sshd = None
         _kill_namespace(self.anchor_pid, only="sshd")
+        _run(["ssh", "-O", "exit", "-o", f"ControlPath={Path.home()}/.ansible/cp/%C", "-l", "root", self.address],
+             check=False)
 
 
 class Fleet:
@@ -271,39 +275,43 @@ class Fleet:
 
     def write_inventory(self) -> Path:
         """The fleet as an Ansible inventory: h1 is the canary, the rest production."""
+        return self.write(self.inventory, {
+            "canary": {"hosts": {self.hosts[0].name: self.host_vars(self.hosts[0])}},
+            "production": {"hosts": {host.name: self.host_vars(host) for host in self.hosts[1:]}},
+        })
+
+    def write(self, path: Path, children: dict) -> Path:
+        """An inventory of these hosts grouped as `children` (all.children), with the
+        connection and device settings every host shares."""
+        document = {"all": {"vars": self.common_vars(), "children": children}}
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    def common_vars(self) -> dict:
         home = CORE_HOME
         # appctl as a script: `-m dunebugger_updater...` would import the whole package
         # (httpx, ...) on every status poll, ten times slower.
         appctl = [sys.executable, appctl_module.__file__, "--home", home]
+        return {
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.key),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            "ansible_python_interpreter": sys.executable,
+            "ansible_pipelining": True,
+            "core_install_path": f"{home}/core",
+            "core_backup_path": f"{home}/backups",
+            "core_service_manager": "command",
+            "core_start_command": [*appctl, "start"],
+            "core_stop_command": [*appctl, "stop"],
+            "core_status_command": [*appctl, "status"],
+            "core_health_timeout_seconds": 6,
+            "core_python": sys.executable,
+            "core_min_free_mb": 10,
+        }
 
-        def host_vars(host: Host) -> dict:
-            return {"ansible_host": host.address,
-                    "core_health_url": f"http://127.0.0.1:{host.app_port}/health"}
-
-        document = {"all": {
-            "vars": {
-                "ansible_user": "root",
-                "ansible_ssh_private_key_file": str(self.key),
-                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-                "ansible_python_interpreter": sys.executable,
-                "ansible_pipelining": True,
-                "core_install_path": f"{home}/core",
-                "core_backup_path": f"{home}/backups",
-                "core_service_manager": "command",
-                "core_start_command": [*appctl, "start"],
-                "core_stop_command": [*appctl, "stop"],
-                "core_status_command": [*appctl, "status"],
-                "core_health_timeout_seconds": 6,
-                "core_python": sys.executable,
-                "core_min_free_mb": 10,
-            },
-            "children": {
-                "canary": {"hosts": {self.hosts[0].name: host_vars(self.hosts[0])}},
-                "production": {"hosts": {host.name: host_vars(host) for host in self.hosts[1:]}},
-            },
-        }}
-        self.inventory.write_text(yaml.safe_dump(document, sort_keys=False))
-        return self.inventory
+    @staticmethod
+    def host_vars(host: Host) -> dict:
+        return {"ansible_host": host.address, "core_health_url": f"http://127.0.0.1:{host.app_port}/health"}
 
     def reset(self) -> None:
         """Every host reachable again and running a fresh core 1.0.0 (hosts a test did

@@ -165,3 +165,80 @@ def test_ansible_playbook_by_hand_rolls_out_in_batches(fleet, controller, tmp_pa
     assert done.returncode == 0, done.stdout[-3000:]
     assert done.stdout.count("PLAY [Update core]") == 2, "two batches: the canary, then the rest"
     assert [host.health() for host in fleet.hosts] == ["1.1.0"] * 4
+
+
+def test_the_canary_goes_first_however_deep_its_group_and_an_unreachable_device_is_left_out(
+        fleet, controller, tmp_path):
+    """Ansible alone would start with the shallowest group (here the unreachable h4, and
+    all real devices would end `not_started`)."""
+    controller.publish("1.1.0")
+    hosts = {host.name: fleet.host_vars(host) for host in fleet.hosts}
+    nested = fleet.write(tmp_path / "nested.yml", {
+        "offline": {"hosts": {"h4": hosts["h4"]}},
+        "fleet": {"children": {
+            "production": {"hosts": {"h3": hosts["h3"], "h2": hosts["h2"]}},
+            "sites": {"children": {"lab": {"children": {"canary": {"hosts": {"h1": hosts["h1"]}}}}}},
+        }},
+    })
+    fleet["h4"].stop_sshd()
+
+    status, message = controller.fleet_json("update", "core", "-i", str(nested))
+
+    assert status == 1
+    assert message["body"]["rollout"]["plan"] == [["h1"], ["h2", "h3"]]
+    assert controller.played_batches(message) == [["h1"], ["h2", "h3"]], "Ansible ran the canary alone, first"
+    assert {h: (d["batch"], d["outcome"]) for h, d in devices(message).items()} == {
+        "h1": (1, "updated"), "h2": (2, "updated"), "h3": (2, "updated"), "h4": (None, "unreachable")}
+    assert "Connection refused" in devices(message)["h4"]["reason"]
+    assert [host.health() for host in fleet.hosts[:3]] == ["1.1.0"] * 3
+
+
+def test_the_reason_a_device_cannot_be_reached_is_shown(fleet, controller):
+    controller.publish("1.1.0")
+    fleet["h2"].stop_sshd()
+
+    status, message = controller.fleet_json("check", "-i", str(fleet.inventory))
+    table = controller.cli("fleet", "check", "-i", str(fleet.inventory)).stdout
+
+    assert status == 1
+    h2 = message["body"]["devices"]["h2"]
+    assert h2["unreachable"] and "ssh" in h2["error"] and "Connection refused" in h2["error"]
+    row = next(line for line in table.splitlines() if line.startswith("h2 "))
+    assert "unreachable" in row and "Connection refused" in row
+
+
+def test_dry_run_prints_the_batches_and_the_release_and_changes_nothing(fleet, controller):
+    controller.publish("1.1.0")
+    fleet["h3"].reset_core("1.1.0")
+    before = pids(fleet)
+
+    done = controller.cli("fleet", "update", "core", "-i", str(fleet.inventory), "--dry-run", "--batches", "1,50%")
+    status, message = controller.fleet_json("update", "core", "-i", str(fleet.inventory), "--dry-run")
+
+    assert done.returncode == 0, done.stderr
+    assert "core 1.1.0 (release v1.1.0)" in done.stdout and "[h1] [h2] [h4]" in done.stdout
+    assert "Nothing was changed" in done.stdout
+    assert status == 0
+    body = message["body"]
+    assert (body["dry_run"], body["version"], body["release"]) == (True, "1.1.0", "v1.1.0")
+    assert body["rollout"]["plan"] == [["h1"], ["h2", "h4"]]
+    assert {h: (d["batch"], d["outcome"]) for h, d in devices(message).items()} == {
+        "h1": (1, "planned"), "h2": (2, "planned"), "h3": (None, "up_to_date"), "h4": (2, "planned")}
+    assert pids(fleet) == before
+    assert all(fleet[name].pristine() for name in ("h1", "h2", "h4"))
+
+
+def test_a_broken_inventory_is_bad_input_with_the_parsers_message(controller, tmp_path):
+    broken = tmp_path / "fleet.yml"
+    broken.write_text("all:\n  children:\n    canary:\n      hosts:\n        h1: {\n")
+    empty = tmp_path / "empty.yml"
+    empty.write_text("all:\n  children:\n    canary: {}\n")
+
+    for verb in (("update", "core"), ("rollback", "core"), ("check",)):
+        done = controller.cli("fleet", *verb, "-i", str(broken))
+        assert done.returncode == 2, (verb, done.stdout, done.stderr)
+        assert f"inventory {broken} cannot be used: YAML parsing failed" in done.stderr
+        assert "(line 6, column 1)" in done.stderr and "Traceback" not in done.stderr
+    done = controller.cli("fleet", "update", "core", "-i", str(empty))
+    assert done.returncode == 2 and f"no device in inventory {empty}" in done.stderr
+    assert controller.github.requests == [], "nothing was looked up for an inventory that cannot be used"
