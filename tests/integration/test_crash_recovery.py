@@ -19,18 +19,39 @@ from dunebugger_updater.sandbox import releases
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
+# Task boundaries: killed as the task starts.
 KILL_POINTS = [
     "Check free disk space for the new release",
     "Extract the release archive safely",
-    "Install the release requirements",
-    "Back up the current installation",
-    "Stop the core service",
-    "Record the previous release and point core at the new one",
-    "Run the release migration script",
-    "Start the core service",
-    "Wait for the health endpoint to answer",
+    "Create the release virtualenv and install its requirements",
+    "Back up, stop, switch to the new release, migrate and start",  # while it backs up
+    "Verify the running release",
     "Prune old release directories",
 ]
+# Inside the one module execution of the switch: after the stop, during the migration
+# (the link already moved), after the start command returned.
+SWITCH_POINTS = ["stopped", "migrating", "started"]
+
+
+def pause_at(device: DemoDevice, point: str) -> str:
+    """Shell text that, once, marks `point` as reached and then hangs there."""
+    flag, reached = device.home / f"pause-{point}", device.home / f"reached-{point}"
+    return f'if [ -e {flag} ]; then rm {flag}; touch {reached}; exec sleep 600; fi'
+
+
+def with_switch_pauses(device: DemoDevice) -> bytes:
+    """Point the service commands at wrappers that can hang after doing their work; returns
+    a migration script that can hang too."""
+    appctl = f"{sys.executable} -m dunebugger_updater.sandbox.appctl --home {device.home}"
+    lines = []
+    for line in device.config.read_text().splitlines():
+        if line.startswith("stopCommand"):
+            line = f"stopCommand = /bin/sh -c '{appctl} stop && {pause_at(device, 'stopped')}'"
+        elif line.startswith("startCommand"):
+            line = f"startCommand = /bin/sh -c '{appctl} start && {pause_at(device, 'started')}'"
+        lines.append(line)
+    device.config.write_text("\n".join(lines) + "\n")
+    return f"#!/bin/sh\n{pause_at(device, 'migrating')}\nexit 0\n".encode()
 
 
 def descendants(root: int) -> list[int]:
@@ -77,22 +98,18 @@ def cli(device: DemoDevice, *args: str, **popen: object) -> subprocess.Popen[str
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ, **popen)
 
 
-@pytest.mark.parametrize("kill_at", KILL_POINTS)
-def test_killed_update_ends_on_old_or_new_version_after_restart(device, kill_at):
-    migrate = (b"#!/bin/sh\nexit 0\n", 0o755)
-    archive = releases.build_release(device.artifacts, "1.1.0", extra_members={"scripts/migrate.sh": migrate})
-    device.publish_archive("1.1.0", archive)
-
-    updater = cli(device, "update", "core", "--json")
+def cut_power_when(updater: subprocess.Popen[str], reached, what: str) -> None:
     deadline = time.monotonic() + 120
-    while not task_started(device.state, kill_at):
-        assert updater.poll() is None, f"the update ended before '{kill_at}': {updater.communicate()}"
-        assert time.monotonic() < deadline, f"'{kill_at}' never started"
+    while not reached():
+        assert updater.poll() is None, f"the update ended before {what}: {updater.communicate()}"
+        assert time.monotonic() < deadline, f"{what} was never reached"
         time.sleep(0.02)
     power_cut(updater.pid)
     updater.wait(timeout=30)
-    assert (device.state / "journal.json").exists(), "the cut-off run left no journal"
 
+
+def assert_recovers(device: DemoDevice) -> None:
+    assert (device.state / "journal.json").exists(), "the cut-off run left no journal"
     recovered = cli(device, "recover", "--json")
     out, err = recovered.communicate(timeout=180)
     assert recovered.returncode == 0, (out, err)
@@ -107,7 +124,30 @@ def test_killed_update_ends_on_old_or_new_version_after_restart(device, kill_at)
     history = [json.loads(line) for line in (device.state / "history.jsonl").read_text().splitlines()]
     assert history[-1]["action"] == "recovery" and history[-1]["success"] is True
 
-    if kill_at != "Record the previous release and point core at the new one":
+
+@pytest.mark.parametrize("kill_at", KILL_POINTS)
+def test_killed_update_ends_on_old_or_new_version_after_restart(device, kill_at):
+    migrate = (b"#!/bin/sh\nexit 0\n", 0o755)
+    archive = releases.build_release(device.artifacts, "1.1.0", extra_members={"scripts/migrate.sh": migrate})
+    device.publish_archive("1.1.0", archive)
+
+    updater = cli(device, "update", "core", "--json")
+    cut_power_when(updater, lambda: task_started(device.state, kill_at), f"'{kill_at}'")
+    assert_recovers(device)
+
+
+@pytest.mark.parametrize("point", SWITCH_POINTS)
+def test_killed_inside_the_switch_ends_on_old_or_new_version_after_restart(device, point):
+    migrate = with_switch_pauses(device)
+    archive = releases.build_release(device.artifacts, "1.1.0", extra_members={"scripts/migrate.sh": (migrate, 0o755)})
+    device.publish_archive("1.1.0", archive)
+    (device.home / f"pause-{point}").touch()
+
+    updater = cli(device, "update", "core", "--json")
+    cut_power_when(updater, (device.home / f"reached-{point}").exists, f"the switch's '{point}'")
+    assert_recovers(device)
+
+    if point != "migrating":
         return  # one full retry proves the device is usable again; the rest cost time only
     retry = cli(device, "update", "core", "--json")
     out, err = retry.communicate(timeout=180)

@@ -60,7 +60,7 @@ async def test_a_run_stopped_at_its_deadline_after_the_switch_is_rolled_back(dev
 
     elapsed = time.monotonic() - began
     assert (result.success, result.outcome, result.rolled_back) == (False, "rolled_back", True), result.message
-    assert "stopped at its deadline" in result.message and "Run the release migration script" in result.message
+    assert "stopped at its deadline" in result.message and "during 'Back up, stop, switch" in result.message
     assert "runs 1.0.0 again" in result.message
     assert device.health()["version"] == "1.0.0"
     assert not (device.state / "journal.json").exists(), "the device is settled: no journal left"

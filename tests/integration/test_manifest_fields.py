@@ -68,8 +68,8 @@ async def test_backup_exists_reads_the_backup_back_before_the_switch(device):
     result = await ComponentUpdater(device.settings()).update_component("core")
 
     assert result.success, result.message
-    [backup] = task_results(device, result.run_id, "Back up the current installation")
-    assert backup["verified_members"] > 3 and Path(backup["path"]).is_file()
+    [switch] = task_results(device, result.run_id, "Back up, stop, switch to the new release, migrate and start")
+    assert switch["backup_members"] > 3 and Path(switch["backup"]).is_file()
 
 
 @pytest.mark.parametrize(("field", "text"), [

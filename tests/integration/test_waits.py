@@ -48,6 +48,7 @@ def silent_server() -> Iterator[str]:
 
 def run_module(module: str, args: dict) -> tuple[dict, float]:
     env = {**os.environ, "ANSIBLE_LIBRARY": str(ROOT / "roles" / "core_common" / "library"),
+           "ANSIBLE_MODULE_UTILS": str(ROOT / "roles" / "core_common" / "module_utils"),
            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_NOCOLOR": "1"}
     began = time.monotonic()
     done = subprocess.run([str(ANSIBLE), "localhost", "-c", "local", "-m", module, "-a", json.dumps(args)],

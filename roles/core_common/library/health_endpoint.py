@@ -20,61 +20,28 @@ options:
   delay: {type: float, default: 1, description: seconds between attempts}
   request_timeout: {type: float, default: 5, description: cap on one request (never beyond the deadline)}
   fail_on_timeout: {type: bool, default: true, description: fail when no expected answer came in time}
+author: dunebugger-updater
 """
 
-import json
-import time
-import urllib.error
-import urllib.request
+EXAMPLES = r"""
+- name: Wait up to 60 s for the service's health endpoint
+  health_endpoint:
+    url: http://127.0.0.1:8080/health
+    expected_status: 200
+    timeout: 60
+"""
+
+RETURN = r"""
+healthy: {description: whether the expected status came in time, type: bool, returned: always}
+status: {description: the last status answered (null when nothing answered), type: int, returned: always}
+json: {description: the last answer's body when it is a JSON object, type: dict, returned: always}
+attempts: {description: requests made, type: int, returned: always}
+elapsed: {description: seconds the wait took, type: float, returned: always}
+last_error: {description: why the last attempt was not healthy, type: str, returned: always}
+"""
 
 from ansible.module_utils.basic import AnsibleModule
-
-MAX_BODY_BYTES = 64 * 1024
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def probe(url, timeout):
-    """(status or None, JSON object of the body or None, error text)."""
-    try:
-        with OPENER.open(url, timeout=timeout) as answer:
-            return answer.status, _json_object(answer.read(MAX_BODY_BYTES)), ""
-    except urllib.error.HTTPError as exc:
-        return exc.code, None, ""
-    except (OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
-        return None, None, str(getattr(exc, "reason", exc))
-
-
-def _json_object(data):
-    try:
-        document = json.loads(data.decode("utf-8"))
-    except ValueError:
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def wait(url, expected, timeout, delay, request_timeout, clock=time.monotonic, sleep=time.sleep):
-    started = clock()
-    deadline = started + timeout
-    attempts = 0
-    while True:
-        attempts += 1
-        remaining = max(deadline - clock(), 0.1)
-        status, body, error = probe(url, min(request_timeout, remaining))
-        if status == expected:
-            return {"healthy": True, "status": status, "json": body, "attempts": attempts,
-                    "elapsed": round(clock() - started, 2), "last_error": ""}
-        last = f"answered {status}" if status is not None else (error or "no answer")
-        if clock() + delay >= deadline:
-            return {"healthy": False, "status": status, "json": body, "attempts": attempts,
-                    "elapsed": round(clock() - started, 2), "last_error": last}
-        sleep(delay)
+from ansible.module_utils.dunebugger_core import unhealthy_message, wait_healthy
 
 
 def main():
@@ -92,13 +59,10 @@ def main():
     p = module.params
     if not p["url"].startswith(("http://", "https://")):
         module.fail_json(msg=f"health URL {p['url']!r} must be http:// or https://")
-    result = wait(p["url"], p["expected_status"], max(p["timeout"], 0.0), max(p["delay"], 0.05),
-                  max(p["request_timeout"], 0.1))
+    timeout = max(p["timeout"], 0.0)
+    result = wait_healthy(p["url"], p["expected_status"], timeout, max(p["delay"], 0.05), max(p["request_timeout"], 0.1))
     if not result["healthy"] and p["fail_on_timeout"]:
-        module.fail_json(
-            msg=(f"the health endpoint {p['url']} did not answer {p['expected_status']} within "
-                 f"{p['timeout']:g}s ({result['attempts']} attempts; last: {result['last_error']})"),
-            changed=False, **result)
+        module.fail_json(msg=unhealthy_message(p["url"], p["expected_status"], timeout, result), changed=False, **result)
     module.exit_json(changed=False, **result)
 
 

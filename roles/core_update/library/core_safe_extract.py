@@ -31,8 +31,13 @@ description:
   - On any failure the partial directory (and directories created by this call) are removed
     and I(dest) is left untouched.
   - Returns C(migration_argv) ([] without a script) and C(has_requirements).
+  - With I(sha256), the archive's sha256 is checked first; a mismatch refuses it before
+    anything is read from it. With I(remove_src), the archive is removed afterwards,
+    whatever the outcome.
 options:
   src: {type: path, required: true, description: the tar(.gz) on the device}
+  sha256: {type: str, description: the sha256 (hex, optionally prefixed sha256:) the archive must have}
+  remove_src: {type: bool, default: false, description: remove src afterwards (a copy made for this run)}
   dest: {type: path, required: true, description: final release directory releases/<version>}
   expected_version: {type: str, required: true}
   migration_script: {type: str, description: path relative to the release root; its argv is returned as migration_argv ([] if absent)}
@@ -42,6 +47,7 @@ options:
 
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import os
@@ -349,6 +355,8 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "src": {"type": "path", "required": True},
+            "sha256": {"type": "str"},
+            "remove_src": {"type": "bool", "default": False},
             "dest": {"type": "path", "required": True},
             "expected_version": {"type": "str", "required": True},
             "migration_script": {"type": "str"},
@@ -360,6 +368,8 @@ def main():
     parent = os.path.dirname(dest)
     created_root = highest_missing(parent)
     try:
+        if module.params["sha256"]:
+            check_sha256(src, module.params["sha256"])
         os.makedirs(parent, mode=0o755, exist_ok=True)
         result = extract(src, dest, module.params["expected_version"],
                          module.params["migration_script"],
@@ -369,7 +379,22 @@ def main():
             shutil.rmtree(created_root, ignore_errors=True)
         prefix = "refused release archive" if isinstance(exc, Refused) else "cannot extract"
         module.fail_json(msg=f"{prefix} {os.path.basename(src)}: {exc}")
+    finally:
+        if module.params["remove_src"]:
+            with contextlib.suppress(OSError):
+                os.unlink(src)
     module.exit_json(changed=True, dest=dest, created_root=created_root, **result)
+
+
+def check_sha256(path, expected):
+    """The archive copied to the device is the one verified on the controller."""
+    expected = expected.lower().removeprefix("sha256:")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise Refused(f"sha256 mismatch: expected {expected}, got {digest.hexdigest()}")
 
 
 if __name__ == "__main__":

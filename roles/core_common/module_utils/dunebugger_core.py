@@ -1,0 +1,446 @@
+# Shared by the core modules (core_release_info, core_switch, core_verify, ...): reading a
+# core installation, the service, the link switch, backups, the health wait and the
+# recorded checks of a release. Runs on the device: Python 3.9+, standard library only.
+# Functions raise CoreError with a message a person can act on; modules turn it into
+# fail_json.
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BACKUP_RE = re.compile(r"^core-(?P<version>.+)-(?P<stamp>\d{8}T\d{6})\.tar\.gz$")
+CHECKS_DIR = ".checks"  # <releases>/.checks/<version>.json: what verified each release
+PREVIOUS_FILE = ".previous"  # <releases>/.previous: the release that ran before the last switch
+# What service commands (and so the app started by the `command` manager) inherit: never
+# a token the caller of ansible-playbook had, nor Ansible's own settings.
+SERVICE_ENVIRONMENT = ("PATH", "HOME", "TZ", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES")
+COMMAND_TIMEOUT_SECONDS = 120.0
+MAX_BODY_BYTES = 64 * 1024
+
+
+class CoreError(Exception):
+    """Something on the device prevents the step; the message says what."""
+
+
+# --- the installation ------------------------------------------------------------------
+
+
+def read_version(directory):
+    """The version in directory/VERSION (JSON with "version", or one plain line), or None."""
+    try:
+        with open(os.path.join(directory, "VERSION"), encoding="utf-8") as handle:
+            text = handle.read(64 * 1024).strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if text.startswith("{"):
+        try:
+            value = json.loads(text).get("version")
+        except (ValueError, AttributeError):
+            return None
+        return str(value).strip() if value else None
+    return text.splitlines()[0].strip() if text else None
+
+
+def read_line(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def free_mb(path):
+    """Free space for unprivileged use on the filesystem `path` is (or would be) on."""
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize // (1024 * 1024)
+
+
+def retained_releases(releases_path):
+    try:
+        names = os.listdir(releases_path)
+    except OSError:
+        return []
+    return sorted(name for name in names if not name.startswith(".") and not name.endswith(".partial")
+                  and os.path.isdir(os.path.join(releases_path, name)))
+
+
+def backups_of(backup_path, version):
+    """Backups of `version`, newest first."""
+    if not backup_path or not os.path.isdir(backup_path):
+        return []
+    found = [(match.group("stamp"), os.path.join(backup_path, name))
+             for name in os.listdir(backup_path)
+             if (match := BACKUP_RE.match(name)) and match.group("version") == version]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def describe_installation(install_path, releases_path):
+    exists = os.path.lexists(install_path)
+    real_path = os.path.realpath(install_path) if exists else None
+    release = None
+    if real_path and os.path.dirname(real_path) == os.path.realpath(releases_path):
+        release = os.path.basename(real_path)
+    version = read_version(install_path) if exists else None
+    return {
+        "exists": exists,
+        "is_link": os.path.islink(install_path),
+        "is_dir": os.path.isdir(install_path),
+        "real_path": real_path,
+        "release": release,
+        "version": version,
+        "installed": version is not None,
+        "previous": read_line(os.path.join(releases_path, PREVIOUS_FILE)),
+        "retained": retained_releases(releases_path),
+        "free_mb": free_mb(releases_path),
+    }
+
+
+def describe_candidate(releases_path, backup_path, version):
+    path = os.path.join(releases_path, version)
+    return {
+        "version": version,
+        "path": path,
+        "exists": os.path.isdir(path),
+        "found_version": read_version(path),
+        "has_venv": os.path.exists(os.path.join(path, ".venv", "bin", "python")),
+        "backups": backups_of(backup_path, version),
+        "checks": read_checks(checks_path(releases_path, version)),
+    }
+
+
+# --- recorded checks -------------------------------------------------------------------
+
+CHECK_FIELDS = {
+    "health_url": str,
+    "health_expected_status": int,
+    "health_timeout_seconds": float,
+    "service_active_timeout_seconds": float,
+}
+
+
+def checks_path(releases_path, version):
+    return os.path.join(releases_path, CHECKS_DIR, version + ".json")
+
+
+def normalised_checks(checks):
+    """Only the known fields, each of its type; values that do not convert are dropped."""
+    clean = {}
+    for name, kind in CHECK_FIELDS.items():
+        value = (checks or {}).get(name)
+        if value is None:
+            continue
+        try:
+            clean[name] = kind(value)
+        except (TypeError, ValueError):
+            continue
+    return clean
+
+
+def read_checks(path):
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(16 * 1024 + 1)
+        document = json.loads(data.decode("utf-8")) if len(data) <= 16 * 1024 else None
+    except (OSError, ValueError):
+        return {}
+    return normalised_checks(document) if isinstance(document, dict) else {}
+
+
+def write_checks(path, checks):
+    """Atomically; returns False (never raises) when it cannot: a record that is missing
+    only means a later rollback to that release uses the device's own checks."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomically(path, json.dumps(normalised_checks(checks), sort_keys=True).encode(), 0o644)
+    except OSError:
+        return False
+    return True
+
+
+def write_atomically(path, data, mode):
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --- the service -----------------------------------------------------------------------
+
+
+def narrow_environment():
+    """Keep only SERVICE_ENVIRONMENT in this (short-lived) module process: every service
+    command starts from it, and so does the app the `command` manager starts."""
+    for name in set(os.environ).difference(SERVICE_ENVIRONMENT):
+        del os.environ[name]
+
+
+class Service:
+    """The core service through systemd or explicit argv commands (never a shell)."""
+
+    def __init__(self, manager, name="dunebugger", start_command=None, stop_command=None, status_command=None,
+                 timeout=COMMAND_TIMEOUT_SECONDS):
+        self.manager = manager
+        self.timeout = timeout
+        if manager == "systemd":
+            self.commands = {
+                "start": ["systemctl", "start", name],
+                "stop": ["systemctl", "stop", name],
+                "status": ["systemctl", "is-active", "--quiet", name],
+                "loaded": ["systemctl", "show", "--property=LoadState", "--value", name],
+            }
+        else:
+            self.commands = {"start": start_command, "stop": stop_command, "status": status_command}
+
+    def run(self, verb, timeout=None):
+        """(exit status or None when it could not run, output)."""
+        argv = self.commands.get(verb)
+        if not argv:
+            raise CoreError(f"no {verb} command is configured for the core service")
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  timeout=timeout or self.timeout, check=False)
+        except OSError as exc:
+            return None, f"cannot run {argv[0]}: {exc}"
+        except subprocess.TimeoutExpired:
+            return None, f"{argv[0]} did not finish within {timeout or self.timeout:g}s"
+        return done.returncode, (done.stderr or done.stdout).strip()
+
+    def probe(self):
+        """(whether the manager knows the service, whether it is active, detail)."""
+        if self.manager == "systemd":
+            rc, out = self.run("loaded")
+            known = rc == 0 and out == "loaded"
+            return known, known and self.active(), out
+        rc, out = self.run("status")  # one status run says both
+        return rc is not None, rc == 0, out
+
+    def active(self):
+        return self.run("status")[0] == 0
+
+    def act(self, verb):
+        rc, out = self.run(verb)
+        if rc != 0:
+            detail = out.splitlines()[-1] if out else ""
+            raise CoreError(f"{verb} of the core service failed (rc={rc})" + (f": {detail}" if detail else ""))
+
+    def stop(self):
+        """Stop it if it runs; whether it ran."""
+        was_active = self.active()
+        if was_active:
+            self.act("stop")
+        return was_active
+
+    def start(self):
+        if not self.active():
+            self.act("start")
+
+    def wait_active(self, wait, settle=0.0):
+        """Active within `wait` seconds (wall clock) and still active `settle` later."""
+        deadline = time.monotonic() + wait
+        while not self.active():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        if settle:
+            time.sleep(settle)
+            return self.active()
+        return True
+
+
+# --- the link switch -------------------------------------------------------------------
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def record_previous(releases_path, previous):
+    """Written before the link moves, so a crash right after the switch knows the way back."""
+    os.makedirs(releases_path, exist_ok=True)
+    write_atomically(os.path.join(releases_path, PREVIOUS_FILE), (previous + "\n").encode(), 0o644)
+
+
+def point_link(path, target, migrate_to=None):
+    """Make `path` a symlink to `target` atomically (a temporary link renamed over it). A
+    plain directory at `path` (an installation from before the releases layout) is first
+    moved to `migrate_to`. Returns where the plain directory went, or None."""
+    if not os.path.isdir(target):
+        raise CoreError(f"release directory {target} does not exist")
+    migrated = None
+    if os.path.isdir(path) and not os.path.islink(path):
+        if not migrate_to:
+            raise CoreError(f"{path} is a plain directory and there is nowhere to move it")
+        if os.path.lexists(migrate_to):
+            raise CoreError(f"cannot move {path} aside: {migrate_to} already exists")
+        os.makedirs(os.path.dirname(migrate_to), exist_ok=True)
+        os.rename(path, migrate_to)
+        migrated = migrate_to
+    elif os.path.lexists(path) and not os.path.islink(path):
+        raise CoreError(f"{path} exists and is neither a symlink nor a directory")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-link-{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
+    return migrated
+
+
+def points_at(path, target):
+    return os.path.islink(path) and os.path.realpath(path) == os.path.realpath(target)
+
+
+# --- backups ---------------------------------------------------------------------------
+
+
+def create_backup(src, dest_dir, version, timestamp):
+    """core-<version>-<timestamp>.tar.gz of `src` (links resolved), under a top directory
+    named after the version; written to a temporary name, then renamed into place."""
+    os.makedirs(dest_dir, exist_ok=True)
+    path = os.path.join(dest_dir, f"core-{version}-{timestamp}.tar.gz")
+    tmp = path + ".part"
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            tar.add(os.path.realpath(src), arcname=version)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def verify_backup(path, max_age_hours):
+    """Read the backup back whole: a backup that cannot be read cannot be restored."""
+    age = time.time() - os.stat(path).st_mtime
+    if age > max_age_hours * 3600:
+        raise CoreError(f"{path} is {age / 3600:.1f} hours old, more than {max_age_hours}")
+    members = 0
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                members += 1
+                if member.isfile():
+                    with tar.extractfile(member) as data:
+                        while data.read(1 << 20):
+                            pass
+    except (OSError, tarfile.TarError) as exc:
+        raise CoreError(f"the backup {path} cannot be read back: {exc}") from None
+    if members == 0:
+        raise CoreError(f"the backup {path} holds nothing")
+    return members
+
+
+def prune_backups(dest_dir, keep):
+    found = sorted((match.group("stamp"), name) for name in os.listdir(dest_dir) if (match := BACKUP_RE.match(name)))
+    stale = [os.path.join(dest_dir, name) for _, name in found[:max(len(found) - keep, 0)]]
+    for path in stale:
+        os.unlink(path)
+    return stale
+
+
+def restore_backup(archive, dest):
+    """Extract a backup this updater wrote (hence trusted: a release venv legitimately
+    holds absolute symlinks) into dest.partial, then rename it to dest."""
+    partial = dest + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = []
+            for member in tar.getmembers():
+                top, _, rest = member.name.partition("/")
+                if not rest:
+                    continue
+                member.name = rest
+                if member.islnk():
+                    member.linkname = member.linkname.partition("/")[2]
+                members.append(member)
+            extra = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+            tar.extractall(partial, members=members, **extra)
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        os.rename(partial, dest)
+    except (OSError, tarfile.TarError) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise CoreError(f"cannot restore {archive}: {exc}") from None
+
+
+# --- the health endpoint ---------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def probe(url, timeout):
+    """(status or None, JSON object of the body or None, error text). Redirects are not
+    followed: a redirect's own status is the answer."""
+    try:
+        with _OPENER.open(url, timeout=timeout) as answer:
+            return answer.status, _json_object(answer.read(MAX_BODY_BYTES)), ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, None, ""
+    except (OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
+        return None, None, str(getattr(exc, "reason", exc))
+
+
+def _json_object(data):
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def wait_healthy(url, expected, timeout, delay=1.0, request_timeout=5.0):
+    """Poll until `url` answers `expected` or `timeout` seconds (wall clock) have passed,
+    whatever each request costs: each one is cut to what is left of the wait."""
+    started = time.monotonic()
+    deadline = started + timeout
+    attempts = 0
+    while True:
+        attempts += 1
+        remaining = max(deadline - time.monotonic(), 0.1)
+        status, body, error = probe(url, min(request_timeout, remaining))
+        healthy = status == expected
+        last = "" if healthy else (f"answered {status}" if status is not None else (error or "no answer"))
+        if healthy or time.monotonic() + delay >= deadline:
+            return {"healthy": healthy, "status": status, "json": body, "attempts": attempts,
+                    "elapsed": round(time.monotonic() - started, 2), "last_error": last}
+        time.sleep(delay)
+
+
+def unhealthy_message(url, expected, timeout, result):
+    return (f"the health endpoint {url} did not answer {expected} within {timeout:g}s "
+            f"({result['attempts']} attempts; last: {result['last_error']})")
