@@ -26,6 +26,7 @@ from dunebugger_updater.sandbox import releases
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+from container_testbed import ContainerFleet, ci_environment
 from fleet_testbed import Fleet, free_octet
 
 CORE_REPO = "marco-svitol/dunebugger"
@@ -53,6 +54,20 @@ def fleet(fleet_hosts: Fleet) -> Fleet:
     return fleet_hosts
 
 
+@pytest.fixture(scope="session")
+def container_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerFleet]:
+    """Three hosts with a container engine each (container_testbed.py), built once."""
+    with ContainerFleet(tmp_path_factory.mktemp("containers"), count=3, octet=free_octet(17),
+                        tag=f"c{os.getpid() % 100000}", ci_env=ci_environment()) as hosts:
+        yield hosts
+
+
+@pytest.fixture
+def container_fleet(container_hosts: ContainerFleet) -> ContainerFleet:
+    container_hosts.reset()
+    return container_hosts
+
+
 @dataclass
 class Controller:
     """The machine that runs `dunebugger-updater fleet ...`: a config pointing at the
@@ -69,6 +84,9 @@ class Controller:
         self.github.add_release(CORE_REPO, f"v{version}", assets={f"dunebugger-{version}.tar.gz": archive.read_bytes()},
                                 manifest=manifest)
         return archive
+
+    def publish_service(self, component: str, version: str, *, manifest: bytes | None = None) -> None:
+        self.github.add_release(f"marco-svitol/dunebugger-{component}", f"v{version}", manifest=manifest)
 
     def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
@@ -115,3 +133,12 @@ def controller(tmp_path: Path, github: FakeGitHub) -> Controller:
     config = tmp_path / "controller.conf"
     config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {tmp_path / 'state'}\n")
     return Controller(github, config, tmp_path / "artifacts", tmp_path / "state")
+
+
+@pytest.fixture
+def container_controller(controller: Controller, container_hosts: ContainerFleet) -> Controller:
+    """The controller, with the container components' images in the fleet's registry."""
+    sections = "".join(f"\n[Component:{name}]\nimage = {container_hosts.registry}/dunebugger-{name}\n"
+                       for name in ("scheduler", "remote"))
+    controller.config.write_text(controller.config.read_text() + sections)
+    return controller

@@ -107,9 +107,11 @@ class Host:
         self.enter(sys.executable, "-c", _RESET_CORE, CORE_HOME, version, str(self.app_port))
 
     def installed_version(self) -> str | None:
-        try:
-            text = self.path(f"{CORE_HOME}/core/VERSION").read_text().strip()
-        except OSError:
+        # Read inside the host: after an update core is a symlink to an absolute path,
+        # which the controller's view of the host's files would resolve in its own /opt.
+        done = self.enter("cat", f"{CORE_HOME}/core/VERSION", check=False)
+        text = done.stdout.strip()
+        if done.returncode != 0:
             return None
         return yaml.safe_load(text)["version"] if text.startswith("{") else text
 
@@ -208,7 +210,7 @@ class Fleet:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)])
         _run(["ip", "link", "add", self.bridge, "type", "bridge"])
-        _run(["ip", "addr", "add", f"10.231.{self.octet}.1/24", "dev", self.bridge])
+        _run(["ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge])
         _run(["ip", "link", "set", self.bridge, "up"])
         for index, host in enumerate(self.hosts, start=1):
             self._network(host, index)
@@ -217,6 +219,11 @@ class Fleet:
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(self._boot, self.hosts))
         self.write_inventory()
+
+    @property
+    def gateway(self) -> str:
+        """The controller's address on the hosts' bridge."""
+        return f"10.231.{self.octet}.1"
 
     def _network(self, host: Host, index: int) -> None:
         outside, inside = f"v{self.tag}{index}"[:15], f"v{self.tag}{index}p"[:15]
@@ -232,11 +239,13 @@ class Fleet:
 
     def _anchor(self, host: Host) -> None:
         script = f"hostname {host.name} && mount -t tmpfs -o size=256m tmpfs /opt && exec sleep infinity"
+        # nsenter, not `ip netns exec`: that one remounts /sys, hiding the cgroup mounts a
+        # container engine in the host needs.
         with open(host.directory.parent / f"{host.name}-anchor.log", "ab") as log:
-            anchor = subprocess.Popen(["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts",
+            anchor = subprocess.Popen(["nsenter", f"--net=/run/netns/{host.netns}", "unshare", "--mount", "--uts",
                                        "--propagation", "private", "sh", "-c", script],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-        host.anchor_pid = anchor.pid  # ip, unshare and sh all exec: this pid becomes sleep
+        host.anchor_pid = anchor.pid  # nsenter, unshare and sh all exec: this pid becomes sleep
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if _comm(anchor.pid) == "sleep":
@@ -266,12 +275,16 @@ class Fleet:
             "MaxSessions 100\n"
             "Subsystem sftp internal-sftp\n"
             "LogLevel ERROR\n"
+            + self._session_environment(host)
         )
+
+    def _session_environment(self, host: Host) -> str:
+        """sshd_config lines that set variables in the host's SSH sessions."""
+        return ""
 
     def _boot(self, host: Host) -> None:
         host.start_sshd()
-        host.reset_core()
-        wait_for(lambda: host.health() == INSTALLED_VERSION, f"core 1.0.0 on {host.name}")
+        self._install(host)
 
     def write_inventory(self) -> Path:
         """The fleet as an Ansible inventory: h1 is the canary, the rest production."""
@@ -314,18 +327,25 @@ class Fleet:
         return {"ansible_host": host.address, "core_health_url": f"http://127.0.0.1:{host.app_port}/health"}
 
     def reset(self) -> None:
-        """Every host reachable again and running a fresh core 1.0.0 (hosts a test did
-        not change are left as they are: a reset costs about a second per host)."""
-        def reset_one(host: Host) -> None:
-            if host.sshd is None:
-                host.start_sshd()
-            if host.pristine():
-                return
-            host.reset_core()
-            wait_for(lambda: host.health() == INSTALLED_VERSION, f"core 1.0.0 on {host.name}")
-
+        """Every host reachable again and as it was booted (hosts a test did not change
+        are left as they are: a reset costs about a second per host)."""
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(reset_one, self.hosts))
+            list(pool.map(self._reset_host, self.hosts))
+
+    def _reset_host(self, host: Host) -> None:
+        if host.sshd is None:
+            host.start_sshd()
+        if not self._pristine(host):
+            self._install(host)
+
+    @staticmethod
+    def _pristine(host: Host) -> bool:
+        return host.pristine()
+
+    def _install(self, host: Host) -> None:
+        """A fresh core 1.0.0, started."""
+        host.reset_core()
+        wait_for(lambda: host.health() == INSTALLED_VERSION, f"core 1.0.0 on {host.name}")
 
     # --- teardown --------------------------------------------------------------------
 
