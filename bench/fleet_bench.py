@@ -1,16 +1,23 @@
-"""Wall time of a fleet update for 1, 4 and 8 devices, with forks = devices.
+"""Fleet rollouts over 1, 4, 8 and 16 SSH hosts: wall time as a ratio to one host
+measured in the same run, and the controller's cost per host.
 
 The devices are real SSH hosts (network namespaces with their own sshd and /opt, the
 fleet test bed of tests/fleet/fleet_testbed.py); each runs core 1.0.0 with the `command`
-service manager and is updated to 1.1.0 through `FleetUpdater.update` — release lookup
-and verified download on the controller, the versions pass, then update_core.yml over
-SSH in one batch (`--batches 100%`: the parallelism, not the canary's extra round, is
-measured here). Every device is reset to 1.0.0 between runs (not timed).
+service manager and is updated to 1.1.0 through `FleetUpdater.update`: the release
+looked up and verified once on the controller, the versions pass, then update_core.yml
+over SSH. Every device is reset to 1.0.0 between runs (not timed).
 
-    .venv/bin/python bench/fleet_bench.py [--repeat 3] [--sizes 1,4,8]
+* Parallelism: one batch of N devices (no canary group, `--batches 100%`, forks = N).
+* At scale: one rollout over every host in batches 1,25%,100% (h1 the canary).
 
-Needs root (namespaces). Prints the median wall time per size, the per-device cost
-(median / devices) and the ratio of the largest size to one device.
+Controller cost = CPU time of the controller (this process, and ansible-playbook, its
+workers and ssh) during the rollout, per device. The test bed's devices share this
+machine's CPUs with the controller, so device-side module time counts against the wall
+time here; real devices run their modules on their own CPUs.
+
+    .venv/bin/python bench/fleet_bench.py [--repeat 3] [--sizes 1,4,8,16] [--strategy mitogen_linear]
+
+Needs root (namespaces).
 """
 
 from __future__ import annotations
@@ -18,39 +25,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fleet"))
 
-from dunebugger_updater.config import load_settings
+from dunebugger_updater.config import FLEET_STRATEGIES, load_settings
 from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.fleet import FleetTarget, FleetUpdater, Rollout
+from dunebugger_updater.fleet import FleetTarget, FleetUpdater
+from dunebugger_updater.fleet_plan import Rollout
 from dunebugger_updater.sandbox import releases
 from fleet_testbed import Fleet, free_octet
 
 
-def one_update(updater: FleetUpdater, fleet: Fleet, size: int) -> float:
-    hosts = ",".join(host.name for host in fleet.hosts[:size])
-    target = FleetTarget(fleet.inventory, limit=hosts, forks=size)
-    started = time.perf_counter()
-    result = asyncio.run(updater.update("core", target, rollout=Rollout(batches=("100%",))))
-    elapsed = time.perf_counter() - started
-    if not result.success or len(result.devices) != size:
-        raise SystemExit(f"fleet update of {size} device(s) failed: {result.message}")
-    return elapsed
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    controller_cpu: float
+    batches: tuple[int, ...]
+
+
+def controller_cpu() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def rollout(updater: FleetUpdater, inventory: Path, hosts: list[str], batches: tuple[int | str, ...]) -> Measured:
+    target = FleetTarget(inventory, limit=",".join(hosts), forks=len(hosts))
+    cpu, started = controller_cpu(), time.perf_counter()
+    result = asyncio.run(updater.update("core", target, rollout=Rollout(batches=batches)))
+    seconds, used = time.perf_counter() - started, controller_cpu() - cpu
+    if not result.success or len(result.devices) != len(hosts):
+        raise SystemExit(f"fleet update of {len(hosts)} device(s) failed: {result.message}")
+    return Measured(seconds, used, tuple(len(batch) for batch in result.plan.batches))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--sizes", default="1,4,8")
+    parser.add_argument("--sizes", default="1,4,8,16")
+    parser.add_argument("--strategy", choices=FLEET_STRATEGIES, default="linear", help="fleetStrategy of the controller")
     args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
+    sizes = sorted({int(size) for size in args.sizes.split(",")} | {1})
 
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as work, FakeGitHub() as github, \
             Fleet(Path(work) / "hosts", count=max(sizes), octet=free_octet(8), tag=f"b{os.getpid() % 10000}") as fleet:
@@ -58,24 +80,33 @@ def main() -> int:
         github.add_release("marco-svitol/dunebugger", "v1.1.0",
                            assets={"dunebugger-1.1.0.tar.gz": archive.read_bytes()})
         config = Path(work) / "controller.conf"
-        config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {Path(work) / 'state'}\n")
+        config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {Path(work) / 'state'}\n"
+                          f"fleetStrategy = {args.strategy}\n")
         updater = FleetUpdater(load_settings(config, environ={}))
+        one_batch = fleet.write(Path(work) / "one-batch.yml",
+                                {"devices": {"hosts": {host.name: fleet.host_vars(host) for host in fleet.hosts}}})
+        print(f"fleetStrategy {args.strategy}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
 
-        medians = {}
+        medians: dict[int, Measured] = {}
         for size in sizes:
-            times = []
+            runs = []
             for _ in range(args.repeat):
                 fleet.reset()
-                times.append(one_update(updater, fleet, size))
-            medians[size] = statistics.median(times)
-            print(f"{size} device(s), forks {size}: median {medians[size]:.1f} s "
-                  f"(runs: {', '.join(f'{t:.1f}' for t in times)}); per device {medians[size] / size:.2f} s", flush=True)
+                runs.append(rollout(updater, one_batch, [host.name for host in fleet.hosts[:size]], ("100%",)))
+            medians[size] = Measured(statistics.median(run.seconds for run in runs),
+                                     statistics.median(run.controller_cpu for run in runs), (size,))
+            median = medians[size]
+            print(f"{size:3d} device(s), one batch: median {median.seconds:5.1f} s "
+                  f"({median.seconds / medians[1].seconds:.2f}x one device; runs "
+                  f"{', '.join(f'{run.seconds:.1f}' for run in runs)}); controller CPU "
+                  f"{median.controller_cpu / size:.2f} s per device", flush=True)
 
-        smallest, largest = min(sizes), max(sizes)
-        ratio = medians[largest] / medians[smallest]
-        print(f"\n{largest} devices / {smallest} device: {ratio:.2f}x the wall time "
-              f"(serial would be {largest / smallest:.0f}x); load average now {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} CPUs")
+        fleet.reset()
+        everyone = [host.name for host in fleet.hosts]
+        staged = rollout(updater, fleet.inventory, everyone, (1, "25%", "100%"))
+        print(f"\n{len(everyone)} devices in batches 1,25%,100% (planned {list(staged.batches)}): {staged.seconds:.1f} s, "
+              f"controller CPU {staged.controller_cpu / len(everyone):.2f} s per device; "
+              f"load average now {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import logging
 import math
 import secrets
@@ -42,7 +43,7 @@ import httpx
 from .config import ComponentSpec, Settings
 from .container_procedure import ContainerProcedure
 from .core_procedure import CoreProcedure
-from .errors import BadRequest, Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
+from .errors import BadRequest, Busy, ConfigError, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from .events import host_reports
 from .fleet_inventory import Inventory, read_inventory
 from .fleet_plan import Plan, Rollout, plan_batches
@@ -71,6 +72,15 @@ log = logging.getLogger(__name__)
 VERSIONS_PLAYBOOK = "fleet_versions"
 DEFAULT_FORKS = 50
 ROLLED_BACK = ("rolled_back", "up_to_date")  # a fleet rollback's good outcomes
+# How every fleet run reaches its devices (a host's own ansible_* variables win).
+SSH_SETTINGS = {
+    # ansible-runner alone turns host key checking off: a device must be the one its
+    # known_hosts entry names, or an impostor gets the run (and any become password).
+    "ANSIBLE_HOST_KEY_CHECKING": "True",
+    "ANSIBLE_PIPELINING": "True",  # a task is one SSH round trip, not three
+    # A device's master connection outlives the wait between the versions pass and its batch.
+    "ANSIBLE_SSH_ARGS": "-C -o ControlMaster=auto -o ControlPersist=300s",
+}
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,7 @@ class FleetUpdater:
         self._core = CoreProcedure(settings, transport=transport)
         self._container = ContainerProcedure(settings)
         self._history = History(settings.state_path / "history.jsonl")
+        self._ansible = ansible_settings(settings.fleet_strategy)
 
     # --- public --------------------------------------------------------------------
 
@@ -295,7 +306,8 @@ class FleetUpdater:
         playbookTimeoutMinutes for every round of devices it goes through."""
         forks = target.forks_or_default
         rounds = sum(math.ceil(len(batch) / forks) for batch in plan.batches) or 1
-        runner = PlaybookRunner(self._runs_dir, timeout_seconds=self._settings.playbook_timeout_minutes * 60 * rounds)
+        runner = PlaybookRunner(self._runs_dir, timeout_seconds=self._settings.playbook_timeout_minutes * 60 * rounds,
+                                settings=self._ansible)
         run_id = f"{datetime.now():%Y%m%dT%H%M%S}-fleet-{action}-{secrets.token_hex(3)}"
         log.info("running %s over %d device(s) of %s (forks %d) as %s", playbook, len(plan.hosts), target.inventory,
                  forks, run_id)
@@ -338,6 +350,17 @@ class FleetUpdater:
     @staticmethod
     def _in_order(inventory: Inventory, statuses: dict[str, DeviceStatus]) -> tuple[DeviceStatus, ...]:
         return tuple(statuses[host] for host in inventory.hosts)
+
+
+def ansible_settings(strategy: str) -> dict[str, str]:
+    """The ANSIBLE_* variables of fleet runs with `fleetStrategy` = strategy."""
+    if strategy == "linear":
+        return dict(SSH_SETTINGS)
+    mitogen = importlib.util.find_spec("ansible_mitogen")
+    if mitogen is None or not mitogen.submodule_search_locations:
+        raise ConfigError(f"fleetStrategy = {strategy} needs the mitogen package (pip install mitogen)")
+    plugins = Path(mitogen.submodule_search_locations[0]) / "plugins" / "strategy"
+    return {**SSH_SETTINGS, "ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": strategy}
 
 
 def _reported(run: PlaybookRun, host: str) -> bool:

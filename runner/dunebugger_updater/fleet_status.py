@@ -20,6 +20,7 @@ Pure functions over parsed `RunnerEvent`s (see events.py) and small frozen recor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ GOOD_OUTCOMES = ("updated", "up_to_date", "skipped", "planned")
 # read from the device again; after `unreachable` it is unknown (None).
 UNCHANGED_OUTCOMES = ("rolled_back", "refused", "not_started", "up_to_date", "skipped", "planned")
 NOT_STARTED = "the rollout stopped before this device's batch"
+_DECORATION = re.compile(r"([^\w\s])\1{2,}")  # banners such as ssh's @@@@@@@@
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,14 @@ def unreachable(host: HostVersion) -> DeviceStatus:
 
 
 def first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+    """The first line that says something. A line that ends in ":" introduces more (ssh's
+    own output, whose verdict is its last line): that last line is added to it."""
+    lines = [line for line in (_DECORATION.sub("", line).strip() for line in text.splitlines()) if line]
+    if not lines:
+        return ""
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0]
 
 
 def _text(value: Any) -> str | None:

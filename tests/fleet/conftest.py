@@ -131,7 +131,10 @@ class Controller:
 @pytest.fixture
 def controller(tmp_path: Path, github: FakeGitHub) -> Controller:
     config = tmp_path / "controller.conf"
-    config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {tmp_path / 'state'}\n")
+    # DUNEBUGGER_FLEET_STRATEGY=mitogen_linear runs the whole tier with the opt-in strategy.
+    strategy = os.environ.get("DUNEBUGGER_FLEET_STRATEGY", "linear")
+    config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {tmp_path / 'state'}\n"
+                      f"fleetStrategy = {strategy}\n")
     return Controller(github, config, tmp_path / "artifacts", tmp_path / "state")
 
 

@@ -35,6 +35,7 @@ import yaml
 from dunebugger_updater.sandbox import appctl as appctl_module
 
 SSHD = "/usr/sbin/sshd"
+DEVICE_PYTHON = "/usr/bin/python3"
 CORE_HOME = "/opt/dunebugger"
 INSTALLED_VERSION = "1.0.0"
 FIRST_APP_PORT = 18080
@@ -68,6 +69,9 @@ def require_tools() -> None:
             problems.append(f"{tool} is missing")
     if not Path(SSHD).is_file():
         problems.append(f"{SSHD} is missing (apt-get install openssh-server)")
+    if not Path(DEVICE_PYTHON).is_file() or subprocess.run(
+            [DEVICE_PYTHON, "-c", "import yaml"], capture_output=True, check=False).returncode != 0:
+        problems.append(f"{DEVICE_PYTHON} with PyYAML is missing (apt-get install python3-yaml)")
     if not problems:
         probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
         if probe.returncode != 0:
@@ -168,6 +172,11 @@ class Host:
             self.sshd.wait(10)
         self.sshd = None
         _kill_namespace(self.anchor_pid, only="sshd")
+        self.close_master()
+
+    def close_master(self) -> None:
+        """End the controller's SSH master connection to this host (Ansible's ControlPath):
+        the next task connects afresh, host key check included."""
         _run(["ssh", "-O", "exit", "-o", f"ControlPath={Path.home()}/.ansible/cp/%C", "-l", "root", self.address],
              check=False)
 
@@ -181,6 +190,7 @@ class Fleet:
         self.tag = tag or f"f{os.getpid() % 100000}"
         self.bridge = f"dbr{self.tag}"[:15]
         self.key = workdir / "id_ed25519"
+        self.known_hosts = workdir / "known_hosts"  # every host's key: fleet runs check them
         self.inventory = workdir / "inventory.yml"
         self.hosts = [
             Host(name=f"h{index}", netns=f"dbf-{self.tag}-h{index}", address=f"10.231.{octet}.{10 + index}",
@@ -216,6 +226,9 @@ class Fleet:
             self._network(host, index)
             self._anchor(host)
             self._sshd_files(host)
+        self.known_hosts.write_text("".join(
+            f"{host.address} {' '.join((host.directory / 'host_key.pub').read_text().split()[:2])}\n"
+            for host in self.hosts))
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(self._boot, self.hosts))
         self.write_inventory()
@@ -308,8 +321,10 @@ class Fleet:
         return {
             "ansible_user": "root",
             "ansible_ssh_private_key_file": str(self.key),
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-            "ansible_python_interpreter": sys.executable,
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={self.known_hosts}",
+            # A device's Python runs the modules (Debian's, with python3-yaml), not the
+            # controller's venv: its start-up alone would cost ten times more per task.
+            "ansible_python_interpreter": DEVICE_PYTHON,
             "ansible_pipelining": True,
             "core_install_path": f"{home}/core",
             "core_backup_path": f"{home}/backups",

@@ -3,6 +3,7 @@ CLI, the real playbooks and ansible-runner; plus one `ansible-playbook` run by h
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -242,3 +243,19 @@ def test_a_broken_inventory_is_bad_input_with_the_parsers_message(controller, tm
     done = controller.cli("fleet", "update", "core", "-i", str(empty))
     assert done.returncode == 2 and f"no device in inventory {empty}" in done.stderr
     assert controller.github.requests == [], "nothing was looked up for an inventory that cannot be used"
+
+
+def test_a_rollout_with_the_mitogen_strategy(fleet, controller):
+    """fleetStrategy = mitogen_linear (opt-in): the same rollout, canary first."""
+    controller.publish("1.1.0")
+    controller.config.write_text(controller.config.read_text().replace("fleetStrategy = linear",
+                                                                       "fleetStrategy = mitogen_linear"))
+
+    status, message = controller.fleet_json("update", "core", "-i", str(fleet.inventory), "--limit", "h1,h2")
+
+    assert status == 0, message
+    assert controller.played_batches(message) == [["h1"], ["h2"]]
+    assert [host.health() for host in fleet.hosts] == ["1.1.0", "1.1.0", "1.0.0", "1.0.0"]
+    run_id = message["body"]["run_id"]
+    command = json.loads((controller.state / "fleet-runs" / run_id / "artifacts" / run_id / "command").read_text())
+    assert command["env"]["ANSIBLE_STRATEGY"] == "mitogen_linear"
