@@ -20,18 +20,27 @@ import time
 from pathlib import Path
 
 from dunebugger_updater import ComponentUpdater, load_settings
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.releases import ReleaseClient
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.release.releases import ReleaseClient
 
 EXTRA_COMPONENTS = 27
 
 
 def write_config(home: Path, api_url: str, extra_components: int) -> Path:
-    lines = ["[Updater]", f"githubApiUrl = {api_url}", f"statePath = {home / 'state'}",
-             f"coreInstallPath = {home / 'core'}", f"dockerComposePath = {home / 'compose.yml'}"]
+    lines = [
+        "[Updater]",
+        f"githubApiUrl = {api_url}",
+        f"statePath = {home / 'state'}",
+        f"coreInstallPath = {home / 'core'}",
+        f"dockerComposePath = {home / 'compose.yml'}",
+    ]
     for index in range(extra_components):
-        lines += [f"[Component:c{index}]", "type = container", f"repo = acme/c{index}",
-                  f"image = localhost:5000/acme/c{index}"]
+        lines += [
+            f"[Component:c{index}]",
+            "type = container",
+            f"repo = acme/c{index}",
+            f"image = localhost:5000/acme/c{index}",
+        ]
     path = home / f"bench-{extra_components}.conf"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -64,7 +73,7 @@ def start_up(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def median_of(repeat: int, measure) -> float:  # noqa: ANN001 - any zero-argument callable
+def median_of(repeat: int, measure) -> float:
     return statistics.median(measure() for _ in range(repeat))
 
 
@@ -92,7 +101,9 @@ def main() -> None:
     print(f"latency per API answer     {args.latency * 1000:8.0f} ms   (repeat {args.repeat}, medians)")
     print(f"one release lookup         {baseline * 1000:8.1f} ms   1.00x")
     print(f"check,  3 components       {check3 * 1000:8.1f} ms   {check3 / baseline:.2f}x one lookup")
-    print(f"check, 30 components       {check30 * 1000:8.1f} ms   {check30 / baseline:.2f}x one lookup (target <= 1.5x)")
+    print(
+        f"check, 30 components       {check30 * 1000:8.1f} ms   {check30 / baseline:.2f}x one lookup (target <= 1.5x)"
+    )
     print(f"start-up: python -c pass   {python * 1000:8.1f} ms")
     print(f"start-up: versions         {versions * 1000:8.1f} ms   {versions / python:.2f}x bare python")
 

@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from core_update_bench import HealthPoller  # noqa: E402 - one poller for both benchmarks
-
-from dunebugger_updater import ComponentUpdater, load_settings  # noqa: E402
-from dunebugger_updater.demo import free_port  # noqa: E402
-from dunebugger_updater.fake_github import FakeGitHub  # noqa: E402
+from core_update_bench import HealthPoller
+from dunebugger_updater import ComponentUpdater, load_settings
+from dunebugger_updater.demo import free_port
+from dunebugger_updater.demo.fake_github import FakeGitHub
 
 REGISTRY = os.environ.get("DUNEBUGGER_REGISTRY", "localhost:5000")
 IMAGE = f"{REGISTRY}/dunebugger-scheduler"
@@ -68,10 +67,12 @@ def one_round(home: Path, github: FakeGitHub) -> dict[str, float]:
     path = home / "docker-compose.yml"
     path.write_text(COMPOSE.format(image=IMAGE, port=port))
     config = home / "dunebugger.conf"
-    config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\ndockerComposePath = {path}\n"
-                      f"backupPath = {home / 'backups'}\nstatePath = {home / 'state'}\n"
-                      f"coreInstallPath = {home / 'core'}\n"
-                      f"[Component:scheduler]\nimage = {IMAGE}\nhealthUrl = {url}\n")
+    config.write_text(
+        f"[Updater]\ngithubApiUrl = {github.url}\ndockerComposePath = {path}\n"
+        f"backupPath = {home / 'backups'}\nstatePath = {home / 'state'}\n"
+        f"coreInstallPath = {home / 'core'}\n"
+        f"[Component:scheduler]\nimage = {IMAGE}\nhealthUrl = {url}\n"
+    )
     numbers = {}
     try:
         compose(path, "up", "-d")
@@ -125,10 +126,14 @@ def main() -> None:
     base = median("baseline")
     print(f"\nmedians of {args.repeat} rounds")
     print(f"container stop+start (baseline)      {base:6.2f} s")
-    print(f"update, pull first (this project)     {median('ours'):6.2f} s   baseline {median('ours') - base:+.2f} s "
-          f"(target: +0.5 s at most)")
-    print(f"update, stop then up (pull while down) {median('stop_then_pull'):6.2f} s   baseline "
-          f"{median('stop_then_pull') - base:+.2f} s")
+    print(
+        f"update, pull first (this project)     {median('ours'):6.2f} s   baseline {median('ours') - base:+.2f} s "
+        f"(target: +0.5 s at most)"
+    )
+    print(
+        f"update, stop then up (pull while down) {median('stop_then_pull'):6.2f} s   baseline "
+        f"{median('stop_then_pull') - base:+.2f} s"
+    )
     print(f"rollback: downtime                    {median('rollback_down'):6.2f} s")
     print(f"rollback: total                       {median('rollback_total'):6.2f} s")
 

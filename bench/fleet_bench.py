@@ -36,12 +36,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fleet"))
 
-from dunebugger_updater.config import FLEET_STRATEGIES, load_settings
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.fleet import FleetTarget, FleetUpdater
-from dunebugger_updater.fleet_plan import Rollout
-from dunebugger_updater.sandbox import releases
 from fleet_testbed import Fleet, free_octet
+
+from dunebugger_updater.config import FLEET_STRATEGIES, load_settings
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.demo.sandbox import releases
+from dunebugger_updater.fleet.plan import Rollout
+from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater
 
 
 @dataclass(frozen=True)

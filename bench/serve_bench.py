@@ -33,9 +33,8 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 
 from dunebugger_updater.demo import DemoDevice, free_port
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.server import RATE_PER_SECOND
-
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.service.server import RATE_PER_SECOND
 
 PACE_SECONDS = 1 / (RATE_PER_SECOND * 0.8)
 
@@ -61,7 +60,7 @@ async def wait_listening(port: int, timeout: float = 30) -> float:
                 await asyncio.sleep(0.02)
 
 
-async def ask(ws, subject: str, body: dict, answer: str) -> None:  # noqa: ANN001
+async def ask(ws, subject: str, body: dict, answer: str) -> None:
     await ws.send(json.dumps({"subject": subject, "body": body}))
     while json.loads(await ws.recv())["subject"] != answer:
         pass
@@ -71,8 +70,10 @@ def serve_command(config: Path, port: int, hide: list[str]) -> list[str]:
     args = ["--config", str(config), "serve", "--port", str(port)]
     if not hide:
         return [sys.executable, "-m", "dunebugger_updater.cli", *args]
-    launcher = (f"import sys; sys.modules.update(dict.fromkeys({hide!r})); "
-                f"from dunebugger_updater.cli import main; sys.exit(main({args!r}))")
+    launcher = (
+        f"import sys; sys.modules.update(dict.fromkeys({hide!r})); "
+        f"from dunebugger_updater.cli import main; sys.exit(main({args!r}))"
+    )
     return [sys.executable, "-c", launcher]
 
 
@@ -101,8 +102,10 @@ async def measure(config: Path, requests: int, hide: list[str]) -> None:
         print(f"RSS idle after start        {idle['VmRSS']:8.1f} MB")
         print(f"RSS after a forced check    {checked['VmRSS']:8.1f} MB")
         print(f"RSS after {requests} get_versions {after['VmRSS']:6.1f} MB (peak {after['VmHWM']:.1f} MB)")
-        print(f"get_versions round trip     {statistics.median(latencies):8.2f} ms median, "
-              f"{latencies[int(len(latencies) * 0.95) - 1]:.2f} ms p95 ({requests} requests, one connection)")
+        print(
+            f"get_versions round trip     {statistics.median(latencies):8.2f} ms median, "
+            f"{latencies[int(len(latencies) * 0.95) - 1]:.2f} ms p95 ({requests} requests, one connection)"
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
@@ -123,10 +126,17 @@ def main() -> int:
             print(f"serve process without: {', '.join(hide)}")
         asyncio.run(measure(device.config, args.requests, hide))
         heavy = subprocess.run(
-            [sys.executable, "-c", "import sys, dunebugger_updater.cli, dunebugger_updater.server; "
-             "print(' '.join(sorted(m for m in ('ansible', 'ansible_runner', 'apprise', 'jsonschema', 'rich', "
-             "'click', 'yaml', 'httpx') if m in sys.modules)))"],
-            capture_output=True, text=True, check=True).stdout.strip()
+            [
+                sys.executable,
+                "-c",
+                "import sys, dunebugger_updater.cli, dunebugger_updater.service.server; "
+                "print(' '.join(sorted(m for m in ('ansible', 'ansible_runner', 'apprise', 'jsonschema', 'rich', "
+                "'click', 'yaml', 'httpx') if m in sys.modules)))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         print(f"heavy modules at import     {heavy or '(none)'}")
     return 0
 

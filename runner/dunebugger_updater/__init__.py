@@ -2,7 +2,7 @@
 
 from .config import ComponentSpec, Settings, load_settings
 from .errors import UpdaterError
-from .status import ComponentStatus
+from .release.status import ComponentStatus
 from .updater import ComponentUpdater
 
 __all__ = [

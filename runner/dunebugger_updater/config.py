@@ -11,14 +11,15 @@ import configparser
 import os
 import re
 import shlex
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
-from .security import is_loopback
+from .addresses import is_loopback
+from .errors import ConfigError, os_reason
 
 UPDATER_SECTION = "Updater"
 COMPONENT_SECTION_PREFIX = "Component:"
@@ -239,7 +240,7 @@ class SecretValueError(ValueError):
 
 
 def _update_window(raw: str) -> str:
-    from .policy import parse_window  # policy is pure and imports nothing heavy
+    from .service.policy import parse_window  # policy is pure and imports nothing heavy
 
     text = raw.strip()
     parse_window(text)  # raises ValueError naming what is wrong
@@ -257,7 +258,8 @@ def _notify_urls(raw: str) -> tuple[str, ...]:
 
 SSH_PUBLIC_KEY = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|"
-    r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]{0,200})?$")
+    r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]{0,200})?$"
+)
 
 
 def _ssh_public_key(raw: str) -> str | None:
@@ -315,7 +317,11 @@ COMPONENT_KEYS: dict[str, tuple[str, Callable[[str], Any], tuple[str, ...]]] = {
     "stopCommand": ("stop_command", _argv, ("python_app",)),
     "statusCommand": ("status_command", _argv, ("python_app",)),
     "installPath": ("install_path", _absolute_path, ("python_app",)),
-    "python": ("python", _matching(re.compile(r"^(/[A-Za-z0-9_.+/-]+|python3[0-9.]*)$"), "python interpreter"), ("python_app",)),
+    "python": (
+        "python",
+        _matching(re.compile(r"^(/[A-Za-z0-9_.+/-]+|python3[0-9.]*)$"), "python interpreter"),
+        ("python_app",),
+    ),
     "pipExtraArgs": ("pip_extra_args", _optional_argv, ("python_app",)),
     "assetPattern": ("asset_pattern", _matching(ASSET_PATTERN, "asset pattern with {version}"), ("python_app",)),
     "service": ("service", _matching(SERVICE_NAME, "compose service name"), ("container",)),
@@ -353,8 +359,19 @@ def find_config_file(explicit: str | os.PathLike[str] | None, environ: Mapping[s
     chosen = explicit or environ.get("DUNEBUGGER_CONFIG")
     if chosen:
         path = Path(chosen)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        try:
+            is_dir = stat.S_ISDIR(path.stat().st_mode)
+        except FileNotFoundError:
+            where = "--config" if explicit else "$DUNEBUGGER_CONFIG"
+            raise ConfigError(
+                f"config file {path} does not exist: check {where}, or leave it out to use the defaults"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {os_reason(exc)}") from None
+        if is_dir:
+            raise ConfigError(
+                f"config file {path} is a directory: name the INI file in it (e.g. {path / 'dunebugger.conf'})"
+            )
         return path
     return next((p for p in DEFAULT_CONFIG_CANDIDATES if p.is_file()), None)
 
@@ -387,11 +404,29 @@ def _read_ini(path: Path | None) -> configparser.ConfigParser:
         try:
             with path.open(encoding="utf-8") as handle:
                 parser.read_file(handle)
-        except (configparser.Error, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot parse: {exc}") from None
+        except configparser.Error as exc:
+            raise ConfigError(f"{path}: cannot parse: {_ini_problem(exc)}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: cannot parse: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                f"offset {exc.start}): save it as UTF-8 text"
+            ) from None
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+            raise ConfigError(
+                f"{path}: cannot read: {os_reason(exc)}: "
+                "run as a user who may read it, or name another file with --config"
+            ) from None
     return parser
+
+
+def _ini_problem(exc: configparser.Error) -> str:
+    """configparser's message in one line, with the fix for the usual mistakes."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: a key before any section: put [{UPDATER_SECTION}] on the line above the keys"
+    if isinstance(exc, configparser.ParsingError):
+        lines = ", ".join(str(number) for number, _ in exc.errors[:5])
+        return f"line {lines} is neither a [section] nor 'key = value'"
+    return " ".join(str(exc).split())
 
 
 def _updater_values(parser: configparser.ConfigParser, environ: Mapping[str, str], source: str) -> dict[str, Any]:
@@ -402,8 +437,7 @@ def _updater_values(parser: configparser.ConfigParser, environ: Mapping[str, str
             canonical = by_lower.get(key.lower())
             if canonical is None:
                 raise ConfigError(
-                    f"{source}: [{UPDATER_SECTION}] unknown key {key!r} "
-                    f"(known: {', '.join(UPDATER_KEYS)})"
+                    f"{source}: [{UPDATER_SECTION}] unknown key {key!r} (known: {', '.join(UPDATER_KEYS)})"
                 )
             raw[canonical] = (value, f"{source}: [{UPDATER_SECTION}] {canonical}")
     if "githubToken" not in raw and environ.get("GITHUB_TOKEN"):
@@ -423,11 +457,11 @@ def _components(
     parser: configparser.ConfigParser, account: str, core_install_path: Path, source: str
 ) -> dict[str, ComponentSpec]:
     raw = builtin_components(account, core_install_path)
-    origin = {name: "built-in component" for name in raw}
+    origin = dict.fromkeys(raw, "built-in component")
     for section in parser.sections():
         if not section.startswith(COMPONENT_SECTION_PREFIX):
             continue
-        name = section[len(COMPONENT_SECTION_PREFIX):].strip()
+        name = section[len(COMPONENT_SECTION_PREFIX) :].strip()
         where = f"{source}: [{section}]"
         if not COMPONENT_NAME.fullmatch(name):
             raise ConfigError(f"{where}: component name {name!r} must match {COMPONENT_NAME.pattern}")

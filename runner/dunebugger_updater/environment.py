@@ -17,8 +17,17 @@ from pathlib import Path
 # are. Proxy settings are not among them (they may carry a password): pip reads its own
 # from pip.conf, the container engine from its daemon configuration.
 INHERITED_VARIABLES = (
-    "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
-    "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "SSH_AUTH_SOCK",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "SSH_AUTH_SOCK",
 )
 
 

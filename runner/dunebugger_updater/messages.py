@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from .history import HistoryEntry
+from .device.history import HistoryEntry
+from .release.status import ComponentStatus
 from .results import UpdateResult
-from .status import ComponentStatus
 
 SOURCE = "controller"
 
@@ -26,7 +26,8 @@ def component_entry(status: ComponentStatus) -> dict[str, Any]:
         "current": status.current_version,
         "latest": status.latest_version,
         "update_available": status.update_available,
-        "release_notes": status.release_notes,
+        # As in the seed: notes only with an update to read them about, else null.
+        "release_notes": status.release_notes if status.update_available else None,
         "last_checked": status.last_checked,
         "installed": status.installed,
     }
@@ -56,10 +57,18 @@ def update_result(result: UpdateResult) -> dict[str, Any]:
 
 
 def progress(component: str, run_id: str, action: str, step: str, task: str, done: int, total: int) -> dict[str, Any]:
-    return message("updater_progress", {
-        "component": component, "run_id": run_id, "action": action,
-        "step": step, "task": task, "done": done, "total": total,
-    })
+    return message(
+        "updater_progress",
+        {
+            "component": component,
+            "run_id": run_id,
+            "action": action,
+            "step": step,
+            "task": task,
+            "done": done,
+            "total": total,
+        },
+    )
 
 
 def history(entries: Sequence[HistoryEntry]) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """`ComponentUpdater`: the programmatic face of the updater, as in the seed's example.
 
-    updater = ComponentUpdater(settings)
-    results = await updater.check_updates(force=True)
-    result = await updater.update_component("core", dry_run=True)
-    versions = updater.get_all_versions()
+updater = ComponentUpdater(settings)
+results = await updater.check_updates(force=True)
+result = await updater.update_component("core", dry_run=True)
+versions = updater.get_all_versions()
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 
 from . import messages
-from .checker import Clock, UpdateChecker, local_now
 from .config import Settings
-from .events import Progress
-from .history import HistoryEntry
-from .operations import DeviceOperations
+from .device.events import Progress
+from .device.history import HistoryEntry
+from .device.operations import DeviceOperations
+from .release.checker import Clock, UpdateChecker, local_now
+from .release.status import ComponentStatus
 from .results import UpdateResult
-from .status import ComponentStatus
 
 MessageListener = Callable[[dict[str, Any]], None]
 

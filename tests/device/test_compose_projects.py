@@ -15,7 +15,7 @@ import pytest
 
 from dunebugger_updater import ComponentUpdater, load_settings
 from dunebugger_updater.demo import free_port
-from dunebugger_updater.fake_github import FakeGitHub
+from dunebugger_updater.demo.fake_github import FakeGitHub
 
 COMPOSE = """\
 # A device's stack; its project name does not come from the directory.

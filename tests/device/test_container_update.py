@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dunebugger_updater import ComponentUpdater, load_settings
-from dunebugger_updater.fake_github import FakeGitHub
+from dunebugger_updater.demo.fake_github import FakeGitHub
 
 COMPOSE = """\
 # DuneBugger services on a test device. Comments, order and quoting must survive updates.

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.sandbox import releases
+
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.demo.sandbox import releases
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))

@@ -83,7 +83,7 @@ class ContainerFleet(Fleet):
 
     def _install(self, host: Host) -> None:
         """scheduler and remote 1.0.0 from a fresh compose file; no backups."""
-        self.set_stack(host, {service: INSTALLED for service in SERVICES})
+        self.set_stack(host, dict.fromkeys(SERVICES, INSTALLED))
         host.enter("rm", "-rf", f"{STACK_HOME}/backups")
 
     def set_stack(self, host: Host, versions: dict[str, str]) -> None:
@@ -93,8 +93,8 @@ class ContainerFleet(Fleet):
         wait_for(lambda: self.running(host) == versions, f"{versions} running on {host.name}", timeout=60)
 
     def _pristine(self, host: Host) -> bool:
-        return (host.path(COMPOSE_FILE).read_text() == compose_text(self.registry, {s: INSTALLED for s in SERVICES})
-                and self.running(host) == {service: INSTALLED for service in SERVICES}
+        return (host.path(COMPOSE_FILE).read_text() == compose_text(self.registry, dict.fromkeys(SERVICES, INSTALLED))
+                and self.running(host) == dict.fromkeys(SERVICES, INSTALLED)
                 and not host.path(f"{STACK_HOME}/backups").exists())
 
     def _session_environment(self, host: Host) -> str:

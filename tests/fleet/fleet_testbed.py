@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Self
 
 import yaml
-from dunebugger_updater.sandbox import appctl as appctl_module
+
+from dunebugger_updater.demo.sandbox import appctl as appctl_module
 
 SSHD = "/usr/sbin/sshd"
 DEVICE_PYTHON = "/usr/bin/python3"
@@ -45,7 +46,7 @@ _RESET_CORE = """
 import shutil, sys
 from pathlib import Path
 from typing import Self
-from dunebugger_updater.sandbox import appctl, releases
+from dunebugger_updater.demo.sandbox import appctl, releases
 home, version, port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 if home.exists():
     appctl.stop(home)

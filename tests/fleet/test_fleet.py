@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import yaml
-from dunebugger_updater.sandbox.releases import sha256_file
+
+from dunebugger_updater.demo.sandbox.releases import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 CORE = "/opt/dunebugger/core"

@@ -39,7 +39,7 @@ def test_scheduler_rolled_out_canary_first_pulled_once_per_device_then_rolled_ba
     status, message = controller.fleet_json("rollback", "scheduler", "-i", str(fleet.inventory))
 
     assert status == 0, message
-    assert outcomes(message) == {h: (1, "rolled_back", "1.1.0", "1.0.0") for h in ("h1", "h2", "h3")}
+    assert outcomes(message) == dict.fromkeys(("h1", "h2", "h3"), (1, "rolled_back", "1.1.0", "1.0.0"))
     assert [fleet.running(host) for host in fleet.hosts] == [{"scheduler": "1.0.0", "remote": "1.0.0"}] * 3
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dunebugger_updater import load_settings
-from dunebugger_updater.fleet import FleetTarget, FleetUpdater
-from dunebugger_updater.history import History
+from dunebugger_updater.device.history import History
+from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater
+from dunebugger_updater.statedir import StateDir
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -21,6 +22,6 @@ async def test_refused_fleet_update_is_in_the_history(tmp_path, github):
     result = await FleetUpdater(settings).update("core", FleetTarget(inventory))
 
     assert not result.success and "refused" in result.message
-    (entry,) = History(tmp_path / "state" / "history.jsonl").entries()
+    (entry,) = History(StateDir(tmp_path / "state")).entries()
     assert (entry.action, entry.component, entry.success) == ("fleet_update", "core", False)
     assert entry.message == result.message

@@ -25,7 +25,7 @@ def test_a_second_rollout_over_the_same_inventory_is_busy_and_rollback_restores_
     busy_update = controller.cli("fleet", "update", "core", "-i", inventory, "--limit", "h3")
     busy_rollback = controller.cli("fleet", "rollback", "core", "-i", inventory)
     quick = time.monotonic() - began
-    out, err = running.communicate(timeout=300)
+    _out, err = running.communicate(timeout=300)
 
     assert running.returncode == 0, err
     for done in (busy_update, busy_rollback):

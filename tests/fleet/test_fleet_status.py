@@ -7,13 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from dunebugger_updater import load_settings
-from dunebugger_updater.core_procedure import Artifact, CoreProcedure, Prepared
+from dunebugger_updater.device.core_procedure import Artifact, CoreProcedure, Prepared
+from dunebugger_updater.device.events import RunnerEvent
 from dunebugger_updater.errors import BadRequest
-from dunebugger_updater.events import RunnerEvent
-from dunebugger_updater.fleet_inventory import parser_message, rollout_order
-from dunebugger_updater.fleet_plan import Plan, Rollout, parse_batches, plan_batches
-from dunebugger_updater.fleet_status import (
+from dunebugger_updater.fleet.inventory import parser_message, rollout_order
+from dunebugger_updater.fleet.plan import Plan, Rollout, parse_batches, plan_batches
+from dunebugger_updater.fleet.status import (
     FleetResult,
     HostVersion,
     describe,
@@ -27,8 +28,8 @@ from dunebugger_updater.fleet_status import (
 
 def stats_event(counter: int, *, processed=(), dark=(), failures=(), artifact=None) -> RunnerEvent:
     return RunnerEvent(kind="playbook_on_stats", counter=counter, stats={
-        "processed": {host: 1 for host in processed}, "dark": {host: 1 for host in dark},
-        "failures": {host: 1 for host in failures}, "changed": {}, "artifact_data": artifact or {}})
+        "processed": dict.fromkeys(processed, 1), "dark": dict.fromkeys(dark, 1),
+        "failures": dict.fromkeys(failures, 1), "changed": {}, "artifact_data": artifact or {}})
 
 
 def report(outcome: str, reason: str = "", **more) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.fake_github import FakeGitHub
+from dunebugger_updater.demo.fake_github import FakeGitHub
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "runner"))
 
-from dunebugger_updater.sandbox import releases
-from dunebugger_updater.sandbox.fingerprint import tree_fingerprint  # noqa: E402
+from dunebugger_updater.demo.sandbox import releases
+from dunebugger_updater.demo.sandbox.fingerprint import tree_fingerprint
 
 INVENTORY = ROOT / "inventory" / "localhost.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -54,7 +54,7 @@ class Result:
     seconds: float
 
     def recap(self) -> dict[str, int]:
-        line = next(l for l in self.output.splitlines() if l.startswith("localhost ") and "ok=" in l)
+        line = next(text for text in self.output.splitlines() if text.startswith("localhost ") and "ok=" in text)
         return {k: int(v) for k, v in (item.split("=") for item in line.split(":", 1)[1].split())}
 
 
@@ -74,7 +74,7 @@ class Sandbox:
         return self.home / "releases" / "core"
 
     def appctl(self, action: str) -> list[str]:
-        return [sys.executable, "-m", "dunebugger_updater.sandbox.appctl", "--home", str(self.home), action]
+        return [sys.executable, "-m", "dunebugger_updater.demo.sandbox.appctl", "--home", str(self.home), action]
 
     def base_vars(self) -> dict:
         return {

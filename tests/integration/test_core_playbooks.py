@@ -12,7 +12,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from core_sandbox import ROOT, Sandbox, build_tiny_wheel, releases, start_sandbox, stop_sandbox
 
 _spec = importlib.util.spec_from_file_location(
@@ -192,3 +191,13 @@ def test_a_missing_required_migration_stops_a_run_by_hand_before_the_switch(sand
     assert run.rc != 0 and "which its manifest requires" in run.output, run.output
     assert "Nothing was changed" in run.output
     assert sandbox.tree_hash() == before and sandbox.pid() == pid
+
+
+def test_a_boolean_given_by_hand_as_text_is_read_as_a_boolean(sandbox):
+    """`-e core_require_newer=false` on a command line arrives as the text "false"."""
+    archive = releases.build_release(sandbox.dist, "0.9.0")
+
+    run = sandbox.update("0.9.0", archive, core_require_newer="false")
+
+    assert run.rc == 0, run.output
+    assert_serving(sandbox, "0.9.0")

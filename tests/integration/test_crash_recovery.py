@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.sandbox import releases
+from dunebugger_updater.demo.sandbox import releases
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
@@ -42,7 +42,7 @@ def pause_at(device: DemoDevice, point: str) -> str:
 def with_switch_pauses(device: DemoDevice) -> bytes:
     """Point the service commands at wrappers that can hang after doing their work; returns
     a migration script that can hang too."""
-    appctl = f"{sys.executable} -m dunebugger_updater.sandbox.appctl --home {device.home}"
+    appctl = f"{sys.executable} -m dunebugger_updater.demo.sandbox.appctl --home {device.home}"
     lines = []
     for line in device.config.read_text().splitlines():
         if line.startswith("stopCommand"):

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dunebugger_updater import ComponentUpdater, processes
+from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import free_port
-from dunebugger_updater.sandbox import releases
+from dunebugger_updater.demo.sandbox import releases
+from dunebugger_updater.device import processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 

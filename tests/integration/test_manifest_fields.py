@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dunebugger_updater import ComponentUpdater
-from dunebugger_updater.sandbox import releases
+from dunebugger_updater.demo.sandbox import releases
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 

@@ -11,8 +11,8 @@ import pytest
 from receivers import MailBox, Webhook
 
 from dunebugger_updater.demo import free_port
-from dunebugger_updater.notify import Notifier
 from dunebugger_updater.results import UpdateResult
+from dunebugger_updater.service.notify import Notifier
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ async def test_mail_and_webhook_receive_an_update_result():
 
 
 async def test_undeliverable_notifications_are_logged_and_never_block(caplog):
-    caplog.set_level(logging.INFO, logger="dunebugger_updater.notify")
+    caplog.set_level(logging.INFO, logger="dunebugger_updater.service.notify")
     dead = free_port()  # nothing listens there
     notifier = Notifier([f"json://127.0.0.1:{dead}/hook"], timeout=20)
     started = time.monotonic()

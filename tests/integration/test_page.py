@@ -18,8 +18,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from dunebugger_updater.demo import DemoDevice, free_port
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.server import UpdaterServer
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.service.server import UpdaterServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
@@ -109,7 +109,7 @@ async def test_page_loads_shows_components_and_check_updates_the_table(page):
                                 ".join(',') || null")
     assert names == "core,scheduler,remote"
     core = await page.evaluate(ROW_TEXT)
-    assert core[:3] == ["core", "1.0.0", "–"]  # nothing checked yet
+    assert core[:3] == ["core", "1.0.0", "\u2013"]  # nothing checked yet (an en dash)
 
     await page.evaluate("document.getElementById('check').click()")
     core = await page.wait_for(f"(() => {{ const cells = {ROW_TEXT}; return cells && cells[2] === '1.1.0' && cells; }})()")

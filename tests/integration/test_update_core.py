@@ -13,8 +13,9 @@ import pytest
 
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.lock import DeviceLock
-from dunebugger_updater.sandbox import releases
+from dunebugger_updater.demo.sandbox import releases
+from dunebugger_updater.device.lock import DeviceLock
+from dunebugger_updater.statedir import StateDir
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
@@ -62,7 +63,7 @@ async def test_up_to_date_is_a_success_that_runs_nothing(device):
     device.publish("1.0.0")
     result = await ComponentUpdater(device.settings()).update_component("core")
     assert (result.success, result.outcome) == (True, "up_to_date")
-    assert not (device.state / "runs").exists()
+    assert not any((device.state / "runs").iterdir()), "no playbook run was started"
 
 
 async def test_bad_checksum_is_refused_before_anything_changes(device):
@@ -140,7 +141,7 @@ async def test_downgrade_through_update_is_refused(device):
 
 async def test_second_update_while_one_runs_is_busy(device):
     device.publish("1.1.0")
-    holder = DeviceLock(device.state / "update.lock")
+    holder = DeviceLock(StateDir(device.state))
     holder.acquire("update of core")
     try:
         from dunebugger_updater.errors import Busy

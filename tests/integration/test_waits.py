@@ -74,7 +74,7 @@ def test_a_health_wait_retries_until_the_endpoint_answers(tmp_path):
     answers = iter([503, 503, 200])
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             status = next(answers, 200)
             body = json.dumps({"version": "1.2.0"}).encode()
             self.send_response(status)

@@ -10,8 +10,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 PROBE = """
-import dunebugger_updater.playbooks as p
-from dunebugger_updater.manifest import schema
+import dunebugger_updater.device.playbooks as p
+from dunebugger_updater.release.manifest import schema
 print(p.CONTENT_DIR)
 for name in ("update_core", "rollback_core", "update_container", "rollback_container"):
     assert p.playbook_path(name).is_file(), name

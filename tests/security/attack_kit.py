@@ -16,9 +16,9 @@ from pathlib import Path
 
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import CORE_REPO, DemoDevice
-from dunebugger_updater.playbooks import ROLES_DIR
+from dunebugger_updater.demo.sandbox.fingerprint import tree_fingerprint
+from dunebugger_updater.device.playbooks import ROLES_DIR
 from dunebugger_updater.results import UpdateResult
-from dunebugger_updater.sandbox.fingerprint import tree_fingerprint
 
 ASSET = "dunebugger-1.1.0.tar.gz"
 
@@ -93,7 +93,7 @@ async def assert_refused(device: DemoDevice, expect: str | tuple[str, ...], *, o
 def publish_raw(device: DemoDevice, tag: str, *, archive: bytes | None = None, name: str = ASSET, **fields) -> None:
     """A release whose every field the test chooses (the archive defaults to a good 1.1.0)."""
     if archive is None:
-        from dunebugger_updater.sandbox import releases
+        from dunebugger_updater.demo.sandbox import releases
 
         archive = releases.build_release(device.artifacts, "1.1.0").read_bytes()
     device.github.add_release(CORE_REPO, tag, assets={name: archive, **fields.pop("assets", {})}, **fields)

@@ -15,8 +15,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from dunebugger_updater.demo import DemoDevice  # noqa: E402
-from dunebugger_updater.fake_github import FakeGitHub  # noqa: E402
+from dunebugger_updater.demo import DemoDevice
+from dunebugger_updater.demo.fake_github import FakeGitHub
 
 
 @pytest.fixture(scope="module")

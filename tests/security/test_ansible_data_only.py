@@ -4,10 +4,10 @@ playbooks receive it `!unsafe` and Ansible never templates it."""
 from __future__ import annotations
 
 import pytest
-
 from attack_kit import template_payloads
-from dunebugger_updater.events import last_failure
-from dunebugger_updater.playbooks import PlaybookRunner
+
+from dunebugger_updater.device.events import last_failure
+from dunebugger_updater.device.playbooks import PlaybookRunner
 
 pytestmark = pytest.mark.integration
 

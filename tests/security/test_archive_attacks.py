@@ -13,7 +13,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from attack_kit import (
     Member,
     assert_refused,
@@ -25,7 +24,8 @@ from attack_kit import (
     tree_state,
     write_tar,
 )
-from dunebugger_updater.sandbox import releases
+
+from dunebugger_updater.demo.sandbox import releases
 
 GiB = 1024 * 1024 * 1024
 

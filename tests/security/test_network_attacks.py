@@ -22,17 +22,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from attack_kit import ASSET, assert_refused, attempt, publish_raw
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect
 
-from attack_kit import ASSET, assert_refused, attempt, publish_raw
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import CORE_REPO, DemoDevice, free_port
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.sandbox import releases
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.demo.sandbox import releases
 
 pytestmark = pytest.mark.integration
 
@@ -327,7 +327,7 @@ def self_signed_tls(directory: Path, host: str = "127.0.0.1") -> tuple[ssl.SSLCo
     """A certificate for `host`: the server's context, and a client context trusting it."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())

@@ -10,9 +10,9 @@ import json
 
 import httpx
 import pytest
-
 from attack_kit import ASSET, assert_refused, attempt
-from dunebugger_updater.sandbox import releases
+
+from dunebugger_updater.demo.sandbox import releases
 
 pytestmark = pytest.mark.integration
 

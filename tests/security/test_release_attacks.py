@@ -8,8 +8,8 @@ import gzip
 import json
 
 import pytest
-
 from attack_kit import ASSET, Fingerprint, assert_refused, attempt, publish_raw, template_payloads
+
 from dunebugger_updater.demo import CORE_REPO
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.fake_github import FakeGitHub
-from dunebugger_updater.sandbox import releases
+from dunebugger_updater.demo.fake_github import FakeGitHub
+from dunebugger_updater.demo.sandbox import releases
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ SECRETS = {
 PLAYBOOK_VARIABLES = {
     "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
     "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "SSH_AUTH_SOCK",
-    "ANSIBLE_ROLES_PATH", "ANSIBLE_RETRY_FILES_ENABLED", "ANSIBLE_NOCOLOR",
+    "ANSIBLE_ROLES_PATH", "ANSIBLE_RETRY_FILES_ENABLED", "ANSIBLE_NOCOLOR", "ANSIBLE_HOME", "ANSIBLE_REMOTE_TMP",
     "ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_HOST_KEY_CHECKING",
     "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION", "AWX_ISOLATED_DATA_DIR",
 }

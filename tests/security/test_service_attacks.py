@@ -21,10 +21,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from dunebugger_updater.admission import ConnectionLimits
 from dunebugger_updater.demo import DemoDevice, free_port
-from dunebugger_updater.security import AccessRules
-from dunebugger_updater.server import SOFT_MAX_BYTES, UpdaterServer
+from dunebugger_updater.service.admission import ConnectionLimits
+from dunebugger_updater.service.security import AccessRules
+from dunebugger_updater.service.server import SOFT_MAX_BYTES, UpdaterServer
 
 pytestmark = pytest.mark.integration
 
@@ -176,10 +176,10 @@ async def test_before_auth_only_small_frames_are_read(guarded):
 
 FLOOD_SERVICE = textwrap.dedent("""
     import asyncio, dataclasses, logging, signal, sys
-    from dunebugger_updater.admission import ConnectionLimits
+    from dunebugger_updater.service.admission import ConnectionLimits
     from dunebugger_updater.config import load_settings
-    from dunebugger_updater.security import AccessRules
-    from dunebugger_updater.server import UpdaterServer
+    from dunebugger_updater.service.security import AccessRules
+    from dunebugger_updater.service.server import UpdaterServer
 
     async def main(config, port):
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from attack_kit import Fingerprint, publish_raw
-from dunebugger_updater import manifest_tool
+
 from dunebugger_updater.cli import main
-from dunebugger_updater.manifest import read_manifest
+from dunebugger_updater.release import manifest_tool
+from dunebugger_updater.release.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,6 +98,168 @@ def test_validate_names_field_problem_and_verdict(tmp_path, capsys, text, verdic
     path.write_bytes(text)
     assert main(["manifest", "validate", str(path)]) == 2
     assert verdict in capsys.readouterr().err
+
+
+SEED_CORE_MANIFEST = """\
+version: "1.2.0"
+component_type: "python_app"
+
+# Minimum version of remote component required to perform this update
+min_remote_version: "1.0.0"
+
+# Pre-update validation checks
+pre_update_checks:
+  - type: "disk_space"
+    minimum_mb: 1000
+    description: "Ensure sufficient disk space"
+
+  - type: "service_running"
+    service_name: "dunebugger"
+    description: "Verify service is accessible before update"
+
+# Update execution steps
+update_steps:
+  - action: "download_artifact"
+    url: "https://github.com/marco-svitol/dunebugger/releases/download/v1.2.0/dunebugger-1.2.0.tar.gz"
+    checksum: "sha256:{sha}"
+    description: "Download release artifact"
+
+  - action: "backup_installation"
+    source: "/opt/dunebugger/core"
+    destination: "/opt/dunebugger/backups/core.TIMESTAMP.tar.gz"
+    description: "Backup current installation"
+
+  - action: "stop_service"
+    service_name: "dunebugger"
+    description: "Stop the service"
+
+  - action: "extract_artifact"
+    archive: "dunebugger-1.2.0.tar.gz"
+    destination: "/opt/dunebugger/core"
+    description: "Extract new version"
+
+  - action: "install_requirements"
+    requirements_file: "/opt/dunebugger/core/requirements.txt"
+    description: "Install Python dependencies"
+
+  - action: "run_migrations"
+    script: "/opt/dunebugger/core/scripts/migrate.sh"
+    optional: true
+    description: "Run database migrations if needed"
+
+  - action: "start_service"
+    service_name: "dunebugger"
+    description: "Start the service"
+
+# Post-update validation
+post_update_checks:
+  - type: "service_active"
+    service_name: "dunebugger"
+    timeout_seconds: 30
+    description: "Verify service started successfully"
+
+  - type: "health_endpoint"
+    url: "http://localhost:5000/health"
+    timeout_seconds: 60
+    expected_status: 200
+    description: "Check application health"
+
+  - type: "version_check"
+    expected_version: "1.2.0"
+    description: "Verify correct version is running"
+
+# Rollback procedure
+rollback_steps:
+  - action: "stop_service"
+    service_name: "dunebugger"
+    description: "Stop current version"
+
+  - action: "restore_backup"
+    source: "latest_backup"
+    destination: "/opt/dunebugger/core"
+    description: "Restore from backup"
+
+  - action: "start_service"
+    service_name: "dunebugger"
+    description: "Start previous version"
+"""
+
+
+def validate(tmp_path: Path, text: str, *args: str, config: str = "") -> subprocess.CompletedProcess[str]:
+    manifest = tmp_path / "update-manifest.yaml"
+    manifest.write_text(text)
+    conf = tmp_path / "dunebugger.conf"
+    conf.write_text(config)
+    return cli("manifest", "validate", str(manifest), *args, config=conf)
+
+
+def test_the_seeds_core_manifest_is_valid_as_a_device_with_the_default_install_path_sees_it(tmp_path):
+    """Its migration script is absolute (/opt/dunebugger/core/scripts/migrate.sh): inside
+    the release only for a device whose core is installed there."""
+    text = SEED_CORE_MANIFEST.format(sha="ab" * 32)
+    valid = validate(tmp_path, text, "--version", "v1.2.0")
+    assert valid.returncode == 0, valid.stderr
+    assert valid.stdout.strip().endswith(
+        "valid python_app manifest for version 1.2.0; core on this device would use it (install path /opt/dunebugger/core)")
+    elsewhere = validate(tmp_path, text, config="[Updater]\ncoreInstallPath = /srv/core\n")
+    assert elsewhere.returncode == 2
+    refused = f"{tmp_path / 'update-manifest.yaml'}: refused (a device stops the update): "
+    assert elsewhere.stderr.splitlines() == [refused + line for line in (
+        "update_steps.run_migrations.script: '/opt/dunebugger/core/scripts/migrate.sh' is outside the release",
+        "update_steps.backup_installation.source: '/opt/dunebugger/core' is not this device's '/srv/core'",
+        "update_steps.extract_artifact.destination: '/opt/dunebugger/core' is not this device's '/srv/core'",
+        "update_steps.install_requirements.requirements_file: '/opt/dunebugger/core/requirements.txt': only the "
+        "release's own requirements.txt is installed")]
+
+
+def test_validate_reports_every_problem_at_once_one_line_each(tmp_path):
+    text = (SEED_CORE_MANIFEST.format(sha="ab" * 32)
+            .replace('service_name: "dunebugger"\n    description: "Verify service is accessible',
+                     'service_name: "a;b"\n    description: "Verify service is accessible')
+            .replace('url: "http://localhost:5000/health"', 'url: "http://evil.example/health"')
+            .replace('min_remote_version: "1.0.0"', 'min_remote_version: "1.0.0"\nextra: 1'))
+    run = validate(tmp_path, text, "--version", "v1.3.0", "--component", "container")
+    assert run.returncode == 2
+    problems = [line.split(": ", 1)[1] for line in run.stderr.splitlines()]
+    assert set(problems) >= {
+        "refused (a device stops the update): pre_update_checks[1].service_name: 'a;b' does not match "
+        "'^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$'",
+        "invalid (a device ignores it and uses the built-in procedure): manifest: Additional properties are not "
+        "allowed ('extra' was unexpected)",
+        "refused (a device stops the update): version: the manifest says 1.2.0 but the release tag is 1.3.0",
+        "refused (a device stops the update): component_type: 'python_app' does not match the component (container)",
+        "refused (a device stops the update): post_update_checks.health_endpoint.url: 'http://evil.example/health' "
+        "is not on this device (localhost)",
+        "refused (a device stops the update): update_steps.run_migrations.script: "
+        "'/opt/dunebugger/core/scripts/migrate.sh' is outside the release",
+    }, run.stderr
+
+
+def test_a_yaml_error_is_one_line_with_line_and_column(tmp_path):
+    run = validate(tmp_path, 'version: "1.2.0"\ncomponent_type: [python_app\nmin_remote_version: "1.0.0"\n')
+    assert run.returncode == 2
+    (line,) = run.stderr.splitlines()
+    assert line.endswith("invalid (a device ignores it and uses the built-in procedure): the manifest is not valid "
+                         "YAML: expected ',' or ']', but got ':' (line 3, column 19)")
+
+
+@pytest.mark.parametrize(("component", "verdict"), [
+    ("core", "install path /opt/dunebugger/core"),
+    ("python_app", "install path /opt/dunebugger/core"),
+    ("scheduler", "component_type: 'python_app' does not match the component (container)"),
+    ("nope", "--component 'nope' is neither a configured component nor a type (known: core, scheduler, remote, "
+             "python_app, container)"),
+])
+def test_validate_checks_as_a_named_component_or_type(tmp_path, component, verdict):
+    run = validate(tmp_path, SEED_CORE_MANIFEST.format(sha="ab" * 32), "--component", component)
+    assert verdict in run.stdout + run.stderr
+    assert run.returncode == (0 if "install path" in verdict else 2)
+
+
+def test_the_component_options_list_the_types():
+    for action in ("validate", "generate"):
+        run = cli("manifest", action, "--help")
+        assert "python_app" in run.stdout and "container" in run.stdout, run.stdout
 
 
 def test_validate_reads_at_most_the_cap(tmp_path, capsys):

@@ -6,7 +6,7 @@ import resource
 
 import pytest
 
-from dunebugger_updater.admission import Admission, ConnectionLimits, RefusalLog, raise_open_file_limit
+from dunebugger_updater.service.admission import Admission, ConnectionLimits, RefusalLog, raise_open_file_limit
 
 
 class Clock:

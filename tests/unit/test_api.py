@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from dunebugger_updater.api import Api, ApiError, component_name, parse_request
 from dunebugger_updater.config import Settings, load_settings
+from dunebugger_updater.device.history import HistoryEntry
 from dunebugger_updater.errors import BadRequest
-from dunebugger_updater.history import HistoryEntry
+from dunebugger_updater.release.status import ComponentStatus
 from dunebugger_updater.results import UpdateResult
-from dunebugger_updater.status import ComponentStatus
+from dunebugger_updater.service.api import Api, ApiError, component_name, parse_request
 
 
 class FakeService:

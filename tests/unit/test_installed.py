@@ -1,5 +1,5 @@
 
-from dunebugger_updater.installed import image_tag, image_tag_in_compose, read_version_file
+from dunebugger_updater.device.installed import image_tag, image_tag_in_compose, read_version_file
 
 
 def test_version_file_json_and_plain(tmp_path):

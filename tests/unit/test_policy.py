@@ -2,7 +2,7 @@ from datetime import datetime, time
 
 import pytest
 
-from dunebugger_updater.policy import AnyTime, UpdateWindow, allows, parse_window
+from dunebugger_updater.service.policy import AnyTime, UpdateWindow, allows, parse_window
 
 
 @pytest.mark.parametrize(("level", "current", "latest", "expected"), [

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from dunebugger_updater.config import Settings
+from dunebugger_updater.release.status import ComponentStatus
 from dunebugger_updater.results import UpdateResult
-from dunebugger_updater.scheduler import Scheduler, auto_update_candidates, retry_delay
-from dunebugger_updater.status import ComponentStatus
+from dunebugger_updater.service.scheduler import Scheduler, auto_update_candidates, retry_delay
 
 START = datetime(2026, 3, 10, 12, 0)  # noon
 
@@ -97,7 +97,7 @@ async def test_initial_delay_then_every_interval():
 
 async def test_failed_checks_retry_sooner_with_backoff_then_settle():
     answers = [RuntimeError("network down"), [status(error="HTTP 502")], RuntimeError("again"), [status()]]
-    scheduler, service, time, _ = make(limit=6, answers=answers, update_check_interval_hours=1)
+    scheduler, _service, time, _ = make(limit=6, answers=answers, update_check_interval_hours=1)
     await run(scheduler)
     # initial delay, then 1, 2, 4 minutes after three failures, then the hourly interval
     assert time.sleeps == [300.0, 60.0, 120.0, 240.0, 3600.0, 3600.0]
@@ -109,14 +109,14 @@ def test_backoff_is_capped_by_the_interval():
 
 
 async def test_auto_update_inside_the_window_at_once():
-    scheduler, service, time, sent = make(limit=2, auto_update="patch", update_window="11:00-13:00")
+    scheduler, service, _time, sent = make(limit=2, auto_update="patch", update_window="11:00-13:00")
     await run(scheduler)
     assert service.updates == [("core", START + timedelta(minutes=5))]
     assert [m["subject"] for m in sent][:2] == ["update_check_result", "update_result"]
 
 
 async def test_auto_update_waits_for_the_window_and_wakes_when_it_opens():
-    scheduler, service, time, sent = make(limit=3, auto_update="all", update_window="02:00-05:00")
+    scheduler, service, time, _sent = make(limit=3, auto_update="all", update_window="02:00-05:00")
     await run(scheduler)
     first_check = START + timedelta(minutes=5)  # 12:05, the window is closed
     opening = datetime(2026, 3, 11, 2, 0)

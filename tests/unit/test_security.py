@@ -2,8 +2,9 @@
 
 import pytest
 
+from dunebugger_updater.addresses import is_loopback
 from dunebugger_updater.errors import ConfigError
-from dunebugger_updater.security import AccessRules, is_loopback
+from dunebugger_updater.service.security import AccessRules
 
 
 @pytest.mark.parametrize(("host", "expected"), [

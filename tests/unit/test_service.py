@@ -11,10 +11,10 @@ import pytest
 
 from dunebugger_updater.config import Settings
 from dunebugger_updater.errors import Busy, ConfigError
-from dunebugger_updater.notify import Notifier, _headline
+from dunebugger_updater.release.status import ComponentStatus
 from dunebugger_updater.results import UpdateResult
-from dunebugger_updater.service import UpdaterService
-from dunebugger_updater.status import ComponentStatus
+from dunebugger_updater.service.notify import Notifier, _headline
+from dunebugger_updater.service.updater_service import UpdaterService
 
 
 class FakeUpdater:

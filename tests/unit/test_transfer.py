@@ -7,7 +7,15 @@ import zlib
 import httpx
 import pytest
 
-from dunebugger_updater.transfer import PIECE, TransferError, bearer, deadline, decoded_pieces, origin, read_body
+from dunebugger_updater.release.transfer import (
+    PIECE,
+    TransferError,
+    bearer,
+    deadline,
+    decoded_pieces,
+    origin,
+    read_body,
+)
 
 URL = "https://api.github.com/repos/o/r/releases/latest"
 

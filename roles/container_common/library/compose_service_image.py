@@ -15,6 +15,32 @@ options:
   service: {type: str, required: true, description: the compose service}
   repository: {type: str, description: the image must use this repository (no tag)}
   tag: {type: str, description: the tag to set; omit to only read}
+author: dunebugger-updater
+"""
+
+EXAMPLES = r"""
+- name: Read the service's image in the compose file
+  compose_service_image:
+    path: /opt/dunebugger/docker-compose.yml
+    service: scheduler
+    repository: ghcr.io/marco-svitol/dunebugger-scheduler
+  register: compose
+
+- name: Set the new image tag
+  compose_service_image:
+    path: /opt/dunebugger/docker-compose.yml
+    service: scheduler
+    repository: ghcr.io/marco-svitol/dunebugger-scheduler
+    tag: 1.2.0
+"""
+
+RETURN = r"""
+image: {description: the service's image after the call, type: str, returned: success}
+repository: {description: its repository (no tag), type: str, returned: success}
+tag: {description: its tag after the call, type: str, returned: success}
+previous_tag: {description: its tag before the call, type: str, returned: success}
+path: {description: the compose file, type: str, returned: success}
+service: {description: the compose service, type: str, returned: success}
 """
 
 import os

@@ -15,16 +15,51 @@ description:
     the directory-named project.
   - Returns C(compose_argv) - I(compose_command) plus C(-p), C(--project-directory) and
     every C(-f) of that project - for the compose commands of an update or a rollback.
-  - With I(wait), polls (bounded by wall-clock time) until the container has settled:
+  - With I(wait), polls (bounded by wall-clock time) until the container has settled -
     stopped, or running with a Docker health of C(healthy), C(unhealthy) or C(none).
-  - Fails when the service runs in more than one project from this file: which one to
+  - Fails when the service runs in more than one project from this file; which one to
     update is then the operator's choice (I(project)).
 options:
   compose_command: {type: list, elements: str, default: [], description: argv prefix of compose}
   compose_file: {type: path, required: true, description: the compose file of the service}
   service: {type: str, required: true, description: the compose service}
-  project: {type: str, default: "", description: the compose project to act on ("" = as running)}
+  project: {type: str, default: "", description: "the compose project to act on (empty: the one it runs in)"}
   wait: {type: float, default: 0, description: seconds to wait for the container to settle}
+author: dunebugger-updater
+"""
+
+EXAMPLES = r"""
+- name: Read the running container and its compose project
+  container_state:
+    compose_command: [docker, compose]
+    compose_file: /opt/dunebugger/docker-compose.yml
+    service: scheduler
+  register: before
+
+- name: Wait up to 60 s for the recreated container to settle
+  container_state:
+    compose_file: /opt/dunebugger/docker-compose.yml
+    service: scheduler
+    project: "{{ before.project }}"
+    wait: 60
+"""
+
+RETURN = r"""
+project: {description: the compose project the service runs in (null when no container exists), type: str, returned: always}
+config_files: {description: the compose files of that project, type: list, elements: str, returned: always}
+working_dir: {description: the project's working directory, type: str, returned: always}
+compose_argv: {description: "compose argv prefix for that project: command, -p, --project-directory, every -f", type: list, elements: str, returned: always}
+exists: {description: whether the service has a container, type: bool, returned: always}
+id: {description: the container id, type: str, returned: always}
+name: {description: the container name, type: str, returned: always}
+image_id: {description: the image id it runs, type: str, returned: always}
+image_ref: {description: the image reference it was created from, type: str, returned: always}
+status: {description: the container state (running, exited, missing, ...), type: str, returned: always}
+running: {description: whether it runs, type: bool, returned: always}
+restarting: {description: whether it is restarting, type: bool, returned: always}
+exit_code: {description: its last exit code, type: int, returned: always}
+health: {description: "Docker health: healthy, unhealthy, starting, or none without a HEALTHCHECK", type: str, returned: always}
+version_label: {description: the image's org.opencontainers.image.version label, type: str, returned: always}
 """
 
 import json

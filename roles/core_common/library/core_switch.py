@@ -23,7 +23,7 @@ options:
   install_path: {type: path, required: true, description: the install path, e.g. /opt/dunebugger/core}
   releases_path: {type: path, required: true, description: directory holding one dir per release}
   target: {type: path, required: true, description: release directory the link must point at}
-  previous: {type: str, default: "", description: the version being replaced (recorded in .previous; "" records nothing)}
+  previous: {type: str, default: "", description: "the version being replaced, recorded in .previous (empty: nothing recorded)"}
   restore_from: {type: path, description: a backup to restore into target first (a rollback)}
   backup_dir: {type: path, description: back the installation up here before stopping (omit for no backup)}
   backup_version: {type: str, description: the version named in the backup file}
@@ -35,7 +35,7 @@ options:
   start_command: {type: list, elements: str, description: argv starting the service (manager command)}
   stop_command: {type: list, elements: str, description: argv stopping the service (manager command)}
   status_command: {type: list, elements: str, description: argv exiting 0 while it runs (manager command)}
-  migration_argv: {type: list, elements: str, default: [], description: the migration script's argv ([] for none)}
+  migration_argv: {type: list, elements: str, default: [], description: "the migration script's argv (empty: none)"}
   migration_environment: {type: dict, default: {}, description: extra environment of the migration script}
 author: dunebugger-updater
 """

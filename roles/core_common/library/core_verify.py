@@ -29,7 +29,7 @@ options:
   name: {type: str, default: dunebugger, description: systemd unit}
   status_command: {type: list, elements: str, description: argv exiting 0 while it runs (manager command)}
   settle: {type: float, default: 0.5, description: seconds the service must stay active after it was}
-  health_delay: {type: float, default: 1, description: seconds between health attempts}
+  health_delay: {type: float, default: 0.25, description: seconds between health attempts}
   health_request_timeout: {type: float, default: 5, description: cap on one health request}
   record: {type: bool, default: false, description: record the checks once the release is verified}
 author: dunebugger-updater
@@ -53,6 +53,8 @@ health: {description: the health wait (healthy, status, json, attempts, elapsed,
 recorded: {description: the record written, type: str, returned: when record is true and the write worked}
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.dunebugger_core import (
     CoreError, Service, checks_path, narrow_environment, normalised_checks, read_version, unhealthy_message,
@@ -64,13 +66,18 @@ def same_version(left, right):
     return str(left or "").lstrip("v") == str(right or "").lstrip("v")
 
 
+def not_active(service, when):
+    detail = service.run("status")[1]
+    return CoreError(f"the core service is not active {when}" + (f": {detail}" if detail else ""))
+
+
 def verify(module, checks):
     p = module.params
     service = Service(p["manager"], p["name"], status_command=p["status_command"])
     active_timeout = checks.get("service_active_timeout_seconds", 30.0)
-    if not service.wait_active(active_timeout, p["settle"]):
-        detail = service.run("status")[1]
-        raise CoreError(f"the core service is not active {active_timeout:g}s after its start" + (f": {detail}" if detail else ""))
+    if not service.wait_active(active_timeout):
+        raise not_active(service, f"{active_timeout:g}s after its start")
+    active_since = time.monotonic()
     result = {}
     url = checks.get("health_url")
     if url:
@@ -80,6 +87,11 @@ def verify(module, checks):
         result["health"] = health
         if not health["healthy"]:
             raise CoreError(unhealthy_message(url, expected, timeout, health))
+    # Still active `settle` seconds after it first was (the health wait counts): a release
+    # that crashes right after its start is caught even without a health URL.
+    time.sleep(max(0.0, p["settle"] - (time.monotonic() - active_since)))
+    if not service.active():
+        raise not_active(service, f"{p['settle']:g}s after it first was (it stopped)")
     version = read_version(p["install_path"])
     result["version"] = version
     if not same_version(version, p["expected_version"]):
@@ -101,7 +113,7 @@ def main():
             "name": {"type": "str", "default": "dunebugger"},
             "status_command": {"type": "list", "elements": "str"},
             "settle": {"type": "float", "default": 0.5},
-            "health_delay": {"type": "float", "default": 1.0},
+            "health_delay": {"type": "float", "default": 0.25},
             "health_request_timeout": {"type": "float", "default": 5.0},
             "record": {"type": "bool", "default": False},
         },

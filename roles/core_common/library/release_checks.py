@@ -32,7 +32,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-checks: {description: the checks recorded (or read; {} when there is no usable record), type: dict, returned: always}
+checks: {description: "the checks recorded, or read (empty when there is no usable record)", type: dict, returned: always}
 """
 
 from ansible.module_utils.basic import AnsibleModule

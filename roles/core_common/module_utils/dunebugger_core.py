@@ -256,16 +256,13 @@ class Service:
         if not self.active():
             self.act("start")
 
-    def wait_active(self, wait, settle=0.0):
-        """Active within `wait` seconds (wall clock) and still active `settle` later."""
+    def wait_active(self, wait):
+        """Active within `wait` seconds (wall clock)."""
         deadline = time.monotonic() + wait
         while not self.active():
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.2)
-        if settle:
-            time.sleep(settle)
-            return self.active()
         return True
 
 
@@ -327,7 +324,9 @@ def create_backup(src, dest_dir, version, timestamp):
     path = os.path.join(dest_dir, f"core-{version}-{timestamp}.tar.gz")
     tmp = path + ".part"
     try:
-        with tarfile.open(tmp, "w:gz") as tar:
+        # Level 1: several times faster than the default 9 on a venv full of wheels, for a
+        # slightly larger file; the backup is taken while the update waits.
+        with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
             tar.add(os.path.realpath(src), arcname=version)
         os.replace(tmp, path)
     finally:

@@ -10,9 +10,22 @@ description:
   - Stale C(*.partial) directories are removed too, and the recorded checks
     (C(.checks/<version>.json)) of releases that are gone. Other hidden entries are ignored.
 options:
-  path: {type: path, required: true}
-  keep: {type: int, default: 3}
-  protect: {type: list, elements: str, default: []}
+  path: {type: path, required: true, description: the releases directory (one directory per release)}
+  keep: {type: int, default: 3, description: release directories to keep, the protected ones included}
+  protect: {type: list, elements: str, default: [], description: releases never removed (the current and the previous)}
+author: dunebugger-updater
+"""
+
+EXAMPLES = r"""
+- name: Keep three releases, never the new one nor the one it replaced
+  core_releases_prune:
+    path: /opt/dunebugger/releases/core
+    keep: 3
+    protect: [1.2.0, 1.1.0]
+"""
+
+RETURN = r"""
+removed: {description: the directories and records removed, type: list, elements: str, returned: always}
 """
 
 import os

@@ -39,10 +39,33 @@ options:
   sha256: {type: str, description: the sha256 (hex, optionally prefixed sha256:) the archive must have}
   remove_src: {type: bool, default: false, description: remove src afterwards (a copy made for this run)}
   dest: {type: path, required: true, description: final release directory releases/<version>}
-  expected_version: {type: str, required: true}
-  migration_script: {type: str, description: path relative to the release root; its argv is returned as migration_argv ([] if absent)}
+  expected_version: {type: str, required: true, description: the version the release's VERSION must name}
+  migration_script: {type: str, description: "path relative to the release root; its argv is returned as migration_argv (empty if absent)"}
   max_bytes: {type: int, default: 1073741824, description: cap on the unpacked size of all regular files}
   max_members: {type: int, default: 20000, description: cap on the number of archive members}
+author: dunebugger-updater
+"""
+
+EXAMPLES = r"""
+- name: Extract the release archive safely
+  core_safe_extract:
+    src: /opt/dunebugger/releases/core/.incoming/dunebugger-1.2.0.tar.gz
+    sha256: 0f4c...e1
+    remove_src: true
+    dest: /opt/dunebugger/releases/core/1.2.0
+    expected_version: 1.2.0
+    migration_script: scripts/migrate.sh
+  register: extracted
+"""
+
+RETURN = r"""
+dest: {description: the release directory, type: str, returned: success}
+version: {description: the version the release's VERSION names, type: str, returned: success}
+wrote_version_file: {description: whether a plain VERSION was written (the archive had none), type: bool, returned: success}
+members: {description: archive members extracted, type: int, returned: success}
+migration_argv: {description: "argv of the migration script (empty when the release has none)", type: list, elements: str, returned: success}
+has_requirements: {description: whether the release has a requirements.txt, type: bool, returned: success}
+created_root: {description: "the highest directory this call created (null if none), for cleanup", type: str, returned: always}
 """
 
 import contextlib

@@ -73,7 +73,7 @@ def running_versions(module, compose_file, project):
     docker = module.get_bin_path("docker")
     if docker is None:
         return {}
-    fields = "\t".join('{{.Label "%s"}}' % label for label in LABELS) + "\t{{.Image}}"
+    fields = "\t".join(f'{{{{.Label "{label}"}}}}' for label in LABELS) + "\t{{.Image}}"
     rc, out, _ = module.run_command([docker, "ps", "--filter", "label=com.docker.compose.service",
                                      "--format", fields])
     if rc != 0:
@@ -120,7 +120,7 @@ def main():
                   if spec.get("type") == "container"}
     running = running_versions(module, p["compose_file"], p["compose_project"]) if containers else {}
     versions = {}
-    for name, spec in p["components"].items():
+    for name, _spec in p["components"].items():
         if name in containers:
             version, error = (running[containers[name]], "") if running.get(containers[name]) \
                 else compose_tag(p["compose_file"], containers[name])

@@ -1,0 +1,129 @@
+"""What is particular to updating a compose service (a container component): the tag
+to move to and the extra-vars of the container playbooks. Nothing is downloaded by the
+updater itself: the device's engine pulls the image from the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import ComponentSpec, Settings
+from ..errors import PreflightError
+from ..release.manifest import Manifest
+from ..release.releases import Release
+from ..versions import NotAVersion, parse_version, without_v
+from .plan import Plan, PreparedUpdate
+
+UPDATE_STEPS: tuple[str, ...] = ("preflight", "update", "postflight")
+ROLLBACK_STEPS: tuple[str, ...] = ("rollback", "postflight")
+
+
+class ContainerProcedure:
+    update_playbook = "update_container"
+    rollback_playbook = "rollback_container"
+    update_steps = UPDATE_STEPS
+    rollback_steps = ROLLBACK_STEPS
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def target_version(self, release: Release, manifest: Manifest | None) -> str:
+        """The image tag of a release: the manifest's `image_tag`, else the tag without "v".
+        A manifest tag that names another version (or a moving tag like `latest`) is refused."""
+        if manifest and manifest.image_tag:
+            try:
+                same = parse_version(manifest.image_tag) == release.version
+            except NotAVersion:
+                same = False
+            if not same:
+                raise PreflightError(
+                    f"the manifest's image_tag {manifest.image_tag!r} is not release {release.version}"
+                )
+            return manifest.image_tag
+        return without_v(release.tag)
+
+    async def prepare_update(self, plan: Plan) -> PreparedUpdate:
+        """Nothing to download here: the device's engine pulls the image."""
+        return PreparedUpdate(
+            self.update_vars(plan.spec, plan.version_text, plan.manifest),
+            self.dry_run_details(plan.spec, plan.version_text),
+        )
+
+    def update_vars(self, spec: ComponentSpec, tag: str, manifest: Manifest | None) -> dict[str, Any]:
+        return {**self.device_vars(spec), **self.release_vars(spec, tag, manifest)}
+
+    @staticmethod
+    def release_vars(spec: ComponentSpec, tag: str, manifest: Manifest | None) -> dict[str, Any]:
+        """What is the same on every device: the service, its image and tag, and the
+        checks the release's manifest asks for (a fleet run passes only these)."""
+        return {**_identity_vars(spec), "dunebugger_version": tag, **manifest_check_vars(manifest)}
+
+    @staticmethod
+    def missing_rollback_target(spec: ComponentSpec) -> str | None:
+        return None  # the playbook finds the newest compose backup and says when there is none
+
+    @staticmethod
+    def post_switch_waits(spec: ComponentSpec, manifest: Manifest | None) -> list[tuple[str, float]]:
+        """The longest waits after the switch, each named as the setting that sets it:
+        the container settling (running, Docker health), then the health endpoint."""
+        checks = manifest.checks if manifest else None
+        if checks and checks.health_timeout:
+            timeout = ("post_update_checks health_endpoint timeout_seconds", float(checks.health_timeout))
+        else:
+            timeout = ("healthTimeoutSeconds", float(spec.health_timeout_seconds))
+        waits = [timeout]
+        if (checks and checks.health_url) or spec.health_url:
+            waits.append(timeout)
+        if manifest and manifest.restart_timeout:
+            waits.append(("update_steps restart_service timeout_seconds", float(manifest.restart_timeout)))
+        return waits
+
+    def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
+        return {**self.device_vars(spec), **self.rollback_target_vars(spec, to_version)}
+
+    @staticmethod
+    def rollback_target_vars(spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
+        """The service and the version to go back to ("": the newest backup); a fleet
+        rollback passes only these."""
+        return {**_identity_vars(spec), "container_rollback_version": to_version or ""}
+
+    def dry_run_details(self, spec: ComponentSpec, tag: str) -> dict[str, Any]:
+        return {
+            "image": f"{spec.image}:{tag}",
+            "compose_file": str(self._settings.docker_compose_path),
+            "service": spec.service,
+            "steps": list(UPDATE_STEPS),
+        }
+
+    def device_vars(self, spec: ComponentSpec) -> dict[str, Any]:
+        """How this device runs the service, from its own configuration (a fleet's
+        devices have theirs in the inventory)."""
+        return {
+            "container_compose_command": list(self._settings.compose_command),
+            "container_compose_project": self._settings.compose_project,
+            "container_compose_file": self._settings.docker_compose_path,
+            "container_backup_path": self._settings.backup_path,
+            "container_backup_keep": self._settings.backups_to_keep,
+            "container_health_url": spec.health_url,
+            "container_health_timeout_seconds": spec.health_timeout_seconds,
+        }
+
+
+def _identity_vars(spec: ComponentSpec) -> dict[str, Any]:
+    return {"dunebugger_component": spec.name, "container_service": spec.service, "container_image": spec.image}
+
+
+def manifest_check_vars(manifest: Manifest | None) -> dict[str, Any]:
+    """What a release's manifest asks for: checks before the switch, the stop timeout of
+    the old container, and the checks that verify this release (only this one)."""
+    if manifest is None:
+        return {}
+    checks = manifest.checks
+    candidates = {
+        "container_min_free_mb": checks.min_free_mb,
+        "container_check_service_running_before": checks.require_service_running or None,
+        "container_expected_name": manifest.container_name,
+        "container_backup_max_age_hours": checks.backup_max_age_hours,
+        "container_restart_args": ["--timeout", str(manifest.restart_timeout)] if manifest.restart_timeout else None,
+        "dunebugger_release_checks": checks.verification(),
+    }
+    return {name: value for name, value in candidates.items() if value}

@@ -1,0 +1,505 @@
+"""Updates, rollbacks and crash recovery on this device, as explicit stages:
+
+    settle a cut-off run -> plan (release, version rules, manifest) -> prepare (download,
+    verify) -> [dry run stops here] -> lock -> journal -> playbook -> result -> history
+    -> journal cleared -> unlock
+
+Waiting on the network never holds the device lock: an operator's rollback or recovery
+is not answered "busy" because a download trickles. Anything that fails before the
+playbook starts has changed nothing on the device. The playbook rolls back what it
+switched (block/rescue); a run stopped at its deadline, or cut off by a crash, is rolled
+back by the vetted rollback playbook, and the journal stays until the device runs a
+verified release again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..config import ComponentSpec, Settings
+from ..errors import Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
+from ..release.checker import Clock, local_now
+from ..release.manifest import DeviceNames, Manifest, fetch_manifest
+from ..release.releases import client_for
+from ..results import Outcome, UpdateResult
+from ..statedir import StateDir
+from ..versions import parse_or_none, requested_version
+from .container_procedure import ContainerProcedure
+from .core_procedure import CoreProcedure
+from .events import Progress, RunnerEvent, host_reports, last_failure, progress
+from .history import History, HistoryEntry, new_run_id
+from .installed import InstalledVersion, installed_version
+from .journal import Journal, JournalEntry
+from .lock import DeviceLock
+from .plan import Plan, Procedure
+from .playbooks import PlaybookRun, PlaybookRunner
+
+log = logging.getLogger(__name__)
+
+ProgressListener = Callable[[str, str, str, Progress], None]  # component, run id, action, progress
+
+
+class DeviceOperations:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = local_now,
+        on_progress: ProgressListener | None = None,
+    ) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._clock = clock
+        self._on_progress = on_progress
+        state = StateDir(settings.state_path)  # created and checked when the lock is first taken
+        self._lock = DeviceLock(state)
+        self._journal = Journal(state)
+        self.history = History(state)
+        self._runner = PlaybookRunner(state.path / "runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
+        self._procedures: dict[str, Procedure] = {
+            "python_app": CoreProcedure(settings, transport=transport),
+            "container": ContainerProcedure(settings),
+        }
+
+    # --- public operations -----------------------------------------------------------
+
+    async def update(self, name: str, *, dry_run: bool = False, version: str | None = None) -> UpdateResult:
+        spec = self._settings.component(name)
+        if version is not None:
+            version = requested_version(version, "--version")
+        started = self._stamp()
+        with self._locked(f"update of {name}"):  # busy at once, and a cut-off run settled first
+            await self._recover_locked()
+        try:
+            return await self._update(spec, version, dry_run, started)
+        except Exception as exc:
+            if isinstance(exc, Busy):
+                raise
+            log.exception("update of %s failed unexpectedly", name)
+            result = UpdateResult(
+                spec.name, False, f"{spec.name} update failed: internal error: {exc!r}", Outcome.FAILED, dry_run=dry_run
+            )
+            # A journal left by a run it interrupted stays: the next start settles it.
+            return self._record("update", spec, started, result)
+
+    async def rollback(self, name: str, *, to: str | None = None) -> UpdateResult:
+        spec = self._settings.component(name)
+        if to is not None:
+            to = requested_version(to, "--to")
+        started = self._stamp()
+        with self._locked(f"rollback of {name}"):
+            await self._recover_locked()
+            before = (await self._installed(spec)).version
+            missing = None if to else self._procedure(spec).missing_rollback_target(spec)
+            if missing:
+                result = UpdateResult.refused(spec.name, "rollback", missing, from_version=before)
+                return self._record("rollback", spec, started, result)
+            values = self._procedure(spec).rollback_vars(spec, to)
+            run = await self._run_playbook("rollback", spec, before, to or "previous", values, started)
+            after = (await self._installed(spec)).version
+            result = self._rollback_result(spec, before, after, run)
+            return self._finish("rollback", spec, started, result, run)
+
+    async def recover(self) -> UpdateResult | None:
+        """Settle a run that was cut off; None when there was nothing to settle."""
+        with self._locked("recovery"):
+            return await self._recover_locked()
+
+    # --- stages ----------------------------------------------------------------------
+
+    async def _update(self, spec: ComponentSpec, version: str | None, dry_run: bool, started: str) -> UpdateResult:
+        try:
+            plan = await self._plan(spec, version)
+        except ReleaseLookupError as exc:
+            return self._record("update", spec, started, refused(spec, exc.reason, dry_run))
+        except (PreflightError, ManifestError) as exc:
+            return self._record("update", spec, started, refused(spec, exc.reason, dry_run))
+        if plan is None:
+            current = (await self._installed(spec)).version
+            result = UpdateResult(
+                spec.name,
+                True,
+                f"{spec.name} is already at the newest version ({current})",
+                Outcome.UP_TO_DATE,
+                dry_run=dry_run,
+                from_version=current,
+                to_version=current,
+            )
+            return self._record("update", spec, started, result)
+        try:
+            values, details = await self._prepare(plan)
+        except (DownloadError, ManifestError) as exc:
+            return self._record("update", spec, started, refused(spec, exc.reason, dry_run, plan))
+        if dry_run:
+            return self._record("dry_run", spec, started, self._dry_run_result(plan, details))
+        with self._locked(f"update of {spec.name}"):
+            await self._recover_locked()
+            now = (await self._installed(spec)).version
+            if now != plan.from_version:
+                reason = (
+                    f"{spec.name} changed from {plan.from_version or 'nothing'} to {now or 'nothing'} "
+                    "while the release was prepared; ask again"
+                )
+                return self._record("update", spec, started, refused(spec, reason, dry_run, plan))
+            run = await self._run_playbook("update", spec, plan.from_version, plan.version_text, values, started)
+            if run.cut_off:
+                return await self._roll_back_cut_off(spec, plan, run, started)
+            return self._finish("update", spec, started, self._update_result(spec, plan, run), run)
+
+    async def _prepare(self, plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The playbook's extra-vars and what a dry run reports (a refusal raises)."""
+        prepared = await self._procedure(plan.spec).prepare_update(plan)
+        return prepared.extra_vars, {**prepared.details, "checks": _checks_of(prepared.extra_vars)}
+
+    async def _plan(self, spec: ComponentSpec, version: str | None) -> Plan | None:
+        """What to install, or None when the device already runs the newest release."""
+        installed = await self._installed(spec)
+        current = parse_or_none(installed.version)
+        if installed.version is not None and current is None:
+            raise PreflightError(
+                f"the running version {installed.version!r} is not a version; use rollback or reinstall by hand"
+            )
+        async with client_for(self._settings, self._transport) as client:
+            release = await client.find(
+                spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease
+            )
+            if current is not None and release.version == current:
+                return None
+            if current is not None and release.version < current:
+                raise PreflightError(
+                    f"{release.version} is older than the running {installed.version}; "
+                    "update never goes back (use rollback)"
+                )
+            device = DeviceNames.of(spec, self._settings.backup_path)
+            manifest, note = await fetch_manifest(client, spec, release, device=device)
+        if manifest and manifest.min_remote_version and spec.name != "remote":
+            await self._check_remote_version(manifest)
+        check_waits_fit(self._settings, self._procedure(spec), spec, manifest)
+        version_text = self._procedure(spec).target_version(release, manifest)
+        return Plan(spec, installed.version, release, version_text, manifest, note)
+
+    async def _check_remote_version(self, manifest: Manifest) -> None:
+        remote = self._settings.components.get("remote")
+        if remote is None or manifest.min_remote_version is None:
+            return
+        running = parse_or_none((await self._installed(remote)).version)
+        if running is not None and running < manifest.min_remote_version:
+            raise PreflightError(
+                f"this release needs remote {manifest.min_remote_version} or newer (running {running}): "
+                "update remote first"
+            )
+
+    async def _run_playbook(
+        self,
+        action: str,
+        spec: ComponentSpec,
+        from_version: str | None,
+        to_version: str,
+        values: dict[str, Any],
+        started: str,
+    ) -> PlaybookRun:
+        procedure = self._procedure(spec)
+        name = procedure.update_playbook if action == "update" else procedure.rollback_playbook
+        steps = procedure.update_steps if action == "update" else procedure.rollback_steps
+        run_id = new_run_id(self._clock(), spec.name, action)
+        # A run that cannot start must not leave a journal that every later start would trip on.
+        self._runner.check(name, run_id)
+        self._journal.begin(JournalEntry(run_id, action, spec.name, from_version, to_version, started))
+        loop = asyncio.get_running_loop()
+        last: list[Progress] = []
+
+        def on_event(event: RunnerEvent) -> None:
+            step = progress(event, steps, last[-1] if last else None)
+            if step and self._on_progress:
+                last.append(step)
+                loop.call_soon_threadsafe(self._on_progress, spec.name, run_id, action, step)
+
+        run = self._runner.run_detached if spec.self_hosted else self._runner.run
+        return await asyncio.to_thread(run, name, values, run_id=run_id, on_event=on_event)
+
+    async def _recover_locked(self) -> UpdateResult | None:
+        entry = self._journal.pending()
+        if entry is None:
+            return None
+        spec = self._settings.components.get(entry.component)
+        if spec is None:
+            log.error("journal names unknown component %r; dropping it", entry.component)
+            self._journal.finish()
+            return None
+        log.warning("settling run %s (%s of %s) that was cut off", entry.run_id, entry.action, entry.component)
+        started = self._stamp()
+        await asyncio.to_thread(self._runner.wait_for_detached, entry.run_id)
+        procedure = self._procedure(spec)
+        finished = self._runner.load(
+            procedure.update_playbook if entry.action == "update" else procedure.rollback_playbook, entry.run_id
+        )
+        if finished is not None and _settles_device(finished):
+            return await self._settle_finished(entry, spec, finished, started)
+        return await self._roll_back_interrupted(entry, spec, started)
+
+    async def _settle_finished(
+        self, entry: JournalEntry, spec: ComponentSpec, finished: PlaybookRun, started: str
+    ) -> UpdateResult:
+        """The run ended on its own (a detached run that outlived its caller, or a crash
+        after the playbook but before the history): its own result stands."""
+        if entry.action == "update":
+            result = self._update_result(spec, _FinishedPlan(spec, entry.from_version, entry.to_version), finished)
+        else:
+            result = self._rollback_result(spec, entry.from_version, (await self._installed(spec)).version, finished)
+        return self._finish("recovery", spec, started, result, finished)
+
+    async def _roll_back_interrupted(self, entry: JournalEntry, spec: ComponentSpec, started: str) -> UpdateResult:
+        """The run was cut off: put the device back on the version it ran before."""
+        run, after = await self._restore(spec, entry, started)
+        if run.succeeded:
+            result = UpdateResult(
+                spec.name,
+                True,
+                f"Recovered {spec.name}: the {entry.action} to {entry.to_version} was "
+                f"interrupted; {spec.name} runs {after}",
+                Outcome.RECOVERED,
+                from_version=entry.from_version,
+                to_version=after,
+                run_id=run.run_id,
+            )
+        else:
+            result = UpdateResult(
+                spec.name,
+                False,
+                f"Recovery of {spec.name} failed: {_failure_text(run)}",
+                Outcome.FAILED,
+                from_version=entry.from_version,
+                to_version=after,
+                run_id=run.run_id,
+            )
+        return self._finish("recovery", spec, started, result, run)
+
+    async def _roll_back_cut_off(self, spec: ComponentSpec, plan: Plan, cut: PlaybookRun, started: str) -> UpdateResult:
+        """The update was stopped at its deadline, maybe between switch and verification:
+        the vetted rollback playbook puts the previous release back and verifies it."""
+        where = _last_task(cut)
+        deadline = f"its deadline (playbookTimeoutMinutes = {self._settings.playbook_timeout_minutes:g})"
+        entry = JournalEntry(cut.run_id, "update", spec.name, plan.from_version, plan.version_text, started)
+        run, after = await self._restore(spec, entry, started)
+        common: dict[str, Any] = dict(
+            from_version=plan.from_version, to_version=plan.version_text, run_id=cut.run_id, manifest=plan.manifest_note
+        )
+        stopped = f"{spec.name} update to {plan.version_text} was stopped at {deadline}{where}"
+        if run.succeeded:
+            text = f"{stopped}. Rolled back: {spec.name} runs {after} again and passes its checks."
+            result = UpdateResult(spec.name, False, text, Outcome.ROLLED_BACK, **common)
+        else:
+            text = (
+                f"{stopped}. The rollback to {plan.from_version or 'the previous release'} FAILED: "
+                f"{_failure_text(run)}. `dunebugger-updater recover` tries again."
+            )
+            result = UpdateResult(spec.name, False, text, Outcome.FAILED, **common)
+        return self._finish("update", spec, started, result, run)
+
+    async def _restore(self, spec: ComponentSpec, entry: JournalEntry, started: str) -> tuple[PlaybookRun, str | None]:
+        """Run the rollback playbook back to the version the journal's run started from;
+        returns that run and what is installed afterwards."""
+        target = entry.from_version if entry.action == "update" else entry.to_version
+        if target == "previous":
+            target = None
+        values = self._procedure(spec).rollback_vars(spec, target or None)
+        run = await self._run_playbook("rollback", spec, None, target or "previous", values, started)
+        return run, (await self._installed(spec)).version
+
+    # --- results ---------------------------------------------------------------------
+
+    def _update_result(self, spec: ComponentSpec, plan: Plan | _FinishedPlan, run: PlaybookRun) -> UpdateResult:
+        report = next(iter(host_reports(run.events).values()), None)
+        common: dict[str, Any] = dict(
+            from_version=plan.from_version, to_version=plan.version_text, run_id=run.run_id, manifest=plan.manifest_note
+        )
+        if run.succeeded:
+            return UpdateResult(
+                spec.name, True, f"Updated {spec.name} to {plan.version_text}", Outcome.UPDATED, **common
+            )
+        told = report.outcome if report else None
+        outcome = Outcome(told) if told in (Outcome.ROLLED_BACK, Outcome.REFUSED, Outcome.FAILED) else Outcome.FAILED
+        return UpdateResult(spec.name, False, _failure_text(run), outcome, **common)
+
+    def _rollback_result(
+        self, spec: ComponentSpec, before: str | None, after: str | None, run: PlaybookRun
+    ) -> UpdateResult:
+        common: dict[str, Any] = dict(from_version=before, to_version=after, run_id=run.run_id)
+        if run.succeeded:
+            text = (
+                f"Rolled back {spec.name} to {after}"
+                if before != after
+                else f"{spec.name} already runs {after}; nothing to do"
+            )
+            return UpdateResult(
+                spec.name, True, text, Outcome.ROLLED_BACK if before != after else Outcome.UP_TO_DATE, **common
+            )
+        return UpdateResult(spec.name, False, _failure_text(run), Outcome.FAILED, **common)
+
+    def _dry_run_result(self, plan: Plan, details: dict[str, Any]) -> UpdateResult:
+        details = {"release": plan.release.tag, **details}
+        what = (
+            f"{details['artifact']} downloaded and verified (sha256 from {details['sha256_source']})"
+            if "artifact" in details
+            else f"would pull {details['image']} and recreate only service {details['service']}"
+        )
+        text = (
+            f"Dry run: would update {plan.spec.name} from {plan.from_version or 'nothing'} to {plan.version_text}; "
+            f"{what}; nothing was changed"
+        )
+        return UpdateResult(
+            plan.spec.name,
+            True,
+            text,
+            Outcome.DRY_RUN,
+            dry_run=True,
+            from_version=plan.from_version,
+            to_version=plan.version_text,
+            manifest=plan.manifest_note,
+            details=details,
+        )
+
+    def _record(
+        self, action: str, spec: ComponentSpec, started: str, result: UpdateResult, run: PlaybookRun | None = None
+    ) -> UpdateResult:
+        action = "dry_run" if result.dry_run else action  # a refused dry run is still a dry run
+        # Refusals get a run id too: the result and its history line share it.
+        run_id = result.run_id or (run.run_id if run else new_run_id(self._clock(), spec.name, action))
+        result = dataclasses.replace(result, run_id=run_id)
+        self.history.append(HistoryEntry.of(action, result, started, self._stamp(), run_id))
+        return result
+
+    def _finish(
+        self, action: str, spec: ComponentSpec, started: str, result: UpdateResult, run: PlaybookRun
+    ) -> UpdateResult:
+        """Record the run's result; then, if the device runs a verified release again,
+        clear the journal. Until then every start of the updater retries the rollback."""
+        self._record(action, spec, started, result, run)
+        # Only now is the run's outcome safe on disk; a crash before this line is
+        # settled by recovery, which reads the journal.
+        if _settles_device(run):
+            self._journal.finish()
+        return result
+
+    # --- small helpers ---------------------------------------------------------------
+
+    async def _installed(self, spec: ComponentSpec) -> InstalledVersion:
+        # May ask the container engine (a subprocess): never on the event loop.
+        return await asyncio.to_thread(installed_version, self._settings, spec)
+
+    def _locked(self, what: str) -> DeviceLock:
+        self._lock.acquire(what)
+        return self._lock
+
+    def _stamp(self) -> str:
+        return self._clock().isoformat()
+
+    def _procedure(self, spec: ComponentSpec) -> Procedure:
+        return self._procedures[spec.type]
+
+
+def check_waits_fit(settings: Settings, procedure: Procedure, spec: ComponentSpec, manifest: Manifest | None) -> None:
+    """A run whose checks after the switch could outlast the run's deadline would be
+    stopped half-verified: refuse it before anything changes."""
+    waits = procedure.post_switch_waits(spec, manifest)
+    total = sum(seconds for _, seconds in waits)
+    limit = settings.playbook_timeout_minutes * 60
+    if total > limit:
+        parts = " + ".join(f"{name} {seconds:g} s" for name, seconds in waits)
+        raise PreflightError(
+            f"the checks after the switch may wait {total:g} s ({parts}), longer than a run may take "
+            f"(playbookTimeoutMinutes = {settings.playbook_timeout_minutes:g}, {limit:g} s): shorten "
+            "those checks or raise playbookTimeoutMinutes"
+        )
+
+
+def refused(spec: ComponentSpec, reason: str, dry_run: bool, plan: Plan | None = None) -> UpdateResult:
+    if plan is None:
+        return UpdateResult.refused(spec.name, "update", reason, dry_run=dry_run)
+    return UpdateResult.refused(
+        spec.name,
+        "update",
+        reason,
+        dry_run=dry_run,
+        from_version=plan.from_version,
+        to_version=plan.version_text,
+        manifest=plan.manifest_note,
+    )
+
+
+# extra-var -> its name in a dry run's report of the checks a run would make
+PLANNED_CHECKS = {
+    "core_min_free_mb": "min_free_mb",
+    "container_min_free_mb": "min_free_mb",
+    "core_check_service_running_before": "service_running_before",
+    "container_check_service_running_before": "service_running_before",
+    "core_backup_max_age_hours": "backup_max_age_hours",
+    "container_backup_max_age_hours": "backup_max_age_hours",
+    "container_expected_name": "container_name",
+    "core_migration_script": "migration_script",
+    "core_migration_required": "migration_required",
+    "core_health_url": "health_url",
+    "container_health_url": "health_url",
+    "core_health_timeout_seconds": "health_timeout_seconds",
+    "container_health_timeout_seconds": "health_timeout_seconds",
+    "core_health_expected_status": "health_expected_status",
+    "container_health_expected_status": "health_expected_status",
+    "core_service_active_timeout_seconds": "service_active_timeout_seconds",
+}
+
+
+def _checks_of(values: dict[str, Any]) -> dict[str, Any]:
+    """The pre- and post-checks a run would make (what a dry run reports): the device's,
+    with what the release's manifest asks for."""
+    checks = {
+        label: str(values[name]) if isinstance(values[name], Path) else values[name]
+        for name, label in PLANNED_CHECKS.items()
+        if name in values
+    }
+    return {**checks, **values.get("dunebugger_release_checks", {})}
+
+
+def _failure_text(run: PlaybookRun) -> str:
+    failure = last_failure(run.events)
+    if failure and failure.message:
+        return " ".join(failure.message.split())
+    return f"the {run.playbook} playbook ended {run.status} (rc {run.rc}); see {run.artifacts}"
+
+
+@dataclass(frozen=True)
+class _FinishedPlan:
+    """The parts of a Plan that a result needs, rebuilt from the journal."""
+
+    spec: ComponentSpec
+    from_version: str | None
+    version_text: str
+    manifest_note: str = ""
+
+
+def _settles_device(run: PlaybookRun) -> bool:
+    """Whether the device runs a verified release after `run`: it succeeded, or the play
+    itself rolled back, refused, or failed before it switched anything."""
+    if run.succeeded:
+        return True
+    if run.cut_off:
+        return False
+    report = next(iter(host_reports(run.events).values()), None)
+    if report is None:
+        return False
+    if report.outcome in (Outcome.ROLLED_BACK, Outcome.REFUSED):
+        return True
+    return report.outcome == Outcome.FAILED and not report.switched
+
+
+def _last_task(run: PlaybookRun) -> str:
+    task = next((event.task for event in reversed(run.events) if event.is_task_start and event.task), None)
+    return f" during '{task}'" if task else ""
