@@ -71,22 +71,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", default="1,4,8,16")
-    parser.add_argument("--strategy", choices=FLEET_STRATEGIES, default="linear", help="fleetStrategy of the controller")
+    parser.add_argument(
+        "--strategy", choices=FLEET_STRATEGIES, default="linear", help="fleetStrategy of the controller"
+    )
     args = parser.parse_args()
     sizes = sorted({int(size) for size in args.sizes.split(",")} | {1})
 
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as work, FakeGitHub() as github, \
-            Fleet(Path(work) / "hosts", count=max(sizes), octet=free_octet(8), tag=f"b{os.getpid() % 10000}") as fleet:
+    with (
+        tempfile.TemporaryDirectory(prefix="fleet-bench-") as work,
+        FakeGitHub() as github,
+        Fleet(Path(work) / "hosts", count=max(sizes), octet=free_octet(8), tag=f"b{os.getpid() % 10000}") as fleet,
+    ):
         archive = releases.build_release(Path(work) / "artifacts", "1.1.0")
-        github.add_release("marco-svitol/dunebugger", "v1.1.0",
-                           assets={"dunebugger-1.1.0.tar.gz": archive.read_bytes()})
+        github.add_release(
+            "marco-svitol/dunebugger", "v1.1.0", assets={"dunebugger-1.1.0.tar.gz": archive.read_bytes()}
+        )
         config = Path(work) / "controller.conf"
-        config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {Path(work) / 'state'}\n"
-                          f"fleetStrategy = {args.strategy}\n")
+        config.write_text(
+            f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {Path(work) / 'state'}\n"
+            f"fleetStrategy = {args.strategy}\n"
+        )
         updater = FleetUpdater(load_settings(config, environ={}))
-        one_batch = fleet.write(Path(work) / "one-batch.yml",
-                                {"devices": {"hosts": {host.name: fleet.host_vars(host) for host in fleet.hosts}}})
-        print(f"fleetStrategy {args.strategy}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+        one_batch = fleet.write(
+            Path(work) / "one-batch.yml",
+            {"devices": {"hosts": {host.name: fleet.host_vars(host) for host in fleet.hosts}}},
+        )
+        print(
+            f"fleetStrategy {args.strategy}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True
+        )
 
         medians: dict[int, Measured] = {}
         for size in sizes:
@@ -94,20 +106,29 @@ def main() -> int:
             for _ in range(args.repeat):
                 fleet.reset()
                 runs.append(rollout(updater, one_batch, [host.name for host in fleet.hosts[:size]], ("100%",)))
-            medians[size] = Measured(statistics.median(run.seconds for run in runs),
-                                     statistics.median(run.controller_cpu for run in runs), (size,))
+            medians[size] = Measured(
+                statistics.median(run.seconds for run in runs),
+                statistics.median(run.controller_cpu for run in runs),
+                (size,),
+            )
             median = medians[size]
-            print(f"{size:3d} device(s), one batch: median {median.seconds:5.1f} s "
-                  f"({median.seconds / medians[1].seconds:.2f}x one device; runs "
-                  f"{', '.join(f'{run.seconds:.1f}' for run in runs)}); controller CPU "
-                  f"{median.controller_cpu / size:.2f} s per device", flush=True)
+            print(
+                f"{size:3d} device(s), one batch: median {median.seconds:5.1f} s "
+                f"({median.seconds / medians[1].seconds:.2f}x one device; runs "
+                f"{', '.join(f'{run.seconds:.1f}' for run in runs)}); controller CPU "
+                f"{median.controller_cpu / size:.2f} s per device",
+                flush=True,
+            )
 
         fleet.reset()
         everyone = [host.name for host in fleet.hosts]
         staged = rollout(updater, fleet.inventory, everyone, (1, "25%", "100%"))
-        print(f"\n{len(everyone)} devices in batches 1,25%,100% (planned {list(staged.batches)}): {staged.seconds:.1f} s, "
-              f"controller CPU {staged.controller_cpu / len(everyone):.2f} s per device; "
-              f"load average now {os.getloadavg()[0]:.1f}")
+        print(
+            f"\n{len(everyone)} devices in batches 1,25%,100% (planned {list(staged.batches)}): "
+            f"{staged.seconds:.1f} s, "
+            f"controller CPU {staged.controller_cpu / len(everyone):.2f} s per device; "
+            f"load average now {os.getloadavg()[0]:.1f}"
+        )
     return 0
 
 

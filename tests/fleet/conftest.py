@@ -58,8 +58,13 @@ def fleet(fleet_hosts: Fleet) -> Fleet:
 @pytest.fixture(scope="session")
 def container_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerFleet]:
     """Three hosts with a container engine each (container_testbed.py), built once."""
-    with ContainerFleet(tmp_path_factory.mktemp("containers"), count=3, octet=free_octet(17),
-                        tag=f"c{os.getpid() % 100000}", ci_env=ci_environment()) as hosts:
+    with ContainerFleet(
+        tmp_path_factory.mktemp("containers"),
+        count=3,
+        octet=free_octet(17),
+        tag=f"c{os.getpid() % 100000}",
+        ci_env=ci_environment(),
+    ) as hosts:
         yield hosts
 
 
@@ -79,29 +84,50 @@ class Controller:
     artifacts: Path
     state: Path
 
-    def publish(self, version: str, *, health: str = "ok", manifest: bytes | None = None,
-                extra_members: dict[str, tuple[bytes, int]] | None = None) -> Path:
+    def publish(
+        self,
+        version: str,
+        *,
+        health: str = "ok",
+        manifest: bytes | None = None,
+        extra_members: dict[str, tuple[bytes, int]] | None = None,
+    ) -> Path:
         archive = releases.build_release(self.artifacts, version, health=health, extra_members=extra_members)
-        self.github.add_release(CORE_REPO, f"v{version}", assets={f"dunebugger-{version}.tar.gz": archive.read_bytes()},
-                                manifest=manifest)
+        self.github.add_release(
+            CORE_REPO, f"v{version}", assets={f"dunebugger-{version}.tar.gz": archive.read_bytes()}, manifest=manifest
+        )
         return archive
 
     def publish_service(self, component: str, version: str, *, manifest: bytes | None = None) -> None:
         self.github.add_release(f"marco-svitol/dunebugger-{component}", f"v{version}", manifest=manifest)
 
     def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
-                              capture_output=True, text=True, timeout=timeout, env=self._environment(), check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self._environment(),
+            check=False,
+        )
 
     @staticmethod
     def _environment() -> dict[str, str]:
-        return {k: v for k, v in os.environ.items()
-                if not k.startswith("UPDATER_") and k not in ("GITHUB_TOKEN", "DUNEBUGGER_CONFIG")}
+        return {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("UPDATER_") and k not in ("GITHUB_TOKEN", "DUNEBUGGER_CONFIG")
+        }
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """The CLI in the background; read its output with communicate()."""
-        return subprocess.Popen([sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self._environment())
+        return subprocess.Popen(
+            [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self._environment(),
+        )
 
     def played_batches(self, message: dict[str, Any]) -> list[list[str]]:
         """The hosts of every play (one per batch) of the run a fleet_result names, in
@@ -134,15 +160,18 @@ def controller(tmp_path: Path, github: FakeGitHub) -> Controller:
     config = tmp_path / "controller.conf"
     # DUNEBUGGER_FLEET_STRATEGY=mitogen_linear runs the whole tier with the opt-in strategy.
     strategy = os.environ.get("DUNEBUGGER_FLEET_STRATEGY", "linear")
-    config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {tmp_path / 'state'}\n"
-                      f"fleetStrategy = {strategy}\n")
+    config.write_text(
+        f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {tmp_path / 'state'}\nfleetStrategy = {strategy}\n"
+    )
     return Controller(github, config, tmp_path / "artifacts", tmp_path / "state")
 
 
 @pytest.fixture
 def container_controller(controller: Controller, container_hosts: ContainerFleet) -> Controller:
     """The controller, with the container components' images in the fleet's registry."""
-    sections = "".join(f"\n[Component:{name}]\nimage = {container_hosts.registry}/dunebugger-{name}\n"
-                       for name in ("scheduler", "remote"))
+    sections = "".join(
+        f"\n[Component:{name}]\nimage = {container_hosts.registry}/dunebugger-{name}\n"
+        for name in ("scheduler", "remote")
+    )
     controller.config.write_text(controller.config.read_text() + sections)
     return controller

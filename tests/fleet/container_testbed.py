@@ -42,7 +42,7 @@ def ci_environment() -> dict[str, str]:
     values = {}
     for line in path.read_text().splitlines():
         if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
+            key, _, value = line[len("export ") :].partition("=")
             values[key.strip()] = value.strip()
     return values
 
@@ -93,9 +93,11 @@ class ContainerFleet(Fleet):
         wait_for(lambda: self.running(host) == versions, f"{versions} running on {host.name}", timeout=60)
 
     def _pristine(self, host: Host) -> bool:
-        return (host.path(COMPOSE_FILE).read_text() == compose_text(self.registry, dict.fromkeys(SERVICES, INSTALLED))
-                and self.running(host) == dict.fromkeys(SERVICES, INSTALLED)
-                and not host.path(f"{STACK_HOME}/backups").exists())
+        return (
+            host.path(COMPOSE_FILE).read_text() == compose_text(self.registry, dict.fromkeys(SERVICES, INSTALLED))
+            and self.running(host) == dict.fromkeys(SERVICES, INSTALLED)
+            and not host.path(f"{STACK_HOME}/backups").exists()
+        )
 
     def _session_environment(self, host: Host) -> str:
         config = self._engine_dir(host) / "config"
@@ -109,14 +111,23 @@ class ContainerFleet(Fleet):
         self._retag("dunebugger-scheduler", "1.8.0-unhealthy", "1.8.0")
         storage = Path(self.ci_env["DUNEBUGGER_CI_STATE"]) / "registry" / "data"
         config = self.workdir / "registry.yml"
-        config.write_text(json.dumps({
-            "version": 0.1, "log": {"level": "info", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str(storage)},
-                        "maintenance": {"readonly": {"enabled": True}, "uploadpurging": {"enabled": False}}},
-            "http": {"addr": self.registry}}))
+        config.write_text(
+            json.dumps(
+                {
+                    "version": 0.1,
+                    "log": {"level": "info", "accesslog": {"disabled": True}},
+                    "storage": {
+                        "filesystem": {"rootdirectory": str(storage)},
+                        "maintenance": {"readonly": {"enabled": True}, "uploadpurging": {"enabled": False}},
+                    },
+                    "http": {"addr": self.registry},
+                }
+            )
+        )
         with open(self.workdir / "registry.log", "ab") as log:
-            self.registry_process = subprocess.Popen([REGISTRY, "serve", str(config)], stdin=subprocess.DEVNULL,
-                                                     stdout=log, stderr=log)
+            self.registry_process = subprocess.Popen(
+                [REGISTRY, "serve", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
         wait_for(lambda: _answers(f"http://{self.registry}/v2/"), "the fleet's registry")
 
     def _retag(self, repository: str, source: str, target: str) -> None:
@@ -136,32 +147,71 @@ class ContainerFleet(Fleet):
         if not plugin.exists():
             plugin.symlink_to(self.ci_env["DUNEBUGGER_COMPOSE_V2"])
         (directory / "daemon.json").write_text("{}\n")
-        argv = ["nsenter", "-t", str(host.anchor_pid), "-m", "-u", "-n", "--", DOCKERD,
-                "--config-file", str(directory / "daemon.json"),
-                "--data-root", str(directory / "data"), "--exec-root", str(directory / "exec"),
-                "--pidfile", str(directory / "pid"), "-H", f"unix://{self._socket(host)}",
-                "--storage-driver", "overlay2", "--iptables=false", "--ip-masq=false", "--ip-forward=false",
-                "--bip", "10.214.0.1/24", "--cgroup-parent", f"dbfleet-{self.tag}-{host.name}",
-                "--insecure-registry", self.registry]
+        argv = [
+            "nsenter",
+            "-t",
+            str(host.anchor_pid),
+            "-m",
+            "-u",
+            "-n",
+            "--",
+            DOCKERD,
+            "--config-file",
+            str(directory / "daemon.json"),
+            "--data-root",
+            str(directory / "data"),
+            "--exec-root",
+            str(directory / "exec"),
+            "--pidfile",
+            str(directory / "pid"),
+            "-H",
+            f"unix://{self._socket(host)}",
+            "--storage-driver",
+            "overlay2",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+            "--bip",
+            "10.214.0.1/24",
+            "--cgroup-parent",
+            f"dbfleet-{self.tag}-{host.name}",
+            "--insecure-registry",
+            self.registry,
+        ]
         with open(directory / "dockerd.log", "ab") as log:
             self.engines[host.name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        wait_for(lambda: self.docker(host, "info", check=False).returncode == 0, f"the engine of {host.name}",
-                 timeout=60)
+        wait_for(
+            lambda: self.docker(host, "info", check=False).returncode == 0, f"the engine of {host.name}", timeout=60
+        )
 
     # --- inside a host ---------------------------------------------------------------
 
     def docker(self, host: Host, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60, check=False,
-                              env={**os.environ, "DOCKER_HOST": f"unix://{self._socket(host)}"})
+        done = subprocess.run(
+            ["docker", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "DOCKER_HOST": f"unix://{self._socket(host)}"},
+        )
         if check and done.returncode != 0:
             raise TestbedError(f"docker {' '.join(args)} on {host.name}: {done.stderr.strip()}")
         return done
 
     def compose(self, host: Host, *args: str) -> subprocess.CompletedProcess[str]:
         """`docker compose` inside the host, where its compose file is."""
-        return host.enter("env", f"DOCKER_HOST=unix://{self._socket(host)}",
-                          f"DOCKER_CONFIG={self._engine_dir(host) / 'config'}",
-                          "docker", "compose", "-f", COMPOSE_FILE, *args, timeout=120)
+        return host.enter(
+            "env",
+            f"DOCKER_HOST=unix://{self._socket(host)}",
+            f"DOCKER_CONFIG={self._engine_dir(host) / 'config'}",
+            "docker",
+            "compose",
+            "-f",
+            COMPOSE_FILE,
+            *args,
+            timeout=120,
+        )
 
     def running(self, host: Host) -> dict[str, str]:
         """service -> image tag of its running container."""
@@ -174,8 +224,20 @@ class ContainerFleet(Fleet):
 
     def pulls(self, host: Host, since: float) -> list[str]:
         """Images the host's engine pulled since `since` (epoch seconds)."""
-        events = self.docker(host, "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
-                             "--filter", "type=image", "--filter", "event=pull", "--format", "{{.Actor.ID}}").stdout
+        events = self.docker(
+            host,
+            "events",
+            "--since",
+            f"{since:.3f}",
+            "--until",
+            f"{time.time():.3f}",
+            "--filter",
+            "type=image",
+            "--filter",
+            "event=pull",
+            "--format",
+            "{{.Actor.ID}}",
+        ).stdout
         return events.split()
 
     def _engine_dir(self, host: Host) -> Path:

@@ -70,16 +70,19 @@ def require_tools() -> None:
             problems.append(f"{tool} is missing")
     if not Path(SSHD).is_file():
         problems.append(f"{SSHD} is missing (apt-get install openssh-server)")
-    if not Path(DEVICE_PYTHON).is_file() or subprocess.run(
-            [DEVICE_PYTHON, "-c", "import yaml"], capture_output=True, check=False).returncode != 0:
+    if (
+        not Path(DEVICE_PYTHON).is_file()
+        or subprocess.run([DEVICE_PYTHON, "-c", "import yaml"], capture_output=True, check=False).returncode != 0
+    ):
         problems.append(f"{DEVICE_PYTHON} with PyYAML is missing (apt-get install python3-yaml)")
     if not problems:
         probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
         if probe.returncode != 0:
             problems.append(f"`ip netns` does not work: {probe.stderr.strip()}")
     if problems:
-        raise TestbedError("fleet test bed unavailable: " + "; ".join(problems)
-                           + " (run ci/install-system-packages.sh as root)")
+        raise TestbedError(
+            "fleet test bed unavailable: " + "; ".join(problems) + " (run ci/install-system-packages.sh as root)"
+        )
 
 
 def _run(argv: list[str], *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -91,18 +94,20 @@ def _run(argv: list[str], *, check: bool = True, timeout: float = 60) -> subproc
 
 @dataclass
 class Host:
-    name: str          # inventory name and hostname
+    name: str  # inventory name and hostname
     netns: str
     address: str
     app_port: int
-    directory: Path    # on the controller: sshd config, host key, pid file
+    directory: Path  # on the controller: sshd config, host key, pid file
     anchor_pid: int = 0
     sshd: subprocess.Popen | None = None
 
     # --- inside the host -------------------------------------------------------------
 
     def enter(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return _run(["nsenter", "-t", str(self.anchor_pid), "-m", "-u", "-n", "--", *argv], check=check, timeout=timeout)
+        return _run(
+            ["nsenter", "-t", str(self.anchor_pid), "-m", "-u", "-n", "--", *argv], check=check, timeout=timeout
+        )
 
     def path(self, inside: str) -> Path:
         """A path of this host, seen from the controller."""
@@ -129,17 +134,23 @@ class Host:
 
     def health(self) -> str | None:
         """The version /health reports inside the host, or None."""
-        probe = ("import json, sys, urllib.request\n"
-                 f"print(json.load(urllib.request.urlopen('http://127.0.0.1:{self.app_port}/health', timeout=2))['version'])")
+        probe = (
+            "import json, sys, urllib.request\n"
+            f"print(json.load(urllib.request.urlopen('http://127.0.0.1:{self.app_port}/health', timeout=2))['version'])"
+        )
         done = self.enter(sys.executable, "-c", probe, check=False)
         return done.stdout.strip() if done.returncode == 0 else None
 
     def pristine(self) -> bool:
         """Still exactly as reset_core() left it: plain 1.0.0 directory, nothing staged, running."""
         home = self.path(CORE_HOME)
-        return (not (home / "core").is_symlink() and self.installed_version() == INSTALLED_VERSION
-                and not (home / "releases").exists() and not any((home / "backups").iterdir())
-                and self.app_pid() is not None)
+        return (
+            not (home / "core").is_symlink()
+            and self.installed_version() == INSTALLED_VERSION
+            and not (home / "releases").exists()
+            and not any((home / "backups").iterdir())
+            and self.app_pid() is not None
+        )
 
     def hostname(self) -> str:
         return self.enter("hostname").stdout.strip()
@@ -147,8 +158,20 @@ class Host:
     # --- sshd ------------------------------------------------------------------------
 
     def start_sshd(self) -> None:
-        argv = ["nsenter", "-t", str(self.anchor_pid), "-m", "-u", "-n", "--",
-                SSHD, "-D", "-e", "-f", str(self.directory / "sshd_config")]
+        argv = [
+            "nsenter",
+            "-t",
+            str(self.anchor_pid),
+            "-m",
+            "-u",
+            "-n",
+            "--",
+            SSHD,
+            "-D",
+            "-e",
+            "-f",
+            str(self.directory / "sshd_config"),
+        ]
         with open(self.directory / "sshd.log", "ab") as log:
             self.sshd = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 10
@@ -178,8 +201,10 @@ class Host:
     def close_master(self) -> None:
         """End the controller's SSH master connection to this host (Ansible's ControlPath):
         the next task connects afresh, host key check included."""
-        _run(["ssh", "-O", "exit", "-o", f"ControlPath={Path.home()}/.ansible/cp/%C", "-l", "root", self.address],
-             check=False)
+        _run(
+            ["ssh", "-O", "exit", "-o", f"ControlPath={Path.home()}/.ansible/cp/%C", "-l", "root", self.address],
+            check=False,
+        )
 
 
 class Fleet:
@@ -194,8 +219,13 @@ class Fleet:
         self.known_hosts = workdir / "known_hosts"  # every host's key: fleet runs check them
         self.inventory = workdir / "inventory.yml"
         self.hosts = [
-            Host(name=f"h{index}", netns=f"dbf-{self.tag}-h{index}", address=f"10.231.{octet}.{10 + index}",
-                 app_port=FIRST_APP_PORT + index, directory=workdir / f"h{index}")
+            Host(
+                name=f"h{index}",
+                netns=f"dbf-{self.tag}-h{index}",
+                address=f"10.231.{octet}.{10 + index}",
+                app_port=FIRST_APP_PORT + index,
+                directory=workdir / f"h{index}",
+            )
             for index in range(1, count + 1)
         ]
 
@@ -227,9 +257,12 @@ class Fleet:
             self._network(host, index)
             self._anchor(host)
             self._sshd_files(host)
-        self.known_hosts.write_text("".join(
-            f"{host.address} {' '.join((host.directory / 'host_key.pub').read_text().split()[:2])}\n"
-            for host in self.hosts))
+        self.known_hosts.write_text(
+            "".join(
+                f"{host.address} {' '.join((host.directory / 'host_key.pub').read_text().split()[:2])}\n"
+                for host in self.hosts
+            )
+        )
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(self._boot, self.hosts))
         self.write_inventory()
@@ -256,9 +289,23 @@ class Fleet:
         # nsenter, not `ip netns exec`: that one remounts /sys, hiding the cgroup mounts a
         # container engine in the host needs.
         with open(host.directory.parent / f"{host.name}-anchor.log", "ab") as log:
-            anchor = subprocess.Popen(["nsenter", f"--net=/run/netns/{host.netns}", "unshare", "--mount", "--uts",
-                                       "--propagation", "private", "sh", "-c", script],
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+            anchor = subprocess.Popen(
+                [
+                    "nsenter",
+                    f"--net=/run/netns/{host.netns}",
+                    "unshare",
+                    "--mount",
+                    "--uts",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    script,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         host.anchor_pid = anchor.pid  # nsenter, unshare and sh all exec: this pid becomes sleep
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -288,8 +335,7 @@ class Fleet:
             "MaxStartups 100\n"
             "MaxSessions 100\n"
             "Subsystem sftp internal-sftp\n"
-            "LogLevel ERROR\n"
-            + self._session_environment(host)
+            "LogLevel ERROR\n" + self._session_environment(host)
         )
 
     def _session_environment(self, host: Host) -> str:
@@ -302,10 +348,13 @@ class Fleet:
 
     def write_inventory(self) -> Path:
         """The fleet as an Ansible inventory: h1 is the canary, the rest production."""
-        return self.write(self.inventory, {
-            "canary": {"hosts": {self.hosts[0].name: self.host_vars(self.hosts[0])}},
-            "production": {"hosts": {host.name: self.host_vars(host) for host in self.hosts[1:]}},
-        })
+        return self.write(
+            self.inventory,
+            {
+                "canary": {"hosts": {self.hosts[0].name: self.host_vars(self.hosts[0])}},
+                "production": {"hosts": {host.name: self.host_vars(host) for host in self.hosts[1:]}},
+            },
+        )
 
     def write(self, path: Path, children: dict) -> Path:
         """An inventory of these hosts grouped as `children` (all.children), with the
@@ -404,8 +453,11 @@ def _kill_namespace(anchor_pid: int, only: str | None = None) -> None:
     if namespace is None or namespace == _mount_ns("self"):
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        members = [int(p) for p in os.listdir("/proc")
-                   if p.isdigit() and _mount_ns(p) == namespace and (only is None or _comm(p) == only)]
+        members = [
+            int(p)
+            for p in os.listdir("/proc")
+            if p.isdigit() and _mount_ns(p) == namespace and (only is None or _comm(p) == only)
+        ]
         for pid in members:
             try:
                 os.kill(pid, sig)
@@ -413,8 +465,9 @@ def _kill_namespace(anchor_pid: int, only: str | None = None) -> None:
                 pass
         deadline = time.monotonic() + 3
         while members and time.monotonic() < deadline:
-            members = [pid for pid in members if _mount_ns(pid) == namespace and _comm(pid) is not None
-                       and not _is_zombie(pid)]
+            members = [
+                pid for pid in members if _mount_ns(pid) == namespace and _comm(pid) is not None and not _is_zombie(pid)
+            ]
             time.sleep(0.05)
         if not members:
             break

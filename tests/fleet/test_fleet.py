@@ -48,7 +48,11 @@ def test_check_reports_each_device_and_the_latest_release(fleet, controller):
     body = message["body"]
     assert (body["latest"], body["latest_tag"]) == ("1.1.0", "v1.1.0")
     assert {host: d["version"] for host, d in body["devices"].items()} == {
-        "h1": "1.0.0", "h2": "1.0.5", "h3": "1.0.0", "h4": "1.0.0"}
+        "h1": "1.0.0",
+        "h2": "1.0.5",
+        "h3": "1.0.0",
+        "h4": "1.0.0",
+    }
     assert all(d["update_available"] and not d["unreachable"] for d in body["devices"].values())
 
 
@@ -60,10 +64,15 @@ def test_all_devices_updated_canary_first(fleet, controller):
     assert status == 0, message
     body = message["body"]
     assert body["success"] and body["version"] == "1.1.0" and body["summary"] == {"updated": 4}
-    assert {h: (d["batch"], d["version_before"], d["version_after"], d["rolled_back"], d["unreachable"])
-            for h, d in devices(message).items()} == {
-        "h1": (1, "1.0.0", "1.1.0", False, False), "h2": (2, "1.0.0", "1.1.0", False, False),
-        "h3": (2, "1.0.0", "1.1.0", False, False), "h4": (2, "1.0.0", "1.1.0", False, False)}
+    assert {
+        h: (d["batch"], d["version_before"], d["version_after"], d["rolled_back"], d["unreachable"])
+        for h, d in devices(message).items()
+    } == {
+        "h1": (1, "1.0.0", "1.1.0", False, False),
+        "h2": (2, "1.0.0", "1.1.0", False, False),
+        "h3": (2, "1.0.0", "1.1.0", False, False),
+        "h4": (2, "1.0.0", "1.1.0", False, False),
+    }
     assert [host.health() for host in fleet.hosts] == ["1.1.0"] * 4
     # resolved once on the controller: one release lookup, one download for four devices
     paths = [request.path for request in controller.github.requests]
@@ -101,12 +110,16 @@ def test_a_batch_over_max_fail_percentage_stops_the_rollout(fleet, controller, t
     h4_pid = fleet["h4"].app_pid()
 
     # batches [h2, h3], [h4]: one failure in two is over 0 % (not the whole batch failing)
-    status, message = controller.fleet_json("update", "core", "-i", str(tight), "--limit", "production",
-                                            "--batches", "2,1", "--max-fail-percentage", "0")
+    status, message = controller.fleet_json(
+        "update", "core", "-i", str(tight), "--limit", "production", "--batches", "2,1", "--max-fail-percentage", "0"
+    )
 
     assert status == 1
     assert {h: (d["batch"], d["outcome"]) for h, d in devices(message).items()} == {
-        "h2": (1, "updated"), "h3": (1, "refused"), "h4": (2, "not_started")}
+        "h2": (1, "updated"),
+        "h3": (1, "refused"),
+        "h4": (2, "not_started"),
+    }
     assert "free" in devices(message)["h3"]["reason"]
     assert [host.health() for host in fleet.hosts] == ["1.0.0", "1.1.0", "1.0.0", "1.0.0"]
     assert fleet["h4"].app_pid() == h4_pid
@@ -138,7 +151,8 @@ def test_limit_pattern_and_devices_already_up_to_date(fleet, controller):
     assert outcomes(message) == {"h2": "updated", "h3": "up_to_date"}
     assert devices(message)["h3"]["batch"] is None, "an up-to-date device is not part of the run"
     assert {name: fleet[name].app_pid() for name in ("h1", "h3", "h4")} == {
-        name: before[name] for name in ("h1", "h3", "h4")}
+        name: before[name] for name in ("h1", "h3", "h4")
+    }
     assert [host.health() for host in fleet.hosts] == ["1.0.0", "1.1.0", "1.1.0", "1.0.0"]
 
 
@@ -155,14 +169,33 @@ def test_bad_input_exits_2(fleet, controller):
 def test_ansible_playbook_by_hand_rolls_out_in_batches(fleet, controller, tmp_path):
     archive = controller.publish("1.1.0")
     extra = tmp_path / "vars.yml"
-    extra.write_text(yaml.safe_dump({
-        "dunebugger_version": "1.1.0", "core_archive": str(archive), "core_archive_sha256": sha256_file(archive),
-        "dunebugger_batches": [1, "100%"], "dunebugger_max_fail_percentage": 0}))
+    extra.write_text(
+        yaml.safe_dump(
+            {
+                "dunebugger_version": "1.1.0",
+                "core_archive": str(archive),
+                "core_archive_sha256": sha256_file(archive),
+                "dunebugger_batches": [1, "100%"],
+                "dunebugger_max_fail_percentage": 0,
+            }
+        )
+    )
 
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(fleet.inventory),
-         "playbooks/update_core.yml", "-e", f"@{extra}"],
-        cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(fleet.inventory),
+            "playbooks/update_core.yml",
+            "-e",
+            f"@{extra}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
 
     assert done.returncode == 0, done.stdout[-3000:]
     assert done.stdout.count("PLAY [Update core]") == 2, "two batches: the canary, then the rest"
@@ -170,18 +203,24 @@ def test_ansible_playbook_by_hand_rolls_out_in_batches(fleet, controller, tmp_pa
 
 
 def test_the_canary_goes_first_however_deep_its_group_and_an_unreachable_device_is_left_out(
-        fleet, controller, tmp_path):
+    fleet, controller, tmp_path
+):
     """Ansible alone would start with the shallowest group (here the unreachable h4, and
     all real devices would end `not_started`)."""
     controller.publish("1.1.0")
     hosts = {host.name: fleet.host_vars(host) for host in fleet.hosts}
-    nested = fleet.write(tmp_path / "nested.yml", {
-        "offline": {"hosts": {"h4": hosts["h4"]}},
-        "fleet": {"children": {
-            "production": {"hosts": {"h3": hosts["h3"], "h2": hosts["h2"]}},
-            "sites": {"children": {"lab": {"children": {"canary": {"hosts": {"h1": hosts["h1"]}}}}}},
-        }},
-    })
+    nested = fleet.write(
+        tmp_path / "nested.yml",
+        {
+            "offline": {"hosts": {"h4": hosts["h4"]}},
+            "fleet": {
+                "children": {
+                    "production": {"hosts": {"h3": hosts["h3"], "h2": hosts["h2"]}},
+                    "sites": {"children": {"lab": {"children": {"canary": {"hosts": {"h1": hosts["h1"]}}}}}},
+                }
+            },
+        },
+    )
     fleet["h4"].stop_sshd()
 
     status, message = controller.fleet_json("update", "core", "-i", str(nested))
@@ -190,7 +229,11 @@ def test_the_canary_goes_first_however_deep_its_group_and_an_unreachable_device_
     assert message["body"]["rollout"]["plan"] == [["h1"], ["h2", "h3"]]
     assert controller.played_batches(message) == [["h1"], ["h2", "h3"]], "Ansible ran the canary alone, first"
     assert {h: (d["batch"], d["outcome"]) for h, d in devices(message).items()} == {
-        "h1": (1, "updated"), "h2": (2, "updated"), "h3": (2, "updated"), "h4": (None, "unreachable")}
+        "h1": (1, "updated"),
+        "h2": (2, "updated"),
+        "h3": (2, "updated"),
+        "h4": (None, "unreachable"),
+    }
     assert "Connection refused" in devices(message)["h4"]["reason"]
     assert [host.health() for host in fleet.hosts[:3]] == ["1.1.0"] * 3
 
@@ -225,7 +268,11 @@ def test_dry_run_prints_the_batches_and_the_release_and_changes_nothing(fleet, c
     assert (body["dry_run"], body["version"], body["release"]) == (True, "1.1.0", "v1.1.0")
     assert body["rollout"]["plan"] == [["h1"], ["h2", "h4"]]
     assert {h: (d["batch"], d["outcome"]) for h, d in devices(message).items()} == {
-        "h1": (1, "planned"), "h2": (2, "planned"), "h3": (None, "up_to_date"), "h4": (2, "planned")}
+        "h1": (1, "planned"),
+        "h2": (2, "planned"),
+        "h3": (None, "up_to_date"),
+        "h4": (2, "planned"),
+    }
     assert pids(fleet) == before
     assert all(fleet[name].pristine() for name in ("h1", "h2", "h4"))
 
@@ -249,8 +296,9 @@ def test_a_broken_inventory_is_bad_input_with_the_parsers_message(controller, tm
 def test_a_rollout_with_the_mitogen_strategy(fleet, controller):
     """fleetStrategy = mitogen_linear (opt-in): the same rollout, canary first."""
     controller.publish("1.1.0")
-    controller.config.write_text(controller.config.read_text().replace("fleetStrategy = linear",
-                                                                       "fleetStrategy = mitogen_linear"))
+    controller.config.write_text(
+        controller.config.read_text().replace("fleetStrategy = linear", "fleetStrategy = mitogen_linear")
+    )
 
     status, message = controller.fleet_json("update", "core", "-i", str(fleet.inventory), "--limit", "h1,h2")
 

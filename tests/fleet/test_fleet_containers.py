@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import time
 
-SCHEDULER_MANIFEST = '''version: "{version}"
+SCHEDULER_MANIFEST = """version: "{version}"
 component_type: "container"
 min_remote_version: "{remote}"
-'''
+"""
 
 
 def outcomes(message: dict) -> dict[str, tuple]:
     assert message["subject"] == "fleet_result", message
-    return {host: (device["batch"], device["outcome"], device["version_before"], device["version_after"])
-            for host, device in message["body"]["devices"].items()}
+    return {
+        host: (device["batch"], device["outcome"], device["version_before"], device["version_after"])
+        for host, device in message["body"]["devices"].items()
+    }
 
 
 def test_scheduler_rolled_out_canary_first_pulled_once_per_device_then_rolled_back(
-        container_fleet, container_controller):
+    container_fleet, container_controller
+):
     fleet, controller = container_fleet, container_controller
     controller.publish_service("scheduler", "1.1.0")
     remote_ids = {host.name: fleet.container_ids(host)["remote"] for host in fleet.hosts}
@@ -27,8 +30,11 @@ def test_scheduler_rolled_out_canary_first_pulled_once_per_device_then_rolled_ba
     status, message = controller.fleet_json("update", "scheduler", "-i", str(fleet.inventory))
 
     assert status == 0, message
-    assert outcomes(message) == {"h1": (1, "updated", "1.0.0", "1.1.0"), "h2": (2, "updated", "1.0.0", "1.1.0"),
-                                 "h3": (2, "updated", "1.0.0", "1.1.0")}
+    assert outcomes(message) == {
+        "h1": (1, "updated", "1.0.0", "1.1.0"),
+        "h2": (2, "updated", "1.0.0", "1.1.0"),
+        "h3": (2, "updated", "1.0.0", "1.1.0"),
+    }
     assert controller.played_batches(message) == [["h1"], ["h2", "h3"]]
     assert [fleet.running(host) for host in fleet.hosts] == [{"scheduler": "1.1.0", "remote": "1.0.0"}] * 3
     assert [len(fleet.pulls(host, began)) for host in fleet.hosts] == [1, 1, 1], "one pull per device"
@@ -52,8 +58,11 @@ def test_an_unhealthy_canary_is_rolled_back_and_no_other_device_is_touched(conta
     status, message = controller.fleet_json("update", "scheduler", "-i", str(fleet.inventory))
 
     assert status == 1
-    assert outcomes(message) == {"h1": (1, "rolled_back", "1.0.0", "1.0.0"), "h2": (2, "not_started", "1.0.0", "1.0.0"),
-                                 "h3": (2, "not_started", "1.0.0", "1.0.0")}
+    assert outcomes(message) == {
+        "h1": (1, "rolled_back", "1.0.0", "1.0.0"),
+        "h2": (2, "not_started", "1.0.0", "1.0.0"),
+        "h3": (2, "not_started", "1.0.0", "1.0.0"),
+    }
     canary = message["body"]["devices"]["h1"]
     assert "unhealthy" in canary["reason"] and canary["failed_task"]
     assert fleet.running(fleet["h1"]) == {"scheduler": "1.0.0", "remote": "1.0.0"}
@@ -67,16 +76,20 @@ def test_min_remote_version_holds_across_the_fleet(container_fleet, container_co
     it; once remote is rolled out, the same rollout reaches the others."""
     fleet, controller = container_fleet, container_controller
     fleet.set_stack(fleet["h2"], {"scheduler": "1.0.0", "remote": "1.1.0"})
-    controller.publish_service("scheduler", "1.1.0",
-                               manifest=SCHEDULER_MANIFEST.format(version="1.1.0", remote="1.1.0").encode())
+    controller.publish_service(
+        "scheduler", "1.1.0", manifest=SCHEDULER_MANIFEST.format(version="1.1.0", remote="1.1.0").encode()
+    )
     controller.publish_service("remote", "1.1.0")
     inventory = str(fleet.inventory)
 
     status, message = controller.fleet_json("update", "scheduler", "-i", inventory)
 
     assert status == 1
-    assert outcomes(message) == {"h1": (None, "refused", "1.0.0", "1.0.0"), "h2": (1, "updated", "1.0.0", "1.1.0"),
-                                 "h3": (None, "refused", "1.0.0", "1.0.0")}
+    assert outcomes(message) == {
+        "h1": (None, "refused", "1.0.0", "1.0.0"),
+        "h2": (1, "updated", "1.0.0", "1.1.0"),
+        "h3": (None, "refused", "1.0.0", "1.0.0"),
+    }
     assert "needs remote 1.1.0 or newer (runs 1.0.0): update remote first" in message["body"]["devices"]["h1"]["reason"]
     assert fleet.running(fleet["h1"]) == {"scheduler": "1.0.0", "remote": "1.0.0"}
 

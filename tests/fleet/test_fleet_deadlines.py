@@ -23,8 +23,10 @@ time.sleep(3600)
 
 
 def manifest_with_health(url: str, timeout: int) -> bytes:
-    return (f'version: "1.1.0"\ncomponent_type: "python_app"\npost_update_checks:\n'
-            f'  - type: "health_endpoint"\n    url: "{url}"\n    timeout_seconds: {timeout}\n').encode()
+    return (
+        f'version: "1.1.0"\ncomponent_type: "python_app"\npost_update_checks:\n'
+        f'  - type: "health_endpoint"\n    url: "{url}"\n    timeout_seconds: {timeout}\n'
+    ).encode()
 
 
 def failed_task_durations(controller, message: dict, host: str, task: str) -> list[float]:
@@ -35,17 +37,31 @@ def failed_task_durations(controller, message: dict, host: str, task: str) -> li
     for path in directory.glob("*.json"):
         event = json.loads(path.read_text())
         data = event["event_data"]
-        if event["event"] == "runner_on_failed" and data.get("host") == host \
-                and data.get("task") == task:
-            durations.append((datetime.fromisoformat(data["end"]) - datetime.fromisoformat(data["start"])).total_seconds())
+        if event["event"] == "runner_on_failed" and data.get("host") == host and data.get("task") == task:
+            durations.append(
+                (datetime.fromisoformat(data["end"]) - datetime.fromisoformat(data["start"])).total_seconds()
+            )
     return durations
 
 
 @pytest.fixture
 def silent_port(fleet):
     port = 18999
-    listener = subprocess.Popen(["nsenter", "-t", str(fleet["h1"].anchor_pid), "-m", "-u", "-n", "--",
-                                 sys.executable, "-c", SILENT_LISTENER, str(port)])
+    listener = subprocess.Popen(
+        [
+            "nsenter",
+            "-t",
+            str(fleet["h1"].anchor_pid),
+            "-m",
+            "-u",
+            "-n",
+            "--",
+            sys.executable,
+            "-c",
+            SILENT_LISTENER,
+            str(port),
+        ]
+    )
     yield port
     listener.kill()
     listener.wait()

@@ -9,8 +9,10 @@ from fleet_testbed import wait_for
 
 def outcomes(message: dict) -> dict[str, tuple]:
     assert message["subject"] == "fleet_result"
-    return {host: (device["outcome"], device["version_before"], device["version_after"])
-            for host, device in message["body"]["devices"].items()}
+    return {
+        host: (device["outcome"], device["version_before"], device["version_after"])
+        for host, device in message["body"]["devices"].items()
+    }
 
 
 def test_a_second_rollout_over_the_same_inventory_is_busy_and_rollback_restores_each_device(fleet, controller):
@@ -18,8 +20,11 @@ def test_a_second_rollout_over_the_same_inventory_is_busy_and_rollback_restores_
     inventory = str(fleet.inventory)
     running = controller.start("fleet", "update", "core", "-i", inventory, "--limit", "h1,h2", "--json")
     locks = controller.state / "fleet-locks"
-    wait_for(lambda: any("fleet update of core" in path.read_text() for path in locks.glob("*.lock")),
-             "the first rollout to hold the inventory", timeout=60)
+    wait_for(
+        lambda: any("fleet update of core" in path.read_text() for path in locks.glob("*.lock")),
+        "the first rollout to hold the inventory",
+        timeout=60,
+    )
 
     began = time.monotonic()
     busy_update = controller.cli("fleet", "update", "core", "-i", inventory, "--limit", "h3")

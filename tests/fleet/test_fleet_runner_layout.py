@@ -28,14 +28,28 @@ def test_a_rollout_from_a_plain_ansible_runner_private_data_dir(fleet, controlle
     (job / "inventory").mkdir()
     shutil.copy(fleet.inventory, job / "inventory" / "hosts.yml")
     (job / "env").mkdir()
-    (job / "env" / "extravars").write_text(yaml.safe_dump({
-        "dunebugger_version": "1.1.0", "core_archive": str(archive), "core_archive_sha256": sha256_file(archive),
-        "dunebugger_hosts": ["h1", "h2"], "dunebugger_batches": [1, 1], "dunebugger_max_fail_percentage": 0}))
+    (job / "env" / "extravars").write_text(
+        yaml.safe_dump(
+            {
+                "dunebugger_version": "1.1.0",
+                "core_archive": str(archive),
+                "core_archive_sha256": sha256_file(archive),
+                "dunebugger_hosts": ["h1", "h2"],
+                "dunebugger_batches": [1, 1],
+                "dunebugger_max_fail_percentage": 0,
+            }
+        )
+    )
 
     tools = Path(sys.executable).parent  # ansible-runner and ansible-playbook, as in an execution environment
-    done = subprocess.run([str(tools / "ansible-runner"), "run", str(job), "-p", "playbooks/update_core.yml",
-                           "--ident", "rollout"], capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"})
+    done = subprocess.run(
+        [str(tools / "ansible-runner"), "run", str(job), "-p", "playbooks/update_core.yml", "--ident", "rollout"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"},
+    )
 
     artifacts = job / "artifacts" / "rollout"
     assert done.returncode == 0, (artifacts / "stdout").read_text()[-3000:]

@@ -11,6 +11,7 @@ def known_hosts_line(address: str, public_key_file) -> str:
     kind, key = public_key_file.read_text().split()[:2]
     return f"{address} {kind} {key}\n"
 
+
 # The test bed's inventory names a known_hosts file with every host's key; here h2 is
 # known with another key (an impostor answers at its address) and h3 not at all.
 
@@ -20,10 +21,14 @@ def test_a_device_with_an_unexpected_host_key_is_not_updated(fleet, controller, 
     impostor = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)], check=True)
     known = tmp_path / "known_hosts"
-    known.write_text(known_hosts_line(fleet["h1"].address, fleet["h1"].directory / "host_key.pub")
-                     + known_hosts_line(fleet["h2"].address, impostor.with_suffix(".pub")))  # h3: not known at all
-    hosts = {host.name: {**fleet.host_vars(host), "ansible_ssh_common_args": f"-o UserKnownHostsFile={known}"}
-             for host in fleet.hosts[:3]}
+    known.write_text(
+        known_hosts_line(fleet["h1"].address, fleet["h1"].directory / "host_key.pub")
+        + known_hosts_line(fleet["h2"].address, impostor.with_suffix(".pub"))
+    )  # h3: not known at all
+    hosts = {
+        host.name: {**fleet.host_vars(host), "ansible_ssh_common_args": f"-o UserKnownHostsFile={known}"}
+        for host in fleet.hosts[:3]
+    }
     inventory = fleet.write(tmp_path / "checked.yml", {"devices": {"hosts": hosts}})
     for host in fleet.hosts:
         host.close_master()  # no connection of an earlier test may stand in for the check
@@ -33,7 +38,10 @@ def test_a_device_with_an_unexpected_host_key_is_not_updated(fleet, controller, 
     assert status == 1
     devices = message["body"]["devices"]
     assert {host: device["outcome"] for host, device in devices.items()} == {
-        "h1": "updated", "h2": "unreachable", "h3": "unreachable"}
+        "h1": "updated",
+        "h2": "unreachable",
+        "h3": "unreachable",
+    }
     assert "Host key verification failed" in devices["h2"]["reason"]
     assert "Host key verification failed" in devices["h3"]["reason"]
     assert fleet["h1"].health() == "1.1.0"

@@ -18,16 +18,26 @@ options:
   components:
     type: dict
     required: true
-    description: component name -> {type: python_app or container, service: compose service}
+    description: component name -> {type (python_app or container), service (the compose service)}
   version_file: {type: path, description: VERSION file of the python_app}
   compose_file: {type: path, description: compose file of the container components}
   compose_project: {type: str, default: "", description: compose project to read ("" = the one running)}
+author: dunebugger-updater
+"""
+
+EXAMPLES = r"""
+- name: Read the installed versions of core and remote
+  installed_versions:
+    components: {core: {type: python_app}, remote: {type: container, service: remote}}
+    version_file: /opt/dunebugger/core/VERSION
+    compose_file: /opt/dunebugger/docker-compose.yml
 """
 
 RETURN = r"""
 versions:
-  description: component name -> {version (null when not installed), error ("" when read)}
+  description: component name -> {version (null when not installed), error ("" when it could be read)}
   type: dict
+  returned: always
 """
 
 import json

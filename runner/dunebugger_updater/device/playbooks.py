@@ -81,8 +81,14 @@ def playbook_path(name: str) -> Path:
 
 
 class PlaybookRunner:
-    def __init__(self, runs_dir: Path, *, keep: int = 20, timeout_seconds: float = 1800,
-                 settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        runs_dir: Path,
+        *,
+        keep: int = 20,
+        timeout_seconds: float = 1800,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self._runs_dir = runs_dir
         self._keep = keep
         self._timeout = timeout_seconds

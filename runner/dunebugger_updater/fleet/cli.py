@@ -45,31 +45,59 @@ def add_parser(verbs: Any, common: list[argparse.ArgumentParser]) -> None:
     actions = fleet.add_subparsers(dest="fleet_verb", required=True, metavar="ACTION")
 
     target = argparse.ArgumentParser(add_help=False)
-    target.add_argument("-i", "--inventory", required=True, type=Path, metavar="INVENTORY",
-                        help="Ansible inventory of the devices (see inventory/fleet.example.yml)")
+    target.add_argument(
+        "-i",
+        "--inventory",
+        required=True,
+        type=Path,
+        metavar="INVENTORY",
+        help="Ansible inventory of the devices (see inventory/fleet.example.yml)",
+    )
     target.add_argument("--limit", metavar="PATTERN", help="Ansible host pattern, e.g. canary or 'production:!hall_b'")
-    target.add_argument("--forks", type=int, metavar="N", help="devices worked on in parallel (default: all of a batch, up to 50)")
+    target.add_argument(
+        "--forks", type=int, metavar="N", help="devices worked on in parallel (default: all of a batch, up to 50)"
+    )
 
-    check = actions.add_parser("check", parents=[*common, target], help="installed version per device and the newest release")
+    check = actions.add_parser(
+        "check", parents=[*common, target], help="installed version per device and the newest release"
+    )
     check.add_argument("--component", default="core", help="component to report (default: core)")
     check.set_defaults(handler=run_fleet_check)
 
     batches = ",".join(map(str, DEFAULT_BATCHES))
-    update = actions.add_parser("update", parents=[*common, target], help="staged rollout of one release to every device")
+    update = actions.add_parser(
+        "update", parents=[*common, target], help="staged rollout of one release to every device"
+    )
     update.add_argument("component")
     update.add_argument("--version", metavar="V", help="release to roll out (default: the newest)")
-    update.add_argument("--batches", default=batches, metavar="LIST",
-                        help=f"Ansible serial batches, first = canary (default: {batches.replace('%', '%%')})")
-    update.add_argument("--max-fail-percentage", type=int, default=DEFAULT_MAX_FAIL_PERCENTAGE, metavar="N",
-                        help="failed share of a batch (%%) above which later batches are not started "
-                             f"(default: {DEFAULT_MAX_FAIL_PERCENTAGE}: any failure stops the rollout)")
-    update.add_argument("--dry-run", action="store_true",
-                        help="resolve the release, read every device's version and print the batches; change nothing")
+    update.add_argument(
+        "--batches",
+        default=batches,
+        metavar="LIST",
+        help=f"Ansible serial batches, first = canary (default: {batches.replace('%', '%%')})",
+    )
+    update.add_argument(
+        "--max-fail-percentage",
+        type=int,
+        default=DEFAULT_MAX_FAIL_PERCENTAGE,
+        metavar="N",
+        help="failed share of a batch (%%) above which later batches are not started "
+        f"(default: {DEFAULT_MAX_FAIL_PERCENTAGE}: any failure stops the rollout)",
+    )
+    update.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve the release, read every device's version and print the batches; change nothing",
+    )
     update.set_defaults(handler=run_fleet_update)
 
-    rollback = actions.add_parser("rollback", parents=[*common, target], help="every device back to its previous release")
+    rollback = actions.add_parser(
+        "rollback", parents=[*common, target], help="every device back to its previous release"
+    )
     rollback.add_argument("component")
-    rollback.add_argument("--to", metavar="V", help="a retained or backed-up version (default: each device's previous one)")
+    rollback.add_argument(
+        "--to", metavar="V", help="a retained or backed-up version (default: each device's previous one)"
+    )
     rollback.set_defaults(handler=run_fleet_rollback)
 
 
@@ -83,8 +111,11 @@ def run_fleet_check(args: argparse.Namespace, settings: Settings) -> int:
 def run_fleet_update(args: argparse.Namespace, settings: Settings) -> int:
     rollout = Rollout(parse_batches(args.batches), check_max_fail_percentage(args.max_fail_percentage))
     target = FleetTarget(args.inventory, args.limit, args.forks)
-    result = asyncio.run(FleetUpdater(settings).update(args.component, target, version=args.version, rollout=rollout,
-                                                       dry_run=args.dry_run))
+    result = asyncio.run(
+        FleetUpdater(settings).update(
+            args.component, target, version=args.version, rollout=rollout, dry_run=args.dry_run
+        )
+    )
     return _finish(args, result)
 
 

@@ -51,8 +51,10 @@ def read_inventory(path: Path, limit: str | None = None) -> Inventory:
         raise BadRequest(f"no device in {inventory.where(limit)}")
     odd = sorted(host for host in hosts if _PATTERN_CHARACTERS.search(host))
     if odd:
-        raise BadRequest(f"inventory {path}: host name {odd[0]!r} has a character of Ansible's host patterns; "
-                         "rename it (its address goes in ansible_host)")
+        raise BadRequest(
+            f"inventory {path}: host name {odd[0]!r} has a character of Ansible's host patterns; "
+            "rename it (its address goes in ansible_host)"
+        )
     canary = frozenset(_members(groups, CANARY_GROUP) & hosts)
     return Inventory(path, rollout_order(hosts, canary), canary)
 
@@ -83,10 +85,13 @@ def _ansible_inventory(path: Path, limit: str | None) -> dict[str, Any]:
         raise BadRequest("ansible-inventory is not installed (pip install ansible-core)")
     argv = [program, "-i", str(path), "--list", *(["--limit", limit] if limit else [])]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, env=environment, timeout=PARSE_TIMEOUT_SECONDS,
-                              check=False)
+        done = subprocess.run(
+            argv, capture_output=True, text=True, env=environment, timeout=PARSE_TIMEOUT_SECONDS, check=False
+        )
     except subprocess.TimeoutExpired:
-        raise BadRequest(f"inventory {path}: ansible-inventory did not answer within {PARSE_TIMEOUT_SECONDS} s") from None
+        raise BadRequest(
+            f"inventory {path}: ansible-inventory did not answer within {PARSE_TIMEOUT_SECONDS} s"
+        ) from None
     if done.returncode != 0:
         raise BadRequest(f"inventory {path} cannot be used: {parser_message(done.stderr, path)}")
     try:

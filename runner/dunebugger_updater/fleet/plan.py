@@ -45,11 +45,17 @@ class Plan:
 
     def extra_vars(self, rollout: Rollout) -> dict[str, Any]:
         """The play's host list (in this order), `serial` and `max_fail_percentage`."""
-        values: dict[str, Any] = {"dunebugger_hosts": list(self.hosts),
-                                  "dunebugger_batches": [len(batch) for batch in self.batches]}
+        values: dict[str, Any] = {
+            "dunebugger_hosts": list(self.hosts),
+            "dunebugger_batches": [len(batch) for batch in self.batches],
+        }
         if rollout.max_fail_percentage is not None:
             values["dunebugger_max_fail_percentage"] = rollout.max_fail_percentage
         return values
+
+
+DEFAULT_ROLLOUT = Rollout()
+NO_PLAN = Plan(())  # a run that never got to plan (a refused release, a busy inventory)
 
 
 def plan_batches(hosts: Sequence[str], canary: frozenset[str], batches: Sequence[int | str]) -> Plan:
@@ -88,8 +94,9 @@ def parse_batches(text: str) -> tuple[int | str, ...]:
     items = [item.strip() for item in text.split(",")]
     bad = [item for item in items if not _BATCH.fullmatch(item)]
     if not items or bad:
-        raise BadRequest(f"--batches: {text!r} is not a comma-separated list of host counts (1, 2, ...) "
-                         "or percentages (1%..100%)")
+        raise BadRequest(
+            f"--batches: {text!r} is not a comma-separated list of host counts (1, 2, ...) or percentages (1%..100%)"
+        )
     return tuple(item if item.endswith("%") else int(item) for item in items)
 
 

@@ -54,7 +54,7 @@ from ..release.releases import Release, client_for
 from ..statedir import StateDir
 from ..versions import parse_or_none, requested_version, without_v
 from .inventory import Inventory, read_inventory
-from .plan import Plan, Rollout, plan_batches
+from .plan import DEFAULT_ROLLOUT, Plan, Rollout, plan_batches
 from .status import (
     DeviceStatus,
     FleetCheck,
@@ -146,11 +146,23 @@ class FleetUpdater:
         except ReleaseLookupError as exc:
             error = exc.reason
         devices = await versions
-        return FleetCheck(spec.name, str(latest.version) if latest else None, latest.tag if latest else None,
-                          tuple(devices.values()), error)
+        return FleetCheck(
+            spec.name,
+            str(latest.version) if latest else None,
+            latest.tag if latest else None,
+            tuple(devices.values()),
+            error,
+        )
 
-    async def update(self, component: str, target: FleetTarget, *, version: str | None = None,
-                     rollout: Rollout = Rollout(), dry_run: bool = False) -> FleetResult:
+    async def update(
+        self,
+        component: str,
+        target: FleetTarget,
+        *,
+        version: str | None = None,
+        rollout: Rollout = DEFAULT_ROLLOUT,
+        dry_run: bool = False,
+    ) -> FleetResult:
         """Roll one release out (or plan it: `dry_run`); the run, refused or not, ends
         up in the controller's history. A rollout over an inventory another rollout
         holds is answered busy."""
@@ -174,33 +186,64 @@ class FleetUpdater:
 
     # --- stages --------------------------------------------------------------------
 
-    async def _update(self, spec: ComponentSpec, target: FleetTarget, version: str | None, rollout: Rollout,
-                      dry_run: bool) -> FleetResult:
+    async def _update(
+        self, spec: ComponentSpec, target: FleetTarget, version: str | None, rollout: Rollout, dry_run: bool
+    ) -> FleetResult:
         inventory = await asyncio.to_thread(read_inventory, target.inventory, target.limit)
-        common: dict[str, Any] = {"batches": rollout.batches, "max_fail_percentage": rollout.max_fail_percentage,
-                                  "dry_run": dry_run}
+        common: dict[str, Any] = {
+            "batches": rollout.batches,
+            "max_fail_percentage": rollout.max_fail_percentage,
+            "dry_run": dry_run,
+        }
         versions = asyncio.create_task(self._versions(spec, target, inventory.hosts))
         try:
             resolved = await self._resolve(spec, version)
         except (ReleaseLookupError, ManifestError, DownloadError, PreflightError) as exc:
             await asyncio.gather(versions, return_exceptions=True)  # read-only; let it end
-            return FleetResult(spec.name, False, f"{spec.name} fleet update refused: {exc.reason.rstrip('.')}. "
-                               "Nothing was changed.", version, **common)
+            return FleetResult(
+                spec.name,
+                False,
+                f"{spec.name} fleet update refused: {exc.reason.rstrip('.')}. Nothing was changed.",
+                version,
+                **common,
+            )
         before = await versions
         statuses = self._left_out(spec, before, resolved)
-        plan = plan_batches([host for host in inventory.hosts if host not in statuses], inventory.canary,
-                            rollout.batches)
-        details = {**resolved.details, "manifest": resolved.manifest_note, "inventory": str(target.inventory),
-                   "limit": target.limit}
+        plan = plan_batches(
+            [host for host in inventory.hosts if host not in statuses], inventory.canary, rollout.batches
+        )
+        details = {
+            **resolved.details,
+            "manifest": resolved.manifest_note,
+            "inventory": str(target.inventory),
+            "limit": target.limit,
+        }
         if dry_run:
-            statuses.update({host: DeviceStatus(host, "planned", before[host].version, None, plan.batch_of(host),
-                                                "canary" if host in inventory.canary else "")
-                             for host in plan.hosts})
+            statuses.update(
+                {
+                    host: DeviceStatus(
+                        host,
+                        "planned",
+                        before[host].version,
+                        None,
+                        plan.batch_of(host),
+                        "canary" if host in inventory.canary else "",
+                    )
+                    for host in plan.hosts
+                }
+            )
             devices = self._in_order(inventory, statuses)
-            return FleetResult(spec.name, all(device.ok for device in devices),
-                               describe_plan(spec.name, resolved.version, resolved.release.tag, plan, devices),
-                               resolved.version, resolved.release.tag, devices=devices, plan=plan, details=details,
-                               **common)
+            return FleetResult(
+                spec.name,
+                all(device.ok for device in devices),
+                describe_plan(spec.name, resolved.version, resolved.release.tag, plan, devices),
+                resolved.version,
+                resolved.release.tag,
+                devices=devices,
+                plan=plan,
+                details=details,
+                **common,
+            )
         run = None
         if plan.hosts:
             values = {**resolved.values, **plan.extra_vars(rollout)}
@@ -210,10 +253,18 @@ class FleetUpdater:
                 statuses.update(await self._settle_cut_off(spec, target, run, plan, before))
             statuses.update(await self._settle_unknown(spec, target, statuses))
         devices = self._in_order(inventory, statuses)
-        return FleetResult(spec.name, all(device.ok for device in devices),
-                           describe(spec.name, "update", resolved.version, devices), resolved.version,
-                           resolved.release.tag, devices=devices, run_id=run.run_id if run else None, plan=plan,
-                           details=details, **common)
+        return FleetResult(
+            spec.name,
+            all(device.ok for device in devices),
+            describe(spec.name, "update", resolved.version, devices),
+            resolved.version,
+            resolved.release.tag,
+            devices=devices,
+            run_id=run.run_id if run else None,
+            plan=plan,
+            details=details,
+            **common,
+        )
 
     async def _rollback(self, spec: ComponentSpec, target: FleetTarget, to: str | None) -> FleetResult:
         inventory = await asyncio.to_thread(read_inventory, target.inventory, target.limit)
@@ -224,35 +275,64 @@ class FleetUpdater:
         run = None
         if reachable:
             values = self._procedure(spec).rollback_target_vars(spec, to)
-            run = await self._run(self._procedure(spec).rollback_playbook, {**values, "dunebugger_hosts": list(reachable)},
-                                  target, plan, spec.name, "rollback")
+            run = await self._run(
+                self._procedure(spec).rollback_playbook,
+                {**values, "dunebugger_hosts": list(reachable)},
+                target,
+                plan,
+                spec.name,
+                "rollback",
+            )
             statuses.update(device_statuses(run.events, before, plan, action="rollback"))
             statuses.update(await self._settle_unknown(spec, target, statuses))
         devices = self._in_order(inventory, statuses)
-        return FleetResult(spec.name, all(device.outcome in ROLLED_BACK for device in devices),
-                           describe(spec.name, "rollback", to, devices), to, devices=devices,
-                           run_id=run.run_id if run else None, plan=plan, action="rollback",
-                           details={"inventory": str(target.inventory), "limit": target.limit})
+        return FleetResult(
+            spec.name,
+            all(device.outcome in ROLLED_BACK for device in devices),
+            describe(spec.name, "rollback", to, devices),
+            to,
+            devices=devices,
+            run_id=run.run_id if run else None,
+            plan=plan,
+            action="rollback",
+            details={"inventory": str(target.inventory), "limit": target.limit},
+        )
 
     async def _resolve(self, spec: ComponentSpec, version: str | None) -> _Release:
         """The release, its manifest, and what every device gets (for core: the archive,
         downloaded and verified once)."""
         async with client_for(self._settings, self._transport) as client:
-            release = await client.find(spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease)
+            release = await client.find(
+                spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease
+            )
             # Device paths differ across a fleet: the playbook checks the script path on each device.
             manifest, note = await fetch_manifest(client, spec, release, device=DeviceNames.of(spec))
         check_waits_fit(self._settings, self._procedure(spec), spec, manifest)
         if spec.is_container:
-            tag = self._container.target_tag(release, manifest)
-            return _Release(release, tag, manifest, note, self._container.release_vars(spec, tag, manifest),
-                            {"image": f"{spec.image}:{tag}"})
+            tag = self._container.target_version(release, manifest)
+            return _Release(
+                release,
+                tag,
+                manifest,
+                note,
+                self._container.release_vars(spec, tag, manifest),
+                {"image": f"{spec.image}:{tag}"},
+            )
         text = without_v(release.tag)
         prepared = await self._core.prepare(self._core.artifact(spec, release, text, manifest))
         self._core.check_release(prepared, manifest)
-        return _Release(release, text, manifest, note, self._core.release_vars(spec, text, prepared, manifest),
-                        {"sha256": prepared.artifact.sha256, "sha256_source": prepared.artifact.sha256_source})
+        return _Release(
+            release,
+            text,
+            manifest,
+            note,
+            self._core.release_vars(spec, text, prepared, manifest),
+            {"sha256": prepared.artifact.sha256, "sha256_source": prepared.artifact.sha256_source},
+        )
 
-    def _left_out(self, spec: ComponentSpec, before: dict[str, HostVersion], resolved: _Release) -> dict[str, DeviceStatus]:
+    def _left_out(
+        self, spec: ComponentSpec, before: dict[str, HostVersion], resolved: _Release
+    ) -> dict[str, DeviceStatus]:
         """Devices the rollout leaves alone, and why: unreachable, no update needed, or
         the release needs a newer remote than the device runs."""
         needs = resolved.manifest.min_remote_version if resolved.manifest and spec.name != "remote" else None
@@ -263,21 +343,38 @@ class FleetUpdater:
             elif (status := not_run(found, resolved.version)) is not None:
                 statuses[host] = status
             elif needs is not None and (remote := parse_or_none(found.remote)) is not None and remote < needs:
-                statuses[host] = DeviceStatus(host, "refused", found.version, found.version, None,
-                                              f"this release needs remote {needs} or newer (runs {remote}): "
-                                              "update remote first")
+                statuses[host] = DeviceStatus(
+                    host,
+                    "refused",
+                    found.version,
+                    found.version,
+                    None,
+                    f"this release needs remote {needs} or newer (runs {remote}): update remote first",
+                )
         return statuses
 
-    async def _versions(self, spec: ComponentSpec, target: FleetTarget, hosts: tuple[str, ...]) -> dict[str, HostVersion]:
+    async def _versions(
+        self, spec: ComponentSpec, target: FleetTarget, hosts: tuple[str, ...]
+    ) -> dict[str, HostVersion]:
         """What every host runs: the component and, for min_remote_version, remote."""
-        components = {name: {"type": self._settings.component(name).type, "service": self._settings.component(name).service}
-                      for name in (spec.name, "remote") if name in self._settings.components}
-        run = await self._run(VERSIONS_PLAYBOOK, {"fleet_versions_components": components, "dunebugger_hosts": list(hosts)},
-                              target, Plan((hosts,)), spec.name, "versions")
+        components = {
+            name: {"type": self._settings.component(name).type, "service": self._settings.component(name).service}
+            for name in (spec.name, "remote")
+            if name in self._settings.components
+        }
+        run = await self._run(
+            VERSIONS_PLAYBOOK,
+            {"fleet_versions_components": components, "dunebugger_hosts": list(hosts)},
+            target,
+            Plan((hosts,)),
+            spec.name,
+            "versions",
+        )
         return host_versions(run.events, spec.name, hosts)
 
-    async def _settle_unknown(self, spec: ComponentSpec, target: FleetTarget,
-                              statuses: dict[str, DeviceStatus]) -> dict[str, DeviceStatus]:
+    async def _settle_unknown(
+        self, spec: ComponentSpec, target: FleetTarget, statuses: dict[str, DeviceStatus]
+    ) -> dict[str, DeviceStatus]:
         """A `failed` device either changed nothing or failed its rollback: ask it."""
         unknown = tuple(host for host, status in statuses.items() if status.outcome == "failed")
         if not unknown:
@@ -285,8 +382,9 @@ class FleetUpdater:
         after = await self._versions(spec, target, unknown)
         return {host: _with_after(statuses[host], after.get(host)) for host in unknown}
 
-    async def _settle_cut_off(self, spec: ComponentSpec, target: FleetTarget, cut: PlaybookRun, plan: Plan,
-                              before: dict[str, HostVersion]) -> dict[str, DeviceStatus]:
+    async def _settle_cut_off(
+        self, spec: ComponentSpec, target: FleetTarget, cut: PlaybookRun, plan: Plan, before: dict[str, HostVersion]
+    ) -> dict[str, DeviceStatus]:
         """The run was stopped at its deadline: a device it left without a result may be
         between switch and verification. The rollback playbook puts each back on the
         version it ran before (a no-op where nothing was switched) and verifies it."""
@@ -296,52 +394,91 @@ class FleetUpdater:
         for version in sorted({before[host].version or "" for host in left}):
             group = tuple(host for host in plan.hosts if host in left and (before[host].version or "") == version)
             values = self._procedure(spec).rollback_target_vars(spec, version or None)
-            run = await self._run(self._procedure(spec).rollback_playbook, {**values, "dunebugger_hosts": list(group)},
-                                  target, Plan((group,)), spec.name, "rollback")
+            run = await self._run(
+                self._procedure(spec).rollback_playbook,
+                {**values, "dunebugger_hosts": list(group)},
+                target,
+                Plan((group,)),
+                spec.name,
+                "rollback",
+            )
             back = device_statuses(run.events, before, Plan((group,)), action="rollback")
-            settled.update({host: _after_deadline(back[host], before[host], plan.batch_of(host),
-                                                  self._settings.playbook_timeout_minutes) for host in group})
+            settled.update(
+                {
+                    host: _after_deadline(
+                        back[host], before[host], plan.batch_of(host), self._settings.playbook_timeout_minutes
+                    )
+                    for host in group
+                }
+            )
         return settled
 
     # --- running -------------------------------------------------------------------
 
-    async def _run(self, playbook: str, values: dict[str, Any], target: FleetTarget, plan: Plan,
-                   component: str, action: str) -> PlaybookRun:
+    async def _run(
+        self, playbook: str, values: dict[str, Any], target: FleetTarget, plan: Plan, component: str, action: str
+    ) -> PlaybookRun:
         """One playbook run over the plan's hosts (and no other), with a deadline of
         playbookTimeoutMinutes for every round of devices it goes through."""
         forks = target.forks_or_default
         rounds = sum(math.ceil(len(batch) / forks) for batch in plan.batches) or 1
-        runner = PlaybookRunner(self._state.subdir("fleet-runs"), timeout_seconds=self._settings.playbook_timeout_minutes * 60 * rounds,
-                                settings=self._ansible)
+        runner = PlaybookRunner(
+            self._state.subdir("fleet-runs"),
+            timeout_seconds=self._settings.playbook_timeout_minutes * 60 * rounds,
+            settings=self._ansible,
+        )
         run_id = new_run_id(datetime.now(), component, f"fleet-{action}")
-        log.info("running %s over %d device(s) of %s (forks %d) as %s", playbook, len(plan.hosts), target.inventory,
-                 forks, run_id)
-        return await asyncio.to_thread(runner.run, playbook, values, run_id=run_id, inventory=target.inventory,
-                                       limit=",".join(plan.hosts), forks=forks)
+        log.info(
+            "running %s over %d device(s) of %s (forks %d) as %s",
+            playbook,
+            len(plan.hosts),
+            target.inventory,
+            forks,
+            run_id,
+        )
+        return await asyncio.to_thread(
+            runner.run,
+            playbook,
+            values,
+            run_id=run_id,
+            inventory=target.inventory,
+            limit=",".join(plan.hosts),
+            forks=forks,
+        )
 
-    async def _locked(self, spec: ComponentSpec, action: str, target: FleetTarget,
-                      operation: Callable[[], Awaitable[FleetResult]]) -> FleetResult:
+    async def _locked(
+        self, spec: ComponentSpec, action: str, target: FleetTarget, operation: Callable[[], Awaitable[FleetResult]]
+    ) -> FleetResult:
         key = hashlib.sha256(str(target.inventory).encode()).hexdigest()[:16]
         lock = DeviceLock(self._state, f"fleet-{key}.lock", place=f"over inventory {target.inventory}")
         lock.acquire(f"fleet {action} of {spec.name}")
         with lock:
             return await operation()
 
-    async def _recorded(self, action: str, spec: ComponentSpec,
-                        operation: Callable[[], Awaitable[FleetResult]]) -> FleetResult:
+    async def _recorded(
+        self, action: str, spec: ComponentSpec, operation: Callable[[], Awaitable[FleetResult]]
+    ) -> FleetResult:
         """Run and record in the history; a busy answer changed nothing and is not recorded."""
         started = _now()
         try:
             result = await operation()
         except Busy as exc:
             return FleetResult(spec.name, False, str(exc), None, action=action.removeprefix("fleet_"))
-        self._history.append(HistoryEntry(
-            run_id=result.run_id or f"{started}-{result.component}-{action}",
-            action=action, component=result.component, from_version=None, to_version=result.version,
-            outcome=_history_outcome(result), success=result.success, message=result.message,
-            started_at=started, finished_at=_now(),
-            details={"devices": {device.host: device.outcome for device in result.devices}, **result.details},
-        ))
+        self._history.append(
+            HistoryEntry(
+                run_id=result.run_id or f"{started}-{result.component}-{action}",
+                action=action,
+                component=result.component,
+                from_version=None,
+                to_version=result.version,
+                outcome=_history_outcome(result),
+                success=result.success,
+                message=result.message,
+                started_at=started,
+                finished_at=_now(),
+                details={"devices": {device.host: device.outcome for device in result.devices}, **result.details},
+            )
+        )
         return result
 
     # --- helpers -------------------------------------------------------------------
@@ -374,20 +511,41 @@ def _after_deadline(back: DeviceStatus, before: HostVersion, batch: int | None, 
     """How a device left by a run stopped at its deadline ended after the rollback run."""
     stopped = f"the run was stopped at its deadline (playbookTimeoutMinutes = {minutes:g} per batch)"
     if back.outcome == "rolled_back":
-        return DeviceStatus(back.host, "rolled_back", before.version, back.version_after, batch,
-                            f"{stopped}; rolled back and verified")
+        return DeviceStatus(
+            back.host, "rolled_back", before.version, back.version_after, batch, f"{stopped}; rolled back and verified"
+        )
     if back.outcome == "up_to_date":
-        return DeviceStatus(back.host, "failed", before.version, before.version, batch,
-                            f"{stopped} before the switch; nothing was changed")
-    return DeviceStatus(back.host, "failed", before.version, None, batch,
-                        f"{stopped}; the rollback FAILED: {back.reason}", back.failed_task)
+        return DeviceStatus(
+            back.host,
+            "failed",
+            before.version,
+            before.version,
+            batch,
+            f"{stopped} before the switch; nothing was changed",
+        )
+    return DeviceStatus(
+        back.host,
+        "failed",
+        before.version,
+        None,
+        batch,
+        f"{stopped}; the rollback FAILED: {back.reason}",
+        back.failed_task,
+    )
 
 
 def _with_after(status: DeviceStatus, found: HostVersion | None) -> DeviceStatus:
     if found is None or not found.readable:
         return status
-    return DeviceStatus(status.host, status.outcome, status.version_before, found.version, status.batch,
-                        status.reason, status.failed_task)
+    return DeviceStatus(
+        status.host,
+        status.outcome,
+        status.version_before,
+        found.version,
+        status.batch,
+        status.reason,
+        status.failed_task,
+    )
 
 
 def _history_outcome(result: FleetResult) -> str:

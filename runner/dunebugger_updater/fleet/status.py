@@ -28,7 +28,7 @@ from typing import Any
 from .. import messages, tables
 from ..device.events import HostReport, RunnerEvent, host_reports
 from ..versions import parse_or_none, parse_version
-from .plan import Plan
+from .plan import NO_PLAN, Plan
 
 VERSIONS_KEY = "dunebugger_versions_by_host"
 GOOD_OUTCOMES = ("updated", "up_to_date", "skipped", "planned")
@@ -95,16 +95,16 @@ class FleetResult:
     component: str
     success: bool
     message: str
-    version: str | None                      # the target, without "v" (a rollback's: --to)
-    release: str | None = None               # its tag
+    version: str | None  # the target, without "v" (a rollback's: --to)
+    release: str | None = None  # its tag
     batches: tuple[int | str, ...] = ()
     max_fail_percentage: int | None = None
     devices: tuple[DeviceStatus, ...] = ()
     run_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
-    action: str = "update"                   # or "rollback"
+    action: str = "update"  # or "rollback"
     dry_run: bool = False
-    plan: Plan = Plan(())
+    plan: Plan = NO_PLAN
 
     @property
     def stopped(self) -> bool:
@@ -123,8 +123,12 @@ class FleetResult:
             "message": self.message,
             "version": self.version,
             "release": self.release,
-            "rollout": {"batches": list(self.batches), "max_fail_percentage": self.max_fail_percentage,
-                        "plan": [list(batch) for batch in self.plan.batches], "stopped": self.stopped},
+            "rollout": {
+                "batches": list(self.batches),
+                "max_fail_percentage": self.max_fail_percentage,
+                "plan": [list(batch) for batch in self.plan.batches],
+                "stopped": self.stopped,
+            },
             "summary": self.summary(),
             "run_id": self.run_id,
             "devices": {device.host: device.body() for device in self.devices},
@@ -152,19 +156,28 @@ class FleetCheck:
 
     def body(self) -> dict[str, Any]:
         devices = {
-            device.host: {"version": device.version, "installed": device.version is not None,
-                          "update_available": self.update_available(device),
-                          "unreachable": device.unreachable, "error": device.error}
+            device.host: {
+                "version": device.version,
+                "installed": device.version is not None,
+                "update_available": self.update_available(device),
+                "unreachable": device.unreachable,
+                "error": device.error,
+            }
             for device in self.devices
         }
-        body: dict[str, Any] = {"component": self.component, "latest": self.latest, "latest_tag": self.latest_tag,
-                                "devices": devices}
+        body: dict[str, Any] = {
+            "component": self.component,
+            "latest": self.latest,
+            "latest_tag": self.latest_tag,
+            "devices": devices,
+        }
         if self.error:
             body["error"] = self.error
         return body
 
 
 # --- reading events ---------------------------------------------------------------------
+
 
 def final_stats(events: Iterable[RunnerEvent]) -> Mapping[str, Any]:
     return next((event.stats for event in reversed(list(events)) if event.kind == "playbook_on_stats"), {})
@@ -173,23 +186,23 @@ def final_stats(events: Iterable[RunnerEvent]) -> Mapping[str, Any]:
 def host_versions(events: Sequence[RunnerEvent], component: str, hosts: Sequence[str]) -> dict[str, HostVersion]:
     """What fleet_versions.yml found on each of `hosts`."""
     stats = final_stats(events)
-    found = (stats.get("artifact_data") or {}).get(VERSIONS_KEY) or {}
-    dark = stats.get("dark") or {}
+    found = _mapping(_mapping(stats.get("artifact_data")).get(VERSIONS_KEY))
+    dark = _mapping(stats.get("dark"))
     failures = last_failures(events)
     result = {}
     for host in hosts:
-        data = found.get(host) if isinstance(found.get(host), Mapping) else {}
-        versions = data.get("versions") if isinstance(data.get("versions"), Mapping) else {}
         if dark.get(host):
             result[host] = HostVersion(host, None, unreachable=True, error=failures.get(host) or "unreachable")
             continue
-        entry = versions.get(component) if isinstance(versions.get(component), Mapping) else {}
-        remote = versions.get("remote") if isinstance(versions.get("remote"), Mapping) else {}
+        data = _mapping(found.get(host))
+        versions = _mapping(data.get("versions"))
+        entry, remote = _mapping(versions.get(component)), _mapping(versions.get("remote"))
         error = str(data.get("error") or entry.get("error") or "")
         if not data:
             error = failures.get(host) or "the versions playbook reported nothing for this device"
-        result[host] = HostVersion(host, _text(entry.get("version")), error=first_line(error),
-                                   remote=_text(remote.get("version")))
+        result[host] = HostVersion(
+            host, _text(entry.get("version")), error=first_line(error), remote=_text(remote.get("version"))
+        )
     return result
 
 
@@ -222,8 +235,7 @@ def device_statuses(
     return statuses
 
 
-def _from_report(report: HostReport, before: str | None, action: str, batch: int | None,
-                 failure: str) -> DeviceStatus:
+def _from_report(report: HostReport, before: str | None, action: str, batch: int | None, failure: str) -> DeviceStatus:
     outcome = _outcome(report)
     if outcome == "rolled_back" and report.from_version and report.from_version == report.to_version:
         outcome = "up_to_date"  # a rollback that found the device there already
@@ -233,8 +245,9 @@ def _from_report(report: HostReport, before: str | None, action: str, batch: int
         after = before if outcome in UNCHANGED_OUTCOMES else None
     settled = outcome in GOOD_OUTCOMES or (action == "rollback" and outcome == "rolled_back")
     reason = "" if settled else first_line(report.reason) or failure
-    return DeviceStatus(report.host, outcome, report.from_version or before, after, batch, reason,
-                        "" if settled else report.failed_task)
+    return DeviceStatus(
+        report.host, outcome, report.from_version or before, after, batch, reason, "" if settled else report.failed_task
+    )
 
 
 def _outcome(report: HostReport) -> str:
@@ -255,8 +268,14 @@ def not_run(host: HostVersion, target: str) -> DeviceStatus | None:
         return None
     if current == wanted:
         return DeviceStatus(host.host, "up_to_date", host.version, host.version, None, "already runs the target")
-    return DeviceStatus(host.host, "skipped", host.version, host.version, None,
-                        f"runs {host.version}, newer than {target}; update never goes back")
+    return DeviceStatus(
+        host.host,
+        "skipped",
+        host.version,
+        host.version,
+        None,
+        f"runs {host.version}, newer than {target}; update never goes back",
+    )
 
 
 def unreachable(host: HostVersion) -> DeviceStatus:
@@ -274,11 +293,17 @@ def first_line(text: str) -> str:
     return lines[0]
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if the report holds a mapping there, else an empty one."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _text(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
 # --- presenting -------------------------------------------------------------------------
+
 
 def fleet_result_message(result: FleetResult) -> dict[str, Any]:
     return messages.message("fleet_result", result.body())
@@ -290,16 +315,25 @@ def fleet_check_message(check: FleetCheck) -> dict[str, Any]:
 
 def result_table(result: FleetResult) -> str:
     if result.dry_run:
-        rows = [(d.host, d.batch or "-", d.version_before or "-", d.outcome, _reason(d))
-                for d in result.devices]
-        table = tables.render(("DEVICE", "BATCH", "INSTALLED", "PLAN", "REASON"), rows)
+        planned = [(d.host, _batch(d), d.version_before or "-", d.outcome, _reason(d)) for d in result.devices]
+        table = tables.render(("DEVICE", "BATCH", "INSTALLED", "PLAN", "REASON"), planned)
         return f"{table}\n\n{result.message}"
     rows = [
-        (d.host, d.batch or "-", d.version_before or "-", d.version_after or "?", d.outcome,
-         "yes" if d.rolled_back else "no", "yes" if d.unreachable else "no", _reason(d))
+        (
+            d.host,
+            _batch(d),
+            d.version_before or "-",
+            d.version_after or "?",
+            d.outcome,
+            "yes" if d.rolled_back else "no",
+            "yes" if d.unreachable else "no",
+            _reason(d),
+        )
         for d in result.devices
     ]
-    table = tables.render(("DEVICE", "BATCH", "BEFORE", "AFTER", "RESULT", "ROLLED BACK", "UNREACHABLE", "REASON"), rows)
+    table = tables.render(
+        ("DEVICE", "BATCH", "BEFORE", "AFTER", "RESULT", "ROLLED BACK", "UNREACHABLE", "REASON"), rows
+    )
     return f"{table}\n\n{result.message}"
 
 
@@ -307,29 +341,49 @@ def check_table(check: FleetCheck) -> str:
     rows = []
     for device in check.devices:
         available = check.update_available(device)
-        state = ("unreachable" if device.unreachable else "error" if device.error
-                 else "update available" if available else "up to date" if available is False else "-")
+        state = (
+            "unreachable"
+            if device.unreachable
+            else "error"
+            if device.error
+            else "update available"
+            if available
+            else "up to date"
+            if available is False
+            else "-"
+        )
         rows.append((device.host, device.version or "-", check.latest or "-", state, device.error))
     table = tables.render(("DEVICE", "INSTALLED", "LATEST", "STATE", "REASON"), rows)
-    latest = f"latest {check.component} release: {check.latest_tag}" if check.latest_tag else \
-        f"latest {check.component} release unknown: {check.error}"
+    latest = (
+        f"latest {check.component} release: {check.latest_tag}"
+        if check.latest_tag
+        else f"latest {check.component} release unknown: {check.error}"
+    )
     return f"{table}\n\n{latest}"
 
 
 def describe(component: str, action: str, target: str | None, devices: Sequence[DeviceStatus]) -> str:
     parts = ", ".join(f"{count} {outcome.replace('_', ' ')}" for outcome, count in _counts(devices).items())
-    stopped = " The rollout stopped: later batches were not started." if any(
-        device.outcome == "not_started" for device in devices) else ""
-    what = f"{component} {target}" if action == "update" else f"{component} rollback" + (f" to {target}" if target else "")
+    stopped = (
+        " The rollout stopped: later batches were not started."
+        if any(device.outcome == "not_started" for device in devices)
+        else ""
+    )
+    what = (
+        f"{component} {target}" if action == "update" else f"{component} rollback" + (f" to {target}" if target else "")
+    )
     return f"{what} on {len(devices)} device(s): {parts}.{stopped}"
 
 
 def describe_plan(component: str, target: str, release: str, plan: Plan, devices: Sequence[DeviceStatus]) -> str:
     batches = " ".join(f"[{', '.join(batch)}]" for batch in plan.batches) or "none"
-    others = ", ".join(f"{count} {outcome.replace('_', ' ')}" for outcome, count in _counts(devices).items()
-                       if outcome != "planned")
-    return (f"Dry run: {component} {target} (release {release}) to {len(plan.hosts)} device(s) in "
-            f"{len(plan.batches)} batch(es): {batches}" + (f"; {others}" if others else "") + ". Nothing was changed.")
+    others = ", ".join(
+        f"{count} {outcome.replace('_', ' ')}" for outcome, count in _counts(devices).items() if outcome != "planned"
+    )
+    return (
+        f"Dry run: {component} {target} (release {release}) to {len(plan.hosts)} device(s) in "
+        f"{len(plan.batches)} batch(es): {batches}" + (f"; {others}" if others else "") + ". Nothing was changed."
+    )
 
 
 def _counts(devices: Iterable[DeviceStatus]) -> dict[str, int]:
@@ -337,6 +391,10 @@ def _counts(devices: Iterable[DeviceStatus]) -> dict[str, int]:
     for device in devices:
         counts[device.outcome] = counts.get(device.outcome, 0) + 1
     return counts
+
+
+def _batch(device: DeviceStatus) -> str:
+    return str(device.batch) if device.batch else "-"
 
 
 def _reason(device: DeviceStatus) -> str:
