@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -75,9 +74,10 @@ class ContainerFleet(Fleet):
                 raise TestbedError(f"{tool} is missing: run ci/setup.sh (as root)")
         super().start()
 
+    def _before_boot(self) -> None:
+        self._start_registry()
+
     def _boot(self, host: Host) -> None:
-        if self.registry_process is None:
-            self._start_registry()
         self._start_engine(host)
         super()._boot(host)
 
@@ -115,7 +115,7 @@ class ContainerFleet(Fleet):
             json.dumps(
                 {
                     "version": 0.1,
-                    "log": {"level": "info", "accesslog": {"disabled": True}},
+                    "log": {"level": "info", "accesslog": {"disabled": False}},
                     "storage": {
                         "filesystem": {"rootdirectory": str(storage)},
                         "maintenance": {"readonly": {"enabled": True}, "uploadpurging": {"enabled": False}},
@@ -128,7 +128,12 @@ class ContainerFleet(Fleet):
             self.registry_process = subprocess.Popen(
                 [REGISTRY, "serve", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
-        wait_for(lambda: _answers(f"http://{self.registry}/v2/"), "the fleet's registry")
+        wait_for(
+            lambda: self.registry_process.poll() is not None or _answers(f"http://{self.registry}/v2/"),
+            "the fleet's registry",
+        )
+        if self.registry_process.poll() is not None:  # another process answers there: not ours
+            raise TestbedError(f"the fleet's registry did not start; see {self.workdir / 'registry.log'}")
 
     def _retag(self, repository: str, source: str, target: str) -> None:
         """A version-shaped tag for a misbehaving test image (releases are versions), in
@@ -222,23 +227,24 @@ class ContainerFleet(Fleet):
         lines = self.docker(host, "ps", "--format", '{{.Label "com.docker.compose.service"}} {{.ID}}').stdout
         return dict(line.split() for line in lines.splitlines())
 
-    def pulls(self, host: Host, since: float) -> list[str]:
-        """Images the host's engine pulled since `since` (epoch seconds)."""
-        events = self.docker(
-            host,
-            "events",
-            "--since",
-            f"{since:.3f}",
-            "--until",
-            f"{time.time():.3f}",
-            "--filter",
-            "type=image",
-            "--filter",
-            "event=pull",
-            "--format",
-            "{{.Actor.ID}}",
-        ).stdout
-        return events.split()
+    def registry_mark(self) -> int:
+        """Where the registry's access log ends now (for `manifest_fetches`)."""
+        return (self.workdir / "registry.log").stat().st_size
+
+    def manifest_fetches(self, image: str, since: int) -> dict[str, int]:
+        """host name -> how many times its engine asked for the manifest of `image`
+        (repository:tag: once per pull) since `since`, from the registry's access log."""
+        repository, tag = image.rsplit(":", 1)
+        request = f" /v2/{repository}/manifests/{tag} HTTP/"  # a pull asks for the tag once (HEAD or GET)
+        with open(self.workdir / "registry.log", "rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        names = {host.address: host.name for host in self.hosts}
+        fetches = {host.name: 0 for host in self.hosts}
+        for line in lines:
+            if request in line and line.split(" ", 1)[0] in names:
+                fetches[names[line.split(" ", 1)[0]]] += 1
+        return fetches
 
     def _engine_dir(self, host: Host) -> Path:
         return host.directory / "engine"

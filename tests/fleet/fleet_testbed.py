@@ -263,9 +263,13 @@ class Fleet:
                 for host in self.hosts
             )
         )
+        self._before_boot()
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(self._boot, self.hosts))
         self.write_inventory()
+
+    def _before_boot(self) -> None:
+        """What the hosts need from the controller's side once the bridge is up."""
 
     @property
     def gateway(self) -> str:
