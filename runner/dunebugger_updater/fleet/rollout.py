@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -42,17 +41,18 @@ import httpx
 from ..config import ComponentSpec, Settings
 from ..device.container_procedure import ContainerProcedure
 from ..device.core_procedure import CoreProcedure
-from ..device.events import host_reports
+from ..device.events import HostReport, host_reports
 from ..device.history import History, HistoryEntry, new_run_id
 from ..device.lock import DeviceLock
 from ..device.operations import check_waits_fit
 from ..device.plan import Procedure
 from ..device.playbooks import PlaybookRun, PlaybookRunner
-from ..errors import BadRequest, Busy, ConfigError, DownloadError, ManifestError, PreflightError, ReleaseLookupError
+from ..errors import BadRequest, Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from ..release.manifest import DeviceNames, Manifest, fetch_manifest
 from ..release.releases import Release, client_for
 from ..statedir import StateDir
 from ..versions import parse_or_none, requested_version, without_v
+from .connection import ansible_settings
 from .inventory import Inventory, read_inventory
 from .plan import DEFAULT_ROLLOUT, Plan, Rollout, plan_batches
 from .status import (
@@ -73,15 +73,6 @@ log = logging.getLogger(__name__)
 VERSIONS_PLAYBOOK = "fleet_versions"
 DEFAULT_FORKS = 50
 ROLLED_BACK = ("rolled_back", "up_to_date")  # a fleet rollback's good outcomes
-# How every fleet run reaches its devices (a host's own ansible_* variables win).
-SSH_SETTINGS = {
-    # ansible-runner alone turns host key checking off: a device must be the one its
-    # known_hosts entry names, or an impostor gets the run (and any become password).
-    "ANSIBLE_HOST_KEY_CHECKING": "True",
-    "ANSIBLE_PIPELINING": "True",  # a task is one SSH round trip, not three
-    # A device's master connection outlives the wait between the versions pass and its batch.
-    "ANSIBLE_SSH_ARGS": "-C -o ControlMaster=auto -o ControlPersist=300s",
-}
 
 
 @dataclass(frozen=True)
@@ -389,7 +380,8 @@ class FleetUpdater:
         between switch and verification. The rollback playbook puts each back on the
         version it ran before (a no-op where nothing was switched) and verifies it."""
         started = {event.host for event in cut.events if event.host}
-        left = {host for host in plan.hosts if host in started and not _reported(cut, host)}
+        reports = host_reports(cut.events)
+        left = {host for host in plan.hosts if host in started and not _reported(reports.get(host))}
         settled: dict[str, DeviceStatus] = {}
         for version in sorted({before[host].version or "" for host in left}):
             group = tuple(host for host in plan.hosts if host in left and (before[host].version or "") == version)
@@ -491,19 +483,8 @@ class FleetUpdater:
         return tuple(statuses[host] for host in inventory.hosts)
 
 
-def ansible_settings(strategy: str) -> dict[str, str]:
-    """The ANSIBLE_* variables of fleet runs with `fleetStrategy` = strategy."""
-    if strategy == "linear":
-        return dict(SSH_SETTINGS)
-    mitogen = importlib.util.find_spec("ansible_mitogen")
-    if mitogen is None or not mitogen.submodule_search_locations:
-        raise ConfigError(f"fleetStrategy = {strategy} needs the mitogen package (pip install mitogen)")
-    plugins = Path(mitogen.submodule_search_locations[0]) / "plugins" / "strategy"
-    return {**SSH_SETTINGS, "ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": strategy}
-
-
-def _reported(run: PlaybookRun, host: str) -> bool:
-    report = host_reports(run.events).get(host)
+def _reported(report: HostReport | None) -> bool:
+    """Whether the play said how the device ended (a run cut off says nothing for some)."""
     return report is not None and report.outcome not in ("unknown", "unreachable")
 
 
