@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests" / "fleet"))
 
 from fleet_testbed import Fleet, free_octet
 
+from core_update_bench import CONTROLLER_ACTIONS, run_events
 from dunebugger_updater.config import FLEET_STRATEGIES, load_settings
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
@@ -50,6 +51,8 @@ class Measured:
     seconds: float
     controller_cpu: float
     batches: tuple[int, ...]
+    tasks: int = 0  # per device, in the update run
+    executions: int = 0  # of them, modules run on the device
 
 
 def controller_cpu() -> float:
@@ -57,14 +60,27 @@ def controller_cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def rollout(updater: FleetUpdater, inventory: Path, hosts: list[str], batches: tuple[int | str, ...]) -> Measured:
+def rollout(
+    updater: FleetUpdater, runs: Path, inventory: Path, hosts: list[str], batches: tuple[int | str, ...]
+) -> Measured:
     target = FleetTarget(inventory, limit=",".join(hosts), forks=len(hosts))
     cpu, started = controller_cpu(), time.perf_counter()
     result = asyncio.run(updater.update("core", target, rollout=Rollout(batches=batches)))
     seconds, used = time.perf_counter() - started, controller_cpu() - cpu
     if not result.success or len(result.devices) != len(hosts):
         raise SystemExit(f"fleet update of {len(hosts)} device(s) failed: {result.message}")
-    return Measured(seconds, used, tuple(len(batch) for batch in result.plan.batches))
+    tasks, executions = per_device(runs / str(result.run_id) / "artifacts" / str(result.run_id), hosts[0])
+    return Measured(seconds, used, tuple(len(batch) for batch in result.plan.batches), tasks, executions)
+
+
+def per_device(artifacts: Path, host: str) -> tuple[int, int]:
+    """Tasks and module executions of one device in the update run, from its events."""
+    done = [
+        event["event_data"].get("task_action", "").rsplit(".", 1)[-1]
+        for event in run_events(artifacts)
+        if event.get("event") in ("runner_on_ok", "runner_on_failed") and event["event_data"].get("host") == host
+    ]
+    return len(done), sum(action not in CONTROLLER_ACTIONS for action in done)
 
 
 def main() -> int:
@@ -92,6 +108,7 @@ def main() -> int:
             f"fleetStrategy = {args.strategy}\n"
         )
         updater = FleetUpdater(load_settings(config, environ={}))
+        runs = Path(work) / "state" / "fleet-runs"
         one_batch = fleet.write(
             Path(work) / "one-batch.yml",
             {"devices": {"hosts": {host.name: fleet.host_vars(host) for host in fleet.hosts}}},
@@ -105,7 +122,7 @@ def main() -> int:
             runs = []
             for _ in range(args.repeat):
                 fleet.reset()
-                runs.append(rollout(updater, one_batch, [host.name for host in fleet.hosts[:size]], ("100%",)))
+                runs.append(rollout(updater, runs, one_batch, [host.name for host in fleet.hosts[:size]], ("100%",)))
             medians[size] = Measured(
                 statistics.median(run.seconds for run in runs),
                 statistics.median(run.controller_cpu for run in runs),
@@ -122,11 +139,12 @@ def main() -> int:
 
         fleet.reset()
         everyone = [host.name for host in fleet.hosts]
-        staged = rollout(updater, fleet.inventory, everyone, (1, "25%", "100%"))
+        staged = rollout(updater, runs, fleet.inventory, everyone, (1, "25%", "100%"))
         print(
             f"\n{len(everyone)} devices in batches 1,25%,100% (planned {list(staged.batches)}): "
             f"{staged.seconds:.1f} s, "
-            f"controller CPU {staged.controller_cpu / len(everyone):.2f} s per device; "
+            f"controller CPU {staged.controller_cpu / len(everyone):.2f} s per device; per device "
+            f"{staged.tasks} tasks, {staged.executions} of them module executions on it; "
             f"load average now {os.getloadavg()[0]:.1f}"
         )
     return 0

@@ -56,30 +56,6 @@ def test_check_reports_each_device_and_the_latest_release(fleet, controller):
     assert all(d["update_available"] and not d["unreachable"] for d in body["devices"].values())
 
 
-def test_all_devices_updated_canary_first(fleet, controller):
-    controller.publish("1.1.0")
-
-    status, message = controller.fleet_json("update", "core", "-i", str(fleet.inventory), "--batches", "1,100%")
-
-    assert status == 0, message
-    body = message["body"]
-    assert body["success"] and body["version"] == "1.1.0" and body["summary"] == {"updated": 4}
-    assert {
-        h: (d["batch"], d["version_before"], d["version_after"], d["rolled_back"], d["unreachable"])
-        for h, d in devices(message).items()
-    } == {
-        "h1": (1, "1.0.0", "1.1.0", False, False),
-        "h2": (2, "1.0.0", "1.1.0", False, False),
-        "h3": (2, "1.0.0", "1.1.0", False, False),
-        "h4": (2, "1.0.0", "1.1.0", False, False),
-    }
-    assert [host.health() for host in fleet.hosts] == ["1.1.0"] * 4
-    # resolved once on the controller: one release lookup, one download for four devices
-    paths = [request.path for request in controller.github.requests]
-    assert sum(path.endswith("/releases/latest") for path in paths) == 1
-    assert sum("/releases/download/" in path for path in paths) == 1
-
-
 def test_canary_fails_health_check_and_nothing_else_is_touched(fleet, controller):
     controller.publish("1.1.0", health="fail")
     before = pids(fleet)
@@ -123,21 +99,6 @@ def test_a_batch_over_max_fail_percentage_stops_the_rollout(fleet, controller, t
     assert "free" in devices(message)["h3"]["reason"]
     assert [host.health() for host in fleet.hosts] == ["1.0.0", "1.1.0", "1.0.0", "1.0.0"]
     assert fleet["h4"].app_pid() == h4_pid
-
-
-def test_unreachable_device_is_reported_and_the_others_updated(fleet, controller):
-    controller.publish("1.1.0")
-    fleet["h3"].stop_sshd()
-
-    # One batch: Ansible does not count unreachable hosts against max_fail_percentage.
-    status, message = controller.fleet_json("update", "core", "-i", str(fleet.inventory), "--batches", "100%")
-
-    assert status == 1
-    assert outcomes(message) == {"h1": "updated", "h2": "updated", "h3": "unreachable", "h4": "updated"}
-    h3 = devices(message)["h3"]
-    assert h3["unreachable"] and not h3["rolled_back"] and h3["version_before"] is None
-    assert fleet["h3"].health() == "1.0.0"
-    assert [fleet[name].health() for name in ("h1", "h2", "h4")] == ["1.1.0"] * 3
 
 
 def test_limit_pattern_and_devices_already_up_to_date(fleet, controller):
@@ -186,6 +147,8 @@ def test_ansible_playbook_by_hand_rolls_out_in_batches(fleet, controller, tmp_pa
             str(Path(sys.executable).parent / "ansible-playbook"),
             "-i",
             str(fleet.inventory),
+            "--limit",
+            "h1,h3",
             "playbooks/update_core.yml",
             "-e",
             f"@{extra}",
@@ -199,7 +162,7 @@ def test_ansible_playbook_by_hand_rolls_out_in_batches(fleet, controller, tmp_pa
 
     assert done.returncode == 0, done.stdout[-3000:]
     assert done.stdout.count("PLAY [Update core]") == 2, "two batches: the canary, then the rest"
-    assert [host.health() for host in fleet.hosts] == ["1.1.0"] * 4
+    assert [host.health() for host in fleet.hosts] == ["1.1.0", "1.0.0", "1.1.0", "1.0.0"]
 
 
 def test_the_canary_goes_first_however_deep_its_group_and_an_unreachable_device_is_left_out(
@@ -234,8 +197,14 @@ def test_the_canary_goes_first_however_deep_its_group_and_an_unreachable_device_
         "h3": (2, "updated"),
         "h4": (None, "unreachable"),
     }
-    assert "Connection refused" in devices(message)["h4"]["reason"]
-    assert [host.health() for host in fleet.hosts[:3]] == ["1.1.0"] * 3
+    h4 = devices(message)["h4"]
+    assert (h4["unreachable"], h4["rolled_back"], h4["version_before"]) == (True, False, None)
+    assert "Connection refused" in h4["reason"]
+    assert [host.health() for host in fleet.hosts] == ["1.1.0", "1.1.0", "1.1.0", "1.0.0"]
+    # resolved once on the controller: one release lookup, one download for every device
+    paths = [request.path for request in controller.github.requests]
+    assert sum(path.endswith("/releases/latest") for path in paths) == 1
+    assert sum("/releases/download/" in path for path in paths) == 1
 
 
 def test_the_reason_a_device_cannot_be_reached_is_shown(fleet, controller):

@@ -12,11 +12,9 @@ def known_hosts_line(address: str, public_key_file) -> str:
     return f"{address} {kind} {key}\n"
 
 
-# The test bed's inventory names a known_hosts file with every host's key; here h2 is
-# known with another key (an impostor answers at its address) and h3 not at all.
-
-
-def test_a_device_with_an_unexpected_host_key_is_not_updated(fleet, controller, tmp_path):
+def test_a_device_with_an_unexpected_host_key_is_not_talked_to(fleet, controller, tmp_path):
+    """h2 is known with another key (an impostor answers at its address), h3 not at all.
+    The dry run's versions pass is the first contact a rollout makes with a device."""
     controller.publish("1.1.0")
     impostor = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)], check=True)
@@ -24,7 +22,7 @@ def test_a_device_with_an_unexpected_host_key_is_not_updated(fleet, controller, 
     known.write_text(
         known_hosts_line(fleet["h1"].address, fleet["h1"].directory / "host_key.pub")
         + known_hosts_line(fleet["h2"].address, impostor.with_suffix(".pub"))
-    )  # h3: not known at all
+    )
     hosts = {
         host.name: {**fleet.host_vars(host), "ansible_ssh_common_args": f"-o UserKnownHostsFile={known}"}
         for host in fleet.hosts[:3]
@@ -33,16 +31,15 @@ def test_a_device_with_an_unexpected_host_key_is_not_updated(fleet, controller, 
     for host in fleet.hosts:
         host.close_master()  # no connection of an earlier test may stand in for the check
 
-    status, message = controller.fleet_json("update", "core", "-i", str(inventory))
+    status, message = controller.fleet_json("update", "core", "-i", str(inventory), "--dry-run")
 
     assert status == 1
     devices = message["body"]["devices"]
     assert {host: device["outcome"] for host, device in devices.items()} == {
-        "h1": "updated",
+        "h1": "planned",
         "h2": "unreachable",
         "h3": "unreachable",
     }
+    assert message["body"]["rollout"]["plan"] == [["h1"]]
     assert "Host key verification failed" in devices["h2"]["reason"]
     assert "Host key verification failed" in devices["h3"]["reason"]
-    assert fleet["h1"].health() == "1.1.0"
-    assert fleet["h2"].pristine() and fleet["h3"].pristine()
