@@ -60,6 +60,7 @@ CONTROLLER_ACTIONS = {
     "include_role",
     "import_role",
     "include_vars",
+    "validate_argument_spec",
 }
 
 

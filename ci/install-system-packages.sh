@@ -15,6 +15,7 @@ PACKAGES=(
   openssh-server openssh-client
   rsync curl tar procps ca-certificates
   python3-venv       # `python3 -m venv` on Debian's python (pyenv's python has it built in)
+  python3-yaml       # Debian's python3 runs the modules on fleet test hosts, as on a device
   chromium           # headless browser for the operator page test (tests/integration/test_page.py)
 )
 

@@ -28,6 +28,7 @@ DEFAULT_CONFIG_CANDIDATES = (Path("config/dunebugger.conf"),)
 COMPONENT_TYPES = ("python_app", "container")
 SERVICE_MANAGERS = ("systemd", "command")
 AUTO_UPDATE_LEVELS = ("off", "patch", "minor", "all")
+FLEET_STRATEGIES = ("linear", "mitogen_linear")  # mitogen_linear needs the mitogen package
 
 # Strict shapes for everything that ends up in a path, an argv or a URL.
 COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -91,6 +92,7 @@ class Settings:
     allowed_signers: Path | None = None  # ssh-keygen allowed_signers file (same effect, several keys)
     backups_to_keep: int = 5
     playbook_timeout_minutes: float = 30
+    fleet_strategy: str = "linear"  # Ansible strategy of fleet runs: linear, or mitogen_linear (opt-in)
     serve_host: str = "127.0.0.1"
     serve_port: int = 8765
     serve_token: str | None = None
@@ -293,6 +295,7 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "allowedSigners": ("allowed_signers", _optional_absolute_path),
     "backupsToKeep": ("backups_to_keep", _positive_int),
     "playbookTimeoutMinutes": ("playbook_timeout_minutes", _run_minutes),
+    "fleetStrategy": ("fleet_strategy", _one_of(FLEET_STRATEGIES)),
     "serveHost": ("serve_host", _text),
     "servePort": ("serve_port", _port),
     "serveToken": ("serve_token", _optional_text),

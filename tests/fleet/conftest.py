@@ -27,6 +27,7 @@ from dunebugger_updater.demo.sandbox import releases
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+from container_testbed import ContainerFleet, ci_environment
 from fleet_testbed import Fleet, free_octet
 
 CORE_REPO = "marco-svitol/dunebugger"
@@ -54,6 +55,25 @@ def fleet(fleet_hosts: Fleet) -> Fleet:
     return fleet_hosts
 
 
+@pytest.fixture(scope="session")
+def container_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerFleet]:
+    """Three hosts with a container engine each (container_testbed.py), built once."""
+    with ContainerFleet(
+        tmp_path_factory.mktemp("containers"),
+        count=3,
+        octet=free_octet(17),
+        tag=f"c{os.getpid() % 100000}",
+        ci_env=ci_environment(),
+    ) as hosts:
+        yield hosts
+
+
+@pytest.fixture
+def container_fleet(container_hosts: ContainerFleet) -> ContainerFleet:
+    container_hosts.reset()
+    return container_hosts
+
+
 @dataclass
 class Controller:
     """The machine that runs `dunebugger-updater fleet ...`: a config pointing at the
@@ -62,22 +82,75 @@ class Controller:
     github: FakeGitHub
     config: Path
     artifacts: Path
+    state: Path
 
-    def publish(self, version: str, *, health: str = "ok") -> Path:
-        archive = releases.build_release(self.artifacts, version, health=health)
-        self.github.add_release(CORE_REPO, f"v{version}", assets={f"dunebugger-{version}.tar.gz": archive.read_bytes()})
+    def publish(
+        self,
+        version: str,
+        *,
+        health: str = "ok",
+        manifest: bytes | None = None,
+        extra_members: dict[str, tuple[bytes, int]] | None = None,
+    ) -> Path:
+        archive = releases.build_release(self.artifacts, version, health=health, extra_members=extra_members)
+        self.github.add_release(
+            CORE_REPO, f"v{version}", assets={f"dunebugger-{version}.tar.gz": archive.read_bytes()}, manifest=manifest
+        )
         return archive
 
+    def publish_service(self, component: str, version: str, *, manifest: bytes | None = None) -> None:
+        self.github.add_release(f"marco-svitol/dunebugger-{component}", f"v{version}", manifest=manifest)
+
     def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        environ = {k: v for k, v in os.environ.items()
-                   if not k.startswith("UPDATER_") and k not in ("GITHUB_TOKEN", "DUNEBUGGER_CONFIG")}
-        return subprocess.run([sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
-                              capture_output=True, text=True, timeout=timeout, env=environ, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self._environment(),
+            check=False,
+        )
+
+    @staticmethod
+    def _environment() -> dict[str, str]:
+        return {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("UPDATER_") and k not in ("GITHUB_TOKEN", "DUNEBUGGER_CONFIG")
+        }
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """The CLI in the background; read its output with communicate()."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self._environment(),
+        )
+
+    def played_batches(self, message: dict[str, Any]) -> list[list[str]]:
+        """The hosts of every play (one per batch) of the run a fleet_result names, in
+        the order Ansible started them: from the run's own event artifacts."""
+        run_id = message["body"]["run_id"]
+        directory = self.state / "fleet-runs" / run_id / "artifacts" / run_id / "job_events"
+        events = sorted((json.loads(path.read_text()) for path in directory.glob("*.json")), key=lambda e: e["counter"])
+        batches: list[list[str]] = []
+        for event in events:
+            if event["event"] == "playbook_on_play_start":
+                batches.append([])
+            elif event["event"] == "runner_on_start" and event["event_data"]["host"] not in batches[-1]:
+                batches[-1].append(event["event_data"]["host"])
+        return batches
 
     def fleet_json(self, *args: str) -> tuple[int, dict[str, Any]]:
         done = self.cli("fleet", *args, "--json")
+        return done.returncode, self.message(done)
+
+    @staticmethod
+    def message(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
         try:
-            return done.returncode, json.loads(done.stdout)
+            return json.loads(done.stdout)
         except ValueError:
             raise AssertionError(f"no JSON on stdout (exit {done.returncode}):\n{done.stdout}\n{done.stderr}") from None
 
@@ -85,5 +158,20 @@ class Controller:
 @pytest.fixture
 def controller(tmp_path: Path, github: FakeGitHub) -> Controller:
     config = tmp_path / "controller.conf"
-    config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {tmp_path / 'state'}\n")
-    return Controller(github, config, tmp_path / "artifacts")
+    # DUNEBUGGER_FLEET_STRATEGY=mitogen_linear runs the whole tier with the opt-in strategy.
+    strategy = os.environ.get("DUNEBUGGER_FLEET_STRATEGY", "linear")
+    config.write_text(
+        f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {tmp_path / 'state'}\nfleetStrategy = {strategy}\n"
+    )
+    return Controller(github, config, tmp_path / "artifacts", tmp_path / "state")
+
+
+@pytest.fixture
+def container_controller(controller: Controller, container_hosts: ContainerFleet) -> Controller:
+    """The controller, with the container components' images in the fleet's registry."""
+    sections = "".join(
+        f"\n[Component:{name}]\nimage = {container_hosts.registry}/dunebugger-{name}\n"
+        for name in ("scheduler", "remote")
+    )
+    controller.config.write_text(controller.config.read_text() + sections)
+    return controller

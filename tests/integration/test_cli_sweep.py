@@ -47,7 +47,8 @@ class Condition:
 
 
 READS_CONFIG = ("*",)
-USES_STATE = ("check", "versions", "update", "rollback", "recover", "history", "serve", "fleet check", "fleet update")
+USES_STATE = ("check", "versions", "update", "rollback", "recover", "history", "serve", "fleet check", "fleet update",
+              "fleet rollback")
 WRITES_STATE = tuple(verb for verb in USES_STATE if verb not in ("versions", "history"))  # reading a missing one is fine
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from dunebugger_updater import ComponentUpdater, Settings, load_settings
 from dunebugger_updater.errors import BadRequest
-from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater
+from dunebugger_updater.fleet.rollout import FleetTarget
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -59,21 +59,6 @@ async def test_a_refused_update_has_a_run_id_and_a_dry_run_says_so(tmp_path, dry
     assert (entry.run_id, entry.action) == (result.run_id, action)
     assert RUN_ID.fullmatch(entry.run_id).group("component", "action") == ("core", action)
     assert result.body()["run_id"] == entry.run_id and result.body()["dry_run"] is dry_run
-
-
-@pytest.mark.parametrize(("what", "instead"), [("checks", "check"), ("updates", "update scheduler")])
-async def test_fleet_verbs_for_a_container_say_what_to_run_instead(tmp_path, github, what, instead):
-    inventory = tmp_path / "fleet.yml"
-    inventory.write_text("all:\n  hosts:\n    a:\n")
-    fleet = FleetUpdater(settings_for(tmp_path, github.url))
-    with pytest.raises(BadRequest) as refused:
-        if what == "checks":
-            await fleet.check("scheduler", FleetTarget(inventory))
-        else:
-            await fleet.update("scheduler", FleetTarget(inventory))
-    assert str(refused.value) == (f"scheduler: fleet {what} of container components are not available yet; "
-                                  f"run `dunebugger-updater {instead}` on each device")
-
 
 
 @pytest.mark.parametrize(("name", "problem"), [("missing.yml", "does not exist"),

@@ -49,7 +49,13 @@ class ContainerProcedure:
         )
 
     def update_vars(self, spec: ComponentSpec, tag: str, manifest: Manifest | None) -> dict[str, Any]:
-        return {**self._common_vars(spec), "dunebugger_version": tag, **manifest_check_vars(manifest)}
+        return {**self.device_vars(spec), **self.release_vars(spec, tag, manifest)}
+
+    @staticmethod
+    def release_vars(spec: ComponentSpec, tag: str, manifest: Manifest | None) -> dict[str, Any]:
+        """What is the same on every device: the service, its image and tag, and the
+        checks the release's manifest asks for (a fleet run passes only these)."""
+        return {**_identity_vars(spec), "dunebugger_version": tag, **manifest_check_vars(manifest)}
 
     @staticmethod
     def missing_rollback_target(spec: ComponentSpec) -> str | None:
@@ -72,7 +78,13 @@ class ContainerProcedure:
         return waits
 
     def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
-        return {**self._common_vars(spec), "container_rollback_version": to_version or ""}
+        return {**self.device_vars(spec), **self.rollback_target_vars(spec, to_version)}
+
+    @staticmethod
+    def rollback_target_vars(spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
+        """The service and the version to go back to ("": the newest backup); a fleet
+        rollback passes only these."""
+        return {**_identity_vars(spec), "container_rollback_version": to_version or ""}
 
     def dry_run_details(self, spec: ComponentSpec, tag: str) -> dict[str, Any]:
         return {
@@ -82,19 +94,22 @@ class ContainerProcedure:
             "steps": list(UPDATE_STEPS),
         }
 
-    def _common_vars(self, spec: ComponentSpec) -> dict[str, Any]:
+    def device_vars(self, spec: ComponentSpec) -> dict[str, Any]:
+        """How this device runs the service, from its own configuration (a fleet's
+        devices have theirs in the inventory)."""
         return {
-            "dunebugger_component": spec.name,
             "container_compose_command": list(self._settings.compose_command),
             "container_compose_project": self._settings.compose_project,
             "container_compose_file": self._settings.docker_compose_path,
-            "container_service": spec.service,
-            "container_image": spec.image,
             "container_backup_path": self._settings.backup_path,
             "container_backup_keep": self._settings.backups_to_keep,
             "container_health_url": spec.health_url,
             "container_health_timeout_seconds": spec.health_timeout_seconds,
         }
+
+
+def _identity_vars(spec: ComponentSpec) -> dict[str, Any]:
+    return {"dunebugger_component": spec.name, "container_service": spec.service, "container_image": spec.image}
 
 
 def manifest_check_vars(manifest: Manifest | None) -> dict[str, Any]:

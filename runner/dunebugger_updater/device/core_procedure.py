@@ -187,7 +187,12 @@ class CoreProcedure:
         }
 
     def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
-        return {**self.device_vars(spec), "core_rollback_version": to_version or ""}
+        return {**self.device_vars(spec), **self.rollback_target_vars(spec, to_version)}
+
+    @staticmethod
+    def rollback_target_vars(spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
+        """The version to go back to ("": the previous release); a fleet rollback passes only these."""
+        return {"dunebugger_component": spec.name, "core_rollback_version": to_version or ""}
 
     def missing_rollback_target(self, spec: ComponentSpec) -> str | None:
         """Why a rollback without --to has nowhere to go, in the command line's words

@@ -105,6 +105,7 @@ class HostReport:
     host: str
     outcome: str
     reason: str = ""
+    failed_task: str = ""
     from_version: str | None = None
     to_version: str | None = None
     failed: bool = False
@@ -128,6 +129,7 @@ def host_reports(events: Iterable[RunnerEvent]) -> dict[str, HostReport]:
             host=host,
             outcome=str(data.get("outcome") or ("unreachable" if unreachable else "failed" if failed else "unknown")),
             reason=str(data.get("reason") or ""),
+            failed_task=str(data.get("failed_task") or ""),
             from_version=_text_or_none(data.get("from_version")),
             to_version=_text_or_none(data.get("to_version")),
             failed=failed,

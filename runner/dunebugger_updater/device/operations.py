@@ -183,23 +183,9 @@ class DeviceOperations:
             manifest, note = await fetch_manifest(client, spec, release, device=device)
         if manifest and manifest.min_remote_version and spec.name != "remote":
             await self._check_remote_version(manifest)
-        self._check_waits_fit(spec, manifest)
+        check_waits_fit(self._settings, self._procedure(spec), spec, manifest)
         version_text = self._procedure(spec).target_version(release, manifest)
         return Plan(spec, installed.version, release, version_text, manifest, note)
-
-    def _check_waits_fit(self, spec: ComponentSpec, manifest: Manifest | None) -> None:
-        """A run whose checks after the switch could outlast the run's deadline would be
-        stopped half-verified: refuse it before anything changes."""
-        waits = self._procedure(spec).post_switch_waits(spec, manifest)
-        total = sum(seconds for _, seconds in waits)
-        limit = self._settings.playbook_timeout_minutes * 60
-        if total > limit:
-            parts = " + ".join(f"{name} {seconds:g} s" for name, seconds in waits)
-            raise PreflightError(
-                f"the checks after the switch may wait {total:g} s ({parts}), longer than a run may take "
-                f"(playbookTimeoutMinutes = {self._settings.playbook_timeout_minutes:g}, {limit:g} s): shorten "
-                "those checks or raise playbookTimeoutMinutes"
-            )
 
     async def _check_remote_version(self, manifest: Manifest) -> None:
         remote = self._settings.components.get("remote")
@@ -419,6 +405,21 @@ class DeviceOperations:
 
     def _procedure(self, spec: ComponentSpec) -> Procedure:
         return self._procedures[spec.type]
+
+
+def check_waits_fit(settings: Settings, procedure: Procedure, spec: ComponentSpec, manifest: Manifest | None) -> None:
+    """A run whose checks after the switch could outlast the run's deadline would be
+    stopped half-verified: refuse it before anything changes."""
+    waits = procedure.post_switch_waits(spec, manifest)
+    total = sum(seconds for _, seconds in waits)
+    limit = settings.playbook_timeout_minutes * 60
+    if total > limit:
+        parts = " + ".join(f"{name} {seconds:g} s" for name, seconds in waits)
+        raise PreflightError(
+            f"the checks after the switch may wait {total:g} s ({parts}), longer than a run may take "
+            f"(playbookTimeoutMinutes = {settings.playbook_timeout_minutes:g}, {limit:g} s): shorten "
+            "those checks or raise playbookTimeoutMinutes"
+        )
 
 
 def refused(spec: ComponentSpec, reason: str, dry_run: bool, plan: Plan | None = None) -> UpdateResult:

@@ -47,6 +47,10 @@ class Procedure(Protocol):
     def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
         """The rollback playbook's extra-vars."""
 
+    def rollback_target_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
+        """The part of them that is the same on every device: what a fleet rollback passes
+        (each device's settings come from the inventory)."""
+
     def missing_rollback_target(self, spec: ComponentSpec) -> str | None:
         """Why a rollback without --to has nowhere to go, or None."""
 

@@ -81,10 +81,18 @@ def playbook_path(name: str) -> Path:
 
 
 class PlaybookRunner:
-    def __init__(self, runs_dir: Path, *, keep: int = 20, timeout_seconds: float = 1800) -> None:
+    def __init__(
+        self,
+        runs_dir: Path,
+        *,
+        keep: int = 20,
+        timeout_seconds: float = 1800,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self._runs_dir = runs_dir
         self._keep = keep
         self._timeout = timeout_seconds
+        self._settings = dict(settings or {})  # ANSIBLE_* variables of every run (a fleet's SSH settings)
 
     def run(
         self,
@@ -101,6 +109,7 @@ class PlaybookRunner:
         from ansible_runner.utils import signal_handler
 
         playbook, environment = self.check(name, run_id)
+        environment = {**environment, **self._settings}
         data_dir = self._runs_dir / run_id
         if values is not None:
             extravars.write(data_dir / "env" / "extravars", values)

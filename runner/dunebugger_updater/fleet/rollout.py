@@ -1,30 +1,37 @@
-"""Fleet updates: the same vetted playbooks, over an Ansible inventory, in batches.
+"""Fleet updates and rollbacks: the same vetted playbooks, over an Ansible inventory.
 
-Ansible does the orchestration: `serial` makes the batches (the first one is the
-canary), `max_fail_percentage` stops the rollout when a batch fails too much (later
-batches are never started), `forks` sets the parallelism, and every failed device is
-rolled back by its own play (the block/rescue of update_core.yml). This module only
+Ansible does the orchestration: the play's host list and `serial` make the batches
+(cut by plan.py, canary first), `max_fail_percentage` stops the rollout when a
+batch fails too much (later batches are never started), `forks` sets the parallelism,
+and every failed device is rolled back by its own play (block/rescue). This module
 decides what every device gets and reads back what happened:
 
-    resolve the release once (one lookup, one verified download, on the controller)
-      -> versions before (fleet_versions.yml over the inventory, read-only)
-      -> devices already on (or past) the target are left out
-      -> update_core.yml over the rest, with dunebugger_batches / _max_fail_percentage
+    lock the inventory (one rollout or rollback at a time over it)
+      -> read the inventory (ansible-inventory: a file it cannot parse is bad input)
+      -> at once: resolve the release on the controller (one lookup, its manifest, one
+         verified download for core) | read every device's versions (fleet_versions.yml)
+      -> leave out devices that are unreachable, already on (or past) the target, or run
+         a remote older than the release's min_remote_version
+      -> plan the batches                                  [a dry run stops here]
+      -> the update playbook over the rest, in the planned order and batches
+      -> devices a run stopped at its deadline left unsettled: the rollback playbook
       -> versions after, only for devices whose outcome leaves them in doubt
-      -> FleetResult (the `fleet_result` message and the table)
+      -> FleetResult (the `fleet_result` message and the table), and the history
 
-Device settings (paths, service manager and its commands, health URL, python) come
-from the inventory; the controller passes only what is the same for every device:
-the release (version, archive, sha256) and the checks its manifest asks for. So
-`ansible-playbook -i INVENTORY playbooks/update_core.yml -e ...` by hand does the same.
+Device settings (paths, service manager, compose file, health URL, ...) come from the
+inventory; the controller passes only what is the same for every device: the release
+and the checks its manifest asks for. So `ansible-playbook -i INVENTORY
+playbooks/update_core.yml -e ...` by hand does the same (docs/fleet.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-import re
-from dataclasses import dataclass
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,61 +39,40 @@ from typing import Any
 import httpx
 
 from ..config import ComponentSpec, Settings
-from ..device.core_procedure import CoreProcedure, Prepared
+from ..device.container_procedure import ContainerProcedure
+from ..device.core_procedure import CoreProcedure
+from ..device.events import HostReport, host_reports
 from ..device.history import History, HistoryEntry, new_run_id
+from ..device.lock import DeviceLock
+from ..device.operations import check_waits_fit
+from ..device.plan import Procedure
 from ..device.playbooks import PlaybookRun, PlaybookRunner
-from ..errors import BadRequest, DownloadError, ManifestError, ReleaseLookupError
+from ..errors import BadRequest, Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from ..release.manifest import DeviceNames, Manifest, fetch_manifest
 from ..release.releases import Release, client_for
 from ..statedir import StateDir
-from ..versions import requested_version, without_v
+from ..versions import parse_or_none, requested_version, without_v
+from .connection import ansible_settings
+from .inventory import Inventory, read_inventory
+from .plan import DEFAULT_ROLLOUT, Plan, Rollout, plan_batches
 from .status import (
     DeviceStatus,
     FleetCheck,
     FleetResult,
     HostVersion,
     describe,
+    describe_plan,
     device_statuses,
     host_versions,
     not_run,
+    unreachable,
 )
 
 log = logging.getLogger(__name__)
 
 VERSIONS_PLAYBOOK = "fleet_versions"
-DEFAULT_BATCHES: tuple[int | str, ...] = (1, "100%")
-DEFAULT_MAX_FAIL_PERCENTAGE = 0
 DEFAULT_FORKS = 50
-_BATCH = re.compile(r"^(?:[1-9][0-9]{0,5}|(?:[1-9][0-9]?|100)%)$")
-
-@dataclass(frozen=True)
-class Rollout:
-    """How to roll out: Ansible's `serial` list and `max_fail_percentage`."""
-
-    batches: tuple[int | str, ...] = DEFAULT_BATCHES
-    max_fail_percentage: int | None = DEFAULT_MAX_FAIL_PERCENTAGE
-
-    def extra_vars(self) -> dict[str, Any]:
-        values: dict[str, Any] = {"dunebugger_batches": list(self.batches)}
-        if self.max_fail_percentage is not None:
-            values["dunebugger_max_fail_percentage"] = self.max_fail_percentage
-        return values
-
-
-def parse_batches(text: str) -> tuple[int | str, ...]:
-    """`1,25%,100%` -> (1, "25%", "100%"): host counts or percentages, as `serial` takes them."""
-    items = [item.strip() for item in text.split(",")]
-    bad = [item for item in items if not _BATCH.fullmatch(item)]
-    if not items or bad:
-        raise BadRequest(f"--batches: {text!r} is not a comma-separated list of host counts (1, 2, ...) "
-                         "or percentages (1%..100%)")
-    return tuple(item if item.endswith("%") else int(item) for item in items)
-
-
-def check_max_fail_percentage(value: int) -> int:
-    if not 0 <= value <= 100:
-        raise BadRequest(f"--max-fail-percentage: {value} is not between 0 and 100")
-    return value
+ROLLED_BACK = ("rolled_back", "up_to_date")  # a fleet rollback's good outcomes
 
 
 @dataclass(frozen=True)
@@ -108,177 +94,446 @@ class FleetTarget:
             raise BadRequest("--limit: empty pattern")
         return FleetTarget(self.inventory.resolve(), self.limit, self.forks)
 
+    @property
+    def forks_or_default(self) -> int:
+        return self.forks or DEFAULT_FORKS  # Ansible never starts more workers than a batch has hosts
+
 
 @dataclass(frozen=True)
-class _ResolvedRelease:
+class _Release:
+    """A release resolved once, on the controller, for the whole fleet."""
+
     release: Release
-    version: str  # tag without "v": what the release's VERSION says
+    version: str  # what the devices will run: the tag without "v", or the image tag
     manifest: Manifest | None
     manifest_note: str
+    values: dict[str, Any]  # the playbook's extra-vars: the same on every device
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class FleetUpdater:
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        runner: PlaybookRunner | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._settings = settings
         self._transport = transport
         self._state = StateDir(settings.state_path)
-        self._runner = runner or PlaybookRunner(
-            self._state.path / "fleet-runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
         self._core = CoreProcedure(settings, transport=transport)
+        self._container = ContainerProcedure(settings)
         self._history = History(self._state)
+        self._ansible = ansible_settings(settings.fleet_strategy)
 
     # --- public --------------------------------------------------------------------
 
     async def check(self, component: str, target: FleetTarget) -> FleetCheck:
         """Installed versions on every device, and the newest release (one lookup)."""
-        spec = self._python_app(component, "checks")
+        spec = self._settings.component(component)
         target = target.checked()
         self._state.ready()  # the runs' artifacts go there
-        versions_task = asyncio.create_task(self._versions(spec, target, target.limit))
+        inventory = await asyncio.to_thread(read_inventory, target.inventory, target.limit)
+        versions = asyncio.create_task(self._versions(spec, target, inventory.hosts))
         latest, error = None, None
         try:
             async with client_for(self._settings, self._transport) as client:
                 latest = await client.latest(spec.name, spec.repo, include_prerelease=self._settings.include_prerelease)
         except ReleaseLookupError as exc:
             error = exc.reason
-        devices = await versions_task
-        return FleetCheck(spec.name, str(latest.version) if latest else None, latest.tag if latest else None,
-                          tuple(devices.values()), error)
-
-    async def update(self, component: str, target: FleetTarget, *, version: str | None = None,
-                     rollout: Rollout = Rollout()) -> FleetResult:
-        """Roll one release out; the run, refused or not, ends up in the controller's history."""
-        now = datetime.now().replace(microsecond=0)
-        result = await self._update(component, target, version=version, rollout=rollout)
-        self._history.append(HistoryEntry(
-            run_id=result.run_id or new_run_id(now, result.component, "fleet-update"),
-            action="fleet_update", component=result.component, from_version=None, to_version=result.version,
-            outcome="updated" if result.success else "failed", success=result.success, message=result.message,
-            started_at=now.isoformat(), finished_at=datetime.now().replace(microsecond=0).isoformat(),
-            details={"devices": {device.host: device.outcome for device in result.devices}, **result.details},
-        ))
-        return result
-
-    async def _update(self, component: str, target: FleetTarget, *, version: str | None,
-                      rollout: Rollout) -> FleetResult:
-        spec = self._python_app(component, "updates")
-        target = target.checked()
-        self._state.ready()  # the history, the download and the runs' artifacts go there
-        version = requested_version(version, "--version") if version is not None else None
-        common: dict[str, Any] = {"batches": rollout.batches, "max_fail_percentage": rollout.max_fail_percentage}
-        try:
-            resolved = await self._resolve(spec, version)
-            prepared = await self._core.prepare(
-                self._core.artifact(spec, resolved.release, resolved.version, resolved.manifest))
-        except (ReleaseLookupError, ManifestError, DownloadError) as exc:
-            reason = exc.reason if isinstance(exc, ReleaseLookupError) else str(exc)
-            return FleetResult(spec.name, False, f"{spec.name} fleet update refused: {reason}. Nothing was changed.",
-                               version, **common)
-        before = await self._versions(spec, target, target.limit)
-        statuses = self._not_run(before, resolved.version)
-        pending = [host for host in before if host not in statuses]
-        run = None
-        if pending:
-            values = {**self._release_vars(spec, resolved, prepared), **rollout.extra_vars()}
-            run = await self._run(self._core.update_playbook, values, target, pending, spec.name, "fleet-update")
-            statuses.update(device_statuses(run.events, before, pending, resolved.version))
-            statuses.update(await self._settle_unknown(spec, target, statuses))
-        devices = tuple(statuses[host] for host in before)
-        success = all(device.ok for device in devices)
-        return FleetResult(
-            spec.name, success, describe(spec.name, resolved.version, devices), resolved.version,
-            release=resolved.release.tag, devices=devices, run_id=run.run_id if run else None,
-            details={"sha256": prepared.artifact.sha256, "sha256_source": prepared.artifact.sha256_source,
-                     "manifest": resolved.manifest_note, "inventory": str(target.inventory), "limit": target.limit},
-            **common,
+        devices = await versions
+        return FleetCheck(
+            spec.name,
+            str(latest.version) if latest else None,
+            latest.tag if latest else None,
+            tuple(devices.values()),
+            error,
         )
+
+    async def update(
+        self,
+        component: str,
+        target: FleetTarget,
+        *,
+        version: str | None = None,
+        rollout: Rollout = DEFAULT_ROLLOUT,
+        dry_run: bool = False,
+    ) -> FleetResult:
+        """Roll one release out (or plan it: `dry_run`); the run, refused or not, ends
+        up in the controller's history. A rollout over an inventory another rollout
+        holds is answered busy."""
+        spec = self._settings.component(component)
+        target = target.checked()
+        version = requested_version(version, "--version") if version is not None else None
+        self._state.ready()  # the history, the download and the runs' artifacts go there
+        operation = lambda: self._update(spec, target, version, rollout, dry_run)  # noqa: E731
+        if dry_run:
+            return await self._recorded("fleet_dry_run", spec, operation)
+        return await self._recorded("fleet_update", spec, lambda: self._locked(spec, "update", target, operation))
+
+    async def rollback(self, component: str, target: FleetTarget, *, to: str | None = None) -> FleetResult:
+        """Every selected device back to its previous release, or to `to`."""
+        spec = self._settings.component(component)
+        target = target.checked()
+        to = requested_version(to, "--to") if to is not None else None
+        self._state.ready()  # the lock, the history and the runs' artifacts go there
+        operation = lambda: self._rollback(spec, target, to)  # noqa: E731
+        return await self._recorded("fleet_rollback", spec, lambda: self._locked(spec, "rollback", target, operation))
 
     # --- stages --------------------------------------------------------------------
 
-    async def _resolve(self, spec: ComponentSpec, version: str | None) -> _ResolvedRelease:
+    async def _update(
+        self, spec: ComponentSpec, target: FleetTarget, version: str | None, rollout: Rollout, dry_run: bool
+    ) -> FleetResult:
+        inventory = await asyncio.to_thread(read_inventory, target.inventory, target.limit)
+        common: dict[str, Any] = {
+            "batches": rollout.batches,
+            "max_fail_percentage": rollout.max_fail_percentage,
+            "dry_run": dry_run,
+        }
+        versions = asyncio.create_task(self._versions(spec, target, inventory.hosts))
+        try:
+            resolved = await self._resolve(spec, version)
+        except (ReleaseLookupError, ManifestError, DownloadError, PreflightError) as exc:
+            await asyncio.gather(versions, return_exceptions=True)  # read-only; let it end
+            return FleetResult(
+                spec.name,
+                False,
+                f"{spec.name} fleet update refused: {exc.reason.rstrip('.')}. Nothing was changed.",
+                version,
+                **common,
+            )
+        before = await versions
+        statuses = self._left_out(spec, before, resolved)
+        plan = plan_batches(
+            [host for host in inventory.hosts if host not in statuses], inventory.canary, rollout.batches
+        )
+        details = {
+            **resolved.details,
+            "manifest": resolved.manifest_note,
+            "inventory": str(target.inventory),
+            "limit": target.limit,
+        }
+        if dry_run:
+            statuses.update(
+                {
+                    host: DeviceStatus(
+                        host,
+                        "planned",
+                        before[host].version,
+                        None,
+                        plan.batch_of(host),
+                        "canary" if host in inventory.canary else "",
+                    )
+                    for host in plan.hosts
+                }
+            )
+            devices = self._in_order(inventory, statuses)
+            return FleetResult(
+                spec.name,
+                all(device.ok for device in devices),
+                describe_plan(spec.name, resolved.version, resolved.release.tag, plan, devices),
+                resolved.version,
+                resolved.release.tag,
+                devices=devices,
+                plan=plan,
+                details=details,
+                **common,
+            )
+        run = None
+        if plan.hosts:
+            values = {**resolved.values, **plan.extra_vars(rollout)}
+            run = await self._run(self._procedure(spec).update_playbook, values, target, plan, spec.name, "update")
+            statuses.update(device_statuses(run.events, before, plan))
+            if run.cut_off:
+                statuses.update(await self._settle_cut_off(spec, target, run, plan, before))
+            statuses.update(await self._settle_unknown(spec, target, statuses))
+        devices = self._in_order(inventory, statuses)
+        return FleetResult(
+            spec.name,
+            all(device.ok for device in devices),
+            describe(spec.name, "update", resolved.version, devices),
+            resolved.version,
+            resolved.release.tag,
+            devices=devices,
+            run_id=run.run_id if run else None,
+            plan=plan,
+            details=details,
+            **common,
+        )
+
+    async def _rollback(self, spec: ComponentSpec, target: FleetTarget, to: str | None) -> FleetResult:
+        inventory = await asyncio.to_thread(read_inventory, target.inventory, target.limit)
+        before = await self._versions(spec, target, inventory.hosts)
+        statuses = {host: unreachable(found) for host, found in before.items() if found.unreachable}
+        reachable = tuple(host for host in inventory.hosts if host not in statuses)
+        plan = Plan((reachable,) if reachable else ())
+        run = None
+        if reachable:
+            values = self._procedure(spec).rollback_target_vars(spec, to)
+            run = await self._run(
+                self._procedure(spec).rollback_playbook,
+                {**values, "dunebugger_hosts": list(reachable)},
+                target,
+                plan,
+                spec.name,
+                "rollback",
+            )
+            statuses.update(device_statuses(run.events, before, plan, action="rollback"))
+            statuses.update(await self._settle_unknown(spec, target, statuses))
+        devices = self._in_order(inventory, statuses)
+        return FleetResult(
+            spec.name,
+            all(device.outcome in ROLLED_BACK for device in devices),
+            describe(spec.name, "rollback", to, devices),
+            to,
+            devices=devices,
+            run_id=run.run_id if run else None,
+            plan=plan,
+            action="rollback",
+            details={"inventory": str(target.inventory), "limit": target.limit},
+        )
+
+    async def _resolve(self, spec: ComponentSpec, version: str | None) -> _Release:
+        """The release, its manifest, and what every device gets (for core: the archive,
+        downloaded and verified once)."""
         async with client_for(self._settings, self._transport) as client:
-            release = await client.find(spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease)
+            release = await client.find(
+                spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease
+            )
             # Device paths differ across a fleet: the playbook checks the script path on each device.
             manifest, note = await fetch_manifest(client, spec, release, device=DeviceNames.of(spec))
-        return _ResolvedRelease(release, without_v(release.tag), manifest, note)
+        check_waits_fit(self._settings, self._procedure(spec), spec, manifest)
+        if spec.is_container:
+            tag = self._container.target_version(release, manifest)
+            return _Release(
+                release,
+                tag,
+                manifest,
+                note,
+                self._container.release_vars(spec, tag, manifest),
+                {"image": f"{spec.image}:{tag}"},
+            )
+        text = without_v(release.tag)
+        prepared = await self._core.prepare(self._core.artifact(spec, release, text, manifest))
+        self._core.check_release(prepared, manifest)
+        return _Release(
+            release,
+            text,
+            manifest,
+            note,
+            self._core.release_vars(spec, text, prepared, manifest),
+            {"sha256": prepared.artifact.sha256, "sha256_source": prepared.artifact.sha256_source},
+        )
 
-    def _release_vars(self, spec: ComponentSpec, resolved: _ResolvedRelease, prepared: Prepared) -> dict[str, Any]:
-        # Device settings come from the inventory: as extra-vars they would override it.
-        return self._core.release_vars(spec, resolved.version, prepared, resolved.manifest)
+    def _left_out(
+        self, spec: ComponentSpec, before: dict[str, HostVersion], resolved: _Release
+    ) -> dict[str, DeviceStatus]:
+        """Devices the rollout leaves alone, and why: unreachable, no update needed, or
+        the release needs a newer remote than the device runs."""
+        needs = resolved.manifest.min_remote_version if resolved.manifest and spec.name != "remote" else None
+        statuses = {}
+        for host, found in before.items():
+            if found.unreachable:
+                statuses[host] = unreachable(found)
+            elif (status := not_run(found, resolved.version)) is not None:
+                statuses[host] = status
+            elif needs is not None and (remote := parse_or_none(found.remote)) is not None and remote < needs:
+                statuses[host] = DeviceStatus(
+                    host,
+                    "refused",
+                    found.version,
+                    found.version,
+                    None,
+                    f"this release needs remote {needs} or newer (runs {remote}): update remote first",
+                )
+        return statuses
 
-    async def _versions(self, spec: ComponentSpec, target: FleetTarget, limit: str | None) -> dict[str, HostVersion]:
-        run = await self._run(VERSIONS_PLAYBOOK, {"dunebugger_component": spec.name}, target, None,
-                              spec.name, "fleet-versions", limit=limit)
-        found = host_versions(run.events)
-        if not found:
-            raise BadRequest(_no_hosts(run, target, limit))
-        return found
+    async def _versions(
+        self, spec: ComponentSpec, target: FleetTarget, hosts: tuple[str, ...]
+    ) -> dict[str, HostVersion]:
+        """What every host runs: the component and, for min_remote_version, remote."""
+        components = {
+            name: {"type": self._settings.component(name).type, "service": self._settings.component(name).service}
+            for name in (spec.name, "remote")
+            if name in self._settings.components
+        }
+        run = await self._run(
+            VERSIONS_PLAYBOOK,
+            {"fleet_versions_components": components, "dunebugger_hosts": list(hosts)},
+            target,
+            Plan((hosts,)),
+            spec.name,
+            "versions",
+        )
+        return host_versions(run.events, spec.name, hosts)
 
-    async def _settle_unknown(self, spec: ComponentSpec, target: FleetTarget,
-                              statuses: dict[str, DeviceStatus]) -> dict[str, DeviceStatus]:
+    async def _settle_unknown(
+        self, spec: ComponentSpec, target: FleetTarget, statuses: dict[str, DeviceStatus]
+    ) -> dict[str, DeviceStatus]:
         """A `failed` device either changed nothing or failed its rollback: ask it."""
-        unknown = [host for host, status in statuses.items() if status.outcome == "failed"]
+        unknown = tuple(host for host, status in statuses.items() if status.outcome == "failed")
         if not unknown:
             return {}
-        after = await self._versions(spec, target, ",".join(unknown))
+        after = await self._versions(spec, target, unknown)
         return {host: _with_after(statuses[host], after.get(host)) for host in unknown}
 
-    async def _run(self, playbook: str, values: dict[str, Any], target: FleetTarget, hosts: list[str] | None,
-                   component: str, action: str, *, limit: str | None = None) -> PlaybookRun:
-        if hosts is not None:
-            limit = ",".join(hosts)
-        forks = target.forks or DEFAULT_FORKS  # Ansible never starts more workers than a batch has hosts
-        run_id = new_run_id(datetime.now(), component, action)
-        log.info("running %s over %s (limit %s, forks %d) as %s", playbook, target.inventory, limit, forks, run_id)
-        return await asyncio.to_thread(self._runner.run, playbook, values, run_id=run_id,
-                                       inventory=target.inventory, limit=limit, forks=forks)
+    async def _settle_cut_off(
+        self, spec: ComponentSpec, target: FleetTarget, cut: PlaybookRun, plan: Plan, before: dict[str, HostVersion]
+    ) -> dict[str, DeviceStatus]:
+        """The run was stopped at its deadline: a device it left without a result may be
+        between switch and verification. The rollback playbook puts each back on the
+        version it ran before (a no-op where nothing was switched) and verifies it."""
+        started = {event.host for event in cut.events if event.host}
+        reports = host_reports(cut.events)
+        left = {host for host in plan.hosts if host in started and not _reported(reports.get(host))}
+        settled: dict[str, DeviceStatus] = {}
+        for version in sorted({before[host].version or "" for host in left}):
+            group = tuple(host for host in plan.hosts if host in left and (before[host].version or "") == version)
+            values = self._procedure(spec).rollback_target_vars(spec, version or None)
+            run = await self._run(
+                self._procedure(spec).rollback_playbook,
+                {**values, "dunebugger_hosts": list(group)},
+                target,
+                Plan((group,)),
+                spec.name,
+                "rollback",
+            )
+            back = device_statuses(run.events, before, Plan((group,)), action="rollback")
+            settled.update(
+                {
+                    host: _after_deadline(
+                        back[host], before[host], plan.batch_of(host), self._settings.playbook_timeout_minutes
+                    )
+                    for host in group
+                }
+            )
+        return settled
+
+    # --- running -------------------------------------------------------------------
+
+    async def _run(
+        self, playbook: str, values: dict[str, Any], target: FleetTarget, plan: Plan, component: str, action: str
+    ) -> PlaybookRun:
+        """One playbook run over the plan's hosts (and no other), with a deadline of
+        playbookTimeoutMinutes for every round of devices it goes through."""
+        forks = target.forks_or_default
+        rounds = sum(math.ceil(len(batch) / forks) for batch in plan.batches) or 1
+        runner = PlaybookRunner(
+            self._state.subdir("fleet-runs"),
+            timeout_seconds=self._settings.playbook_timeout_minutes * 60 * rounds,
+            settings=self._ansible,
+        )
+        run_id = new_run_id(datetime.now(), component, f"fleet-{action}")
+        log.info(
+            "running %s over %d device(s) of %s (forks %d) as %s",
+            playbook,
+            len(plan.hosts),
+            target.inventory,
+            forks,
+            run_id,
+        )
+        return await asyncio.to_thread(
+            runner.run,
+            playbook,
+            values,
+            run_id=run_id,
+            inventory=target.inventory,
+            limit=",".join(plan.hosts),
+            forks=forks,
+        )
+
+    async def _locked(
+        self, spec: ComponentSpec, action: str, target: FleetTarget, operation: Callable[[], Awaitable[FleetResult]]
+    ) -> FleetResult:
+        key = hashlib.sha256(str(target.inventory).encode()).hexdigest()[:16]
+        lock = DeviceLock(self._state, f"fleet-{key}.lock", place=f"over inventory {target.inventory}")
+        lock.acquire(f"fleet {action} of {spec.name}")
+        with lock:
+            return await operation()
+
+    async def _recorded(
+        self, action: str, spec: ComponentSpec, operation: Callable[[], Awaitable[FleetResult]]
+    ) -> FleetResult:
+        """Run and record in the history; a busy answer changed nothing and is not recorded."""
+        started = _now()
+        try:
+            result = await operation()
+        except Busy as exc:
+            return FleetResult(spec.name, False, str(exc), None, action=action.removeprefix("fleet_"))
+        self._history.append(
+            HistoryEntry(
+                run_id=result.run_id or f"{started}-{result.component}-{action}",
+                action=action,
+                component=result.component,
+                from_version=None,
+                to_version=result.version,
+                outcome=_history_outcome(result),
+                success=result.success,
+                message=result.message,
+                started_at=started,
+                finished_at=_now(),
+                details={"devices": {device.host: device.outcome for device in result.devices}, **result.details},
+            )
+        )
+        return result
 
     # --- helpers -------------------------------------------------------------------
 
-    @staticmethod
-    def _not_run(before: dict[str, HostVersion], version: str) -> dict[str, DeviceStatus]:
-        statuses = {}
-        for host, found in before.items():
-            status = not_run(found, version)
-            if status is not None:
-                statuses[host] = status
-        return statuses
+    def _procedure(self, spec: ComponentSpec) -> Procedure:
+        return self._container if spec.is_container else self._core
 
-    def _python_app(self, component: str, what: str) -> ComponentSpec:
-        """Fleet runs read and install core-style releases (fleet_versions.yml reads the
-        VERSION file of a python_app); containers are checked and updated per device."""
-        spec = self._settings.component(component)
-        if spec.type != "python_app":
-            instead = "check" if what == "checks" else f"update {spec.name}"
-            raise BadRequest(f"{spec.name}: fleet {what} of {spec.type} components are not available yet; "
-                             f"run `dunebugger-updater {instead}` on each device")
-        return spec
+    @staticmethod
+    def _in_order(inventory: Inventory, statuses: dict[str, DeviceStatus]) -> tuple[DeviceStatus, ...]:
+        return tuple(statuses[host] for host in inventory.hosts)
+
+
+def _reported(report: HostReport | None) -> bool:
+    """Whether the play said how the device ended (a run cut off says nothing for some)."""
+    return report is not None and report.outcome not in ("unknown", "unreachable")
+
+
+def _after_deadline(back: DeviceStatus, before: HostVersion, batch: int | None, minutes: float) -> DeviceStatus:
+    """How a device left by a run stopped at its deadline ended after the rollback run."""
+    stopped = f"the run was stopped at its deadline (playbookTimeoutMinutes = {minutes:g} per batch)"
+    if back.outcome == "rolled_back":
+        return DeviceStatus(
+            back.host, "rolled_back", before.version, back.version_after, batch, f"{stopped}; rolled back and verified"
+        )
+    if back.outcome == "up_to_date":
+        return DeviceStatus(
+            back.host,
+            "failed",
+            before.version,
+            before.version,
+            batch,
+            f"{stopped} before the switch; nothing was changed",
+        )
+    return DeviceStatus(
+        back.host,
+        "failed",
+        before.version,
+        None,
+        batch,
+        f"{stopped}; the rollback FAILED: {back.reason}",
+        back.failed_task,
+    )
 
 
 def _with_after(status: DeviceStatus, found: HostVersion | None) -> DeviceStatus:
     if found is None or not found.readable:
         return status
-    return DeviceStatus(status.host, status.outcome, status.version_before, found.version, status.batch, status.reason)
+    return DeviceStatus(
+        status.host,
+        status.outcome,
+        status.version_before,
+        found.version,
+        status.batch,
+        status.reason,
+        status.failed_task,
+    )
 
 
-def _no_hosts(run: PlaybookRun, target: FleetTarget, limit: str | None) -> str:
-    where = f"inventory {target.inventory}" + (f" with --limit {limit!r}" if limit else "")
-    tail = _stdout_tail(run)
-    if run.succeeded or "no hosts" in tail.lower():
-        return f"no device in {where}"
-    return f"could not read the devices of {where}" + (f": {tail}" if tail else f" (see {run.artifacts})")
+def _history_outcome(result: FleetResult) -> str:
+    if not result.success:
+        return "failed"
+    return "dry_run" if result.dry_run else "rolled_back" if result.action == "rollback" else "updated"
 
 
-def _stdout_tail(run: PlaybookRun) -> str:
-    try:
-        lines = (run.artifacts / "stdout").read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    errors = [line.strip() for line in lines if line.strip().startswith(("ERROR", "[ERROR]", "[WARNING]"))]
-    return " ".join(errors[-2:] or [line.strip() for line in lines if line.strip()][-1:])
+def _now() -> str:
+    return datetime.now().replace(microsecond=0).isoformat()
