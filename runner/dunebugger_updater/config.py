@@ -89,6 +89,7 @@ class Settings:
     max_extract_mb: int = 1024
     signing_public_key: str | None = None  # OpenSSH public key line: releases must carry <artifact>.sig
     allowed_signers: Path | None = None  # ssh-keygen allowed_signers file (same effect, several keys)
+    bundle_path: Path | None = None  # bundles the service may install (None: none, over the API)
     backups_to_keep: int = 5
     playbook_timeout_minutes: float = 30
     serve_host: str = "127.0.0.1"
@@ -291,6 +292,7 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "maxExtractMb": ("max_extract_mb", _positive_int),
     "signingPublicKey": ("signing_public_key", _ssh_public_key),
     "allowedSigners": ("allowed_signers", _optional_absolute_path),
+    "bundlePath": ("bundle_path", _optional_absolute_path),
     "backupsToKeep": ("backups_to_keep", _positive_int),
     "playbookTimeoutMinutes": ("playbook_timeout_minutes", _run_minutes),
     "serveHost": ("serve_host", _text),
