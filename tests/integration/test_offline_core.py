@@ -251,6 +251,15 @@ async def test_a_bundle_file_that_leads_outside_the_bundle_is_refused(device, us
                    "core", "--from", str(bundle))
 
 
+async def test_a_fifo_in_a_bundle_is_refused_at_once(device, usb):
+    device.publish("1.1.0", manifest=b'version: "1.1.0"\ncomponent_type: "python_app"\n')
+    bundle = await make_bundle(device, usb / "bundle")
+    manifest = bundle / "core" / "update-manifest.yaml"
+    manifest.unlink()
+    os.mkfifo(manifest)  # a reader that waited for a writer would hang the update (and the service)
+    assert_refused(device, f"cannot read {manifest}: not a regular file", "core", "--from", str(bundle))
+
+
 def test_sha256_without_from_and_a_malformed_sha256_are_bad_input(device, usb):
     alone = cli(device, "update", "core", "--sha256", "0" * 64)
     assert alone.returncode == 2 and "--sha256 and --signature go with --from PATH" in alone.stderr
