@@ -63,8 +63,7 @@ class ContainerProcedure:
         """An image archive: checked against the sha256s known for it now, loaded into the
         engine under the device lock (never in a dry run); the playbook pulls nothing."""
         files.check_digest(await asyncio.to_thread(files.archive_digest))
-        if files.image_id is None:
-            raise PreflightError(f"{files.where} holds no image")
+        assert files.image_id is not None  # LocalReleases reads it from every image archive
         load = functools.partial(images.load, files.archive, files.image_id, details["image"])
         return PreparedUpdate(
             {**values, "container_image_source": "loaded"},

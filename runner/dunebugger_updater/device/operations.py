@@ -166,8 +166,9 @@ class DeviceOperations:
                     await prepared.stage()
             except DownloadError as exc:
                 return self._record("update", spec, started, refused(spec, exc.reason, dry_run, plan))
-            values = prepared.extra_vars
-            run = await self._run_playbook("update", spec, plan.from_version, plan.version_text, values, started)
+            run = await self._run_playbook(
+                "update", spec, plan.from_version, plan.version_text, prepared.extra_vars, started
+            )
             if run.cut_off:
                 return await self._roll_back_cut_off(spec, plan, run, started)
             return self._finish("update", spec, started, self._update_result(spec, plan, run), run)

@@ -42,24 +42,45 @@ def add_parser(verbs: Any, common: list[argparse.ArgumentParser]) -> None:
     actions = fleet.add_subparsers(dest="fleet_verb", required=True, metavar="ACTION")
 
     target = argparse.ArgumentParser(add_help=False)
-    target.add_argument("-i", "--inventory", required=True, type=Path, metavar="INVENTORY",
-                        help="Ansible inventory of the devices (see inventory/fleet.example.yml)")
+    target.add_argument(
+        "-i",
+        "--inventory",
+        required=True,
+        type=Path,
+        metavar="INVENTORY",
+        help="Ansible inventory of the devices (see inventory/fleet.example.yml)",
+    )
     target.add_argument("--limit", metavar="PATTERN", help="Ansible host pattern, e.g. canary or 'production:!hall_b'")
-    target.add_argument("--forks", type=int, metavar="N", help="devices worked on in parallel (default: all of a batch, up to 50)")
+    target.add_argument(
+        "--forks", type=int, metavar="N", help="devices worked on in parallel (default: all of a batch, up to 50)"
+    )
 
-    check = actions.add_parser("check", parents=[*common, target], help="installed version per device and the newest release")
+    check = actions.add_parser(
+        "check", parents=[*common, target], help="installed version per device and the newest release"
+    )
     check.add_argument("--component", default="core", help="component to report (default: core)")
     check.set_defaults(handler=run_fleet_check)
 
     batches = ",".join(map(str, DEFAULT_BATCHES))
-    update = actions.add_parser("update", parents=[*common, target], help="staged rollout of one release to every device")
+    update = actions.add_parser(
+        "update", parents=[*common, target], help="staged rollout of one release to every device"
+    )
     update.add_argument("component")
     update.add_argument("--version", metavar="V", help="release to roll out (default: the newest)")
-    update.add_argument("--batches", default=batches, metavar="LIST",
-                        help=f"Ansible serial batches, first = canary (default: {batches.replace('%', '%%')})")
-    update.add_argument("--max-fail-percentage", type=int, default=DEFAULT_MAX_FAIL_PERCENTAGE, metavar="N",
-                        help="failed share of a batch (%%) above which later batches are not started "
-                             f"(default: {DEFAULT_MAX_FAIL_PERCENTAGE}: any failure stops the rollout)")
+    update.add_argument(
+        "--batches",
+        default=batches,
+        metavar="LIST",
+        help=f"Ansible serial batches, first = canary (default: {batches.replace('%', '%%')})",
+    )
+    update.add_argument(
+        "--max-fail-percentage",
+        type=int,
+        default=DEFAULT_MAX_FAIL_PERCENTAGE,
+        metavar="N",
+        help="failed share of a batch (%%) above which later batches are not started "
+        f"(default: {DEFAULT_MAX_FAIL_PERCENTAGE}: any failure stops the rollout)",
+    )
     update.set_defaults(handler=run_fleet_update)
 
 

@@ -59,6 +59,7 @@ DEFAULT_MAX_FAIL_PERCENTAGE = 0
 DEFAULT_FORKS = 50
 _BATCH = re.compile(r"^(?:[1-9][0-9]{0,5}|(?:[1-9][0-9]?|100)%)$")
 
+
 @dataclass(frozen=True)
 class Rollout:
     """How to roll out: Ansible's `serial` list and `max_fail_percentage`."""
@@ -78,8 +79,9 @@ def parse_batches(text: str) -> tuple[int | str, ...]:
     items = [item.strip() for item in text.split(",")]
     bad = [item for item in items if not _BATCH.fullmatch(item)]
     if not items or bad:
-        raise BadRequest(f"--batches: {text!r} is not a comma-separated list of host counts (1, 2, ...) "
-                         "or percentages (1%..100%)")
+        raise BadRequest(
+            f"--batches: {text!r} is not a comma-separated list of host counts (1, 2, ...) or percentages (1%..100%)"
+        )
     return tuple(item if item.endswith("%") else int(item) for item in items)
 
 
@@ -129,7 +131,8 @@ class FleetUpdater:
         self._transport = transport
         self._state = StateDir(settings.state_path)
         self._runner = runner or PlaybookRunner(
-            self._state.path / "fleet-runs", timeout_seconds=settings.playbook_timeout_minutes * 60)
+            self._state.path / "fleet-runs", timeout_seconds=settings.playbook_timeout_minutes * 60
+        )
         self._core = CoreProcedure(settings, transport=transport)
         self._history = History(self._state)
 
@@ -148,25 +151,40 @@ class FleetUpdater:
         except ReleaseLookupError as exc:
             error = exc.reason
         devices = await versions_task
-        return FleetCheck(spec.name, str(latest.version) if latest else None, latest.tag if latest else None,
-                          tuple(devices.values()), error)
+        return FleetCheck(
+            spec.name,
+            str(latest.version) if latest else None,
+            latest.tag if latest else None,
+            tuple(devices.values()),
+            error,
+        )
 
-    async def update(self, component: str, target: FleetTarget, *, version: str | None = None,
-                     rollout: Rollout = Rollout()) -> FleetResult:
+    async def update(
+        self, component: str, target: FleetTarget, *, version: str | None = None, rollout: Rollout = Rollout()
+    ) -> FleetResult:
         """Roll one release out; the run, refused or not, ends up in the controller's history."""
         now = datetime.now().replace(microsecond=0)
         result = await self._update(component, target, version=version, rollout=rollout)
-        self._history.append(HistoryEntry(
-            run_id=result.run_id or new_run_id(now, result.component, "fleet-update"),
-            action="fleet_update", component=result.component, from_version=None, to_version=result.version,
-            outcome="updated" if result.success else "failed", success=result.success, message=result.message,
-            started_at=now.isoformat(), finished_at=datetime.now().replace(microsecond=0).isoformat(),
-            details={"devices": {device.host: device.outcome for device in result.devices}, **result.details},
-        ))
+        self._history.append(
+            HistoryEntry(
+                run_id=result.run_id or new_run_id(now, result.component, "fleet-update"),
+                action="fleet_update",
+                component=result.component,
+                from_version=None,
+                to_version=result.version,
+                outcome="updated" if result.success else "failed",
+                success=result.success,
+                message=result.message,
+                started_at=now.isoformat(),
+                finished_at=datetime.now().replace(microsecond=0).isoformat(),
+                details={"devices": {device.host: device.outcome for device in result.devices}, **result.details},
+            )
+        )
         return result
 
-    async def _update(self, component: str, target: FleetTarget, *, version: str | None,
-                      rollout: Rollout) -> FleetResult:
+    async def _update(
+        self, component: str, target: FleetTarget, *, version: str | None, rollout: Rollout
+    ) -> FleetResult:
         spec = self._python_app(component, "updates")
         target = target.checked()
         self._state.ready()  # the history, the download and the runs' artifacts go there
@@ -175,11 +193,13 @@ class FleetUpdater:
         try:
             resolved = await self._resolve(spec, version)
             prepared = await self._core.prepare(
-                self._core.artifact(spec, resolved.release, resolved.version, resolved.manifest))
+                self._core.artifact(spec, resolved.release, resolved.version, resolved.manifest)
+            )
         except (ReleaseLookupError, ManifestError, DownloadError) as exc:
             reason = exc.reason if isinstance(exc, ReleaseLookupError) else str(exc)
-            return FleetResult(spec.name, False, f"{spec.name} fleet update refused: {reason}. Nothing was changed.",
-                               version, **common)
+            return FleetResult(
+                spec.name, False, f"{spec.name} fleet update refused: {reason}. Nothing was changed.", version, **common
+            )
         before = await self._versions(spec, target, target.limit)
         statuses = self._not_run(before, resolved.version)
         pending = [host for host in before if host not in statuses]
@@ -192,10 +212,20 @@ class FleetUpdater:
         devices = tuple(statuses[host] for host in before)
         success = all(device.ok for device in devices)
         return FleetResult(
-            spec.name, success, describe(spec.name, resolved.version, devices), resolved.version,
-            release=resolved.release.tag, devices=devices, run_id=run.run_id if run else None,
-            details={"sha256": prepared.artifact.sha256, "sha256_source": prepared.artifact.sha256_source,
-                     "manifest": resolved.manifest_note, "inventory": str(target.inventory), "limit": target.limit},
+            spec.name,
+            success,
+            describe(spec.name, resolved.version, devices),
+            resolved.version,
+            release=resolved.release.tag,
+            devices=devices,
+            run_id=run.run_id if run else None,
+            details={
+                "sha256": prepared.artifact.sha256,
+                "sha256_source": prepared.artifact.sha256_source,
+                "manifest": resolved.manifest_note,
+                "inventory": str(target.inventory),
+                "limit": target.limit,
+            },
             **common,
         )
 
@@ -203,7 +233,9 @@ class FleetUpdater:
 
     async def _resolve(self, spec: ComponentSpec, version: str | None) -> _ResolvedRelease:
         async with client_for(self._settings, self._transport) as client:
-            release = await client.find(spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease)
+            release = await client.find(
+                spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease
+            )
             # Device paths differ across a fleet: the playbook checks the script path on each device.
             manifest, note = await fetch_manifest(client, spec, release, device=DeviceNames.of(spec))
         return _ResolvedRelease(release, without_v(release.tag), manifest, note)
@@ -213,15 +245,23 @@ class FleetUpdater:
         return self._core.release_vars(spec, resolved.version, prepared, resolved.manifest)
 
     async def _versions(self, spec: ComponentSpec, target: FleetTarget, limit: str | None) -> dict[str, HostVersion]:
-        run = await self._run(VERSIONS_PLAYBOOK, {"dunebugger_component": spec.name}, target, None,
-                              spec.name, "fleet-versions", limit=limit)
+        run = await self._run(
+            VERSIONS_PLAYBOOK,
+            {"dunebugger_component": spec.name},
+            target,
+            None,
+            spec.name,
+            "fleet-versions",
+            limit=limit,
+        )
         found = host_versions(run.events)
         if not found:
             raise BadRequest(_no_hosts(run, target, limit))
         return found
 
-    async def _settle_unknown(self, spec: ComponentSpec, target: FleetTarget,
-                              statuses: dict[str, DeviceStatus]) -> dict[str, DeviceStatus]:
+    async def _settle_unknown(
+        self, spec: ComponentSpec, target: FleetTarget, statuses: dict[str, DeviceStatus]
+    ) -> dict[str, DeviceStatus]:
         """A `failed` device either changed nothing or failed its rollback: ask it."""
         unknown = [host for host, status in statuses.items() if status.outcome == "failed"]
         if not unknown:
@@ -229,15 +269,25 @@ class FleetUpdater:
         after = await self._versions(spec, target, ",".join(unknown))
         return {host: _with_after(statuses[host], after.get(host)) for host in unknown}
 
-    async def _run(self, playbook: str, values: dict[str, Any], target: FleetTarget, hosts: list[str] | None,
-                   component: str, action: str, *, limit: str | None = None) -> PlaybookRun:
+    async def _run(
+        self,
+        playbook: str,
+        values: dict[str, Any],
+        target: FleetTarget,
+        hosts: list[str] | None,
+        component: str,
+        action: str,
+        *,
+        limit: str | None = None,
+    ) -> PlaybookRun:
         if hosts is not None:
             limit = ",".join(hosts)
         forks = target.forks or DEFAULT_FORKS  # Ansible never starts more workers than a batch has hosts
         run_id = new_run_id(datetime.now(), component, action)
         log.info("running %s over %s (limit %s, forks %d) as %s", playbook, target.inventory, limit, forks, run_id)
-        return await asyncio.to_thread(self._runner.run, playbook, values, run_id=run_id,
-                                       inventory=target.inventory, limit=limit, forks=forks)
+        return await asyncio.to_thread(
+            self._runner.run, playbook, values, run_id=run_id, inventory=target.inventory, limit=limit, forks=forks
+        )
 
     # --- helpers -------------------------------------------------------------------
 
@@ -256,8 +306,10 @@ class FleetUpdater:
         spec = self._settings.component(component)
         if spec.type != "python_app":
             instead = "check" if what == "checks" else f"update {spec.name}"
-            raise BadRequest(f"{spec.name}: fleet {what} of {spec.type} components are not available yet; "
-                             f"run `dunebugger-updater {instead}` on each device")
+            raise BadRequest(
+                f"{spec.name}: fleet {what} of {spec.type} components are not available yet; "
+                f"run `dunebugger-updater {instead}` on each device"
+            )
         return spec
 
 

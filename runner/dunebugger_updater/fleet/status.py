@@ -81,8 +81,8 @@ class FleetResult:
     component: str
     success: bool
     message: str
-    version: str | None                      # the target, without "v"
-    release: str | None = None               # its tag
+    version: str | None  # the target, without "v"
+    release: str | None = None  # its tag
     batches: tuple[int | str, ...] = ()
     max_fail_percentage: int | None = None
     devices: tuple[DeviceStatus, ...] = ()
@@ -107,8 +107,11 @@ class FleetResult:
             "message": self.message,
             "version": self.version,
             "release": self.release,
-            "rollout": {"batches": list(self.batches), "max_fail_percentage": self.max_fail_percentage,
-                        "stopped": self.stopped},
+            "rollout": {
+                "batches": list(self.batches),
+                "max_fail_percentage": self.max_fail_percentage,
+                "stopped": self.stopped,
+            },
             "summary": self.summary(),
             "run_id": self.run_id,
             "devices": {device.host: device.body() for device in self.devices},
@@ -136,19 +139,28 @@ class FleetCheck:
 
     def body(self) -> dict[str, Any]:
         devices = {
-            device.host: {"version": device.version, "installed": device.version is not None,
-                          "update_available": self.update_available(device),
-                          "unreachable": device.unreachable, "error": device.error}
+            device.host: {
+                "version": device.version,
+                "installed": device.version is not None,
+                "update_available": self.update_available(device),
+                "unreachable": device.unreachable,
+                "error": device.error,
+            }
             for device in self.devices
         }
-        body: dict[str, Any] = {"component": self.component, "latest": self.latest, "latest_tag": self.latest_tag,
-                                "devices": devices}
+        body: dict[str, Any] = {
+            "component": self.component,
+            "latest": self.latest,
+            "latest_tag": self.latest_tag,
+            "devices": devices,
+        }
         if self.error:
             body["error"] = self.error
         return body
 
 
 # --- reading events ---------------------------------------------------------------------
+
 
 def final_stats(events: Iterable[RunnerEvent]) -> Mapping[str, Any]:
     return next((event.stats for event in reversed(list(events)) if event.kind == "playbook_on_stats"), {})
@@ -167,8 +179,9 @@ def host_versions(events: Sequence[RunnerEvent]) -> dict[str, HostVersion]:
         error = str(data.get("error") or "")
         if not data and not dark.get(host):
             error = "the version playbook reported nothing for this host"
-        result[host] = HostVersion(host, str(version) if version not in (None, "") else None,
-                                   unreachable=bool(dark.get(host)), error=error)
+        result[host] = HostVersion(
+            host, str(version) if version not in (None, "") else None, unreachable=bool(dark.get(host)), error=error
+        )
     return result
 
 
@@ -198,8 +211,9 @@ def device_statuses(
         version = before[host].version if host in before else None
         report = reports.get(host)
         if report is None:
-            statuses[host] = DeviceStatus(host, "not_started", version, version, None,
-                                          "the rollout stopped before this device's batch")
+            statuses[host] = DeviceStatus(
+                host, "not_started", version, version, None, "the rollout stopped before this device's batch"
+            )
         else:
             statuses[host] = _from_report(report, version, target, batches.get(host))
     return statuses
@@ -227,11 +241,18 @@ def not_run(host: HostVersion, target: str) -> DeviceStatus | None:
         return None
     if current == wanted:
         return DeviceStatus(host.host, "up_to_date", host.version, host.version, None, "already runs the target")
-    return DeviceStatus(host.host, "skipped", host.version, host.version, None,
-                        f"runs {host.version}, newer than {target}; update never goes back")
+    return DeviceStatus(
+        host.host,
+        "skipped",
+        host.version,
+        host.version,
+        None,
+        f"runs {host.version}, newer than {target}; update never goes back",
+    )
 
 
 # --- presenting -------------------------------------------------------------------------
+
 
 def fleet_result_message(result: FleetResult) -> dict[str, Any]:
     return messages.message("fleet_result", result.body())
@@ -243,11 +264,21 @@ def fleet_check_message(check: FleetCheck) -> dict[str, Any]:
 
 def result_table(result: FleetResult) -> str:
     rows = [
-        (d.host, d.batch or "-", d.version_before or "-", d.version_after or "?", d.outcome,
-         "yes" if d.rolled_back else "no", "yes" if d.unreachable else "no", _short(d.reason))
+        (
+            d.host,
+            d.batch or "-",
+            d.version_before or "-",
+            d.version_after or "?",
+            d.outcome,
+            "yes" if d.rolled_back else "no",
+            "yes" if d.unreachable else "no",
+            _short(d.reason),
+        )
         for d in result.devices
     ]
-    table = tables.render(("DEVICE", "BATCH", "BEFORE", "AFTER", "RESULT", "ROLLED BACK", "UNREACHABLE", "REASON"), rows)
+    table = tables.render(
+        ("DEVICE", "BATCH", "BEFORE", "AFTER", "RESULT", "ROLLED BACK", "UNREACHABLE", "REASON"), rows
+    )
     return f"{table}\n\n{result.message}"
 
 
@@ -255,12 +286,24 @@ def check_table(check: FleetCheck) -> str:
     rows = []
     for device in check.devices:
         available = check.update_available(device)
-        state = ("unreachable" if device.unreachable else f"error: {_short(device.error)}" if device.error
-                 else "update available" if available else "up to date" if available is False else "-")
+        state = (
+            "unreachable"
+            if device.unreachable
+            else f"error: {_short(device.error)}"
+            if device.error
+            else "update available"
+            if available
+            else "up to date"
+            if available is False
+            else "-"
+        )
         rows.append((device.host, device.version or "-", check.latest or "-", state))
     table = tables.render(("DEVICE", "INSTALLED", "LATEST", "STATE"), rows)
-    latest = f"latest {check.component} release: {check.latest_tag}" if check.latest_tag else \
-        f"latest {check.component} release unknown: {check.error}"
+    latest = (
+        f"latest {check.component} release: {check.latest_tag}"
+        if check.latest_tag
+        else f"latest {check.component} release unknown: {check.error}"
+    )
     return f"{table}\n\n{latest}"
 
 
