@@ -90,6 +90,7 @@ class Settings:
     max_extract_mb: int = 1024
     signing_public_key: str | None = None  # OpenSSH public key line: releases must carry <artifact>.sig
     allowed_signers: Path | None = None  # ssh-keygen allowed_signers file (same effect, several keys)
+    bundle_path: Path | None = None  # bundles the service may install (None: none, over the API)
     backups_to_keep: int = 5
     playbook_timeout_minutes: float = 30
     fleet_strategy: str = "linear"  # Ansible strategy of fleet runs: linear, or mitogen_linear (opt-in)
@@ -293,6 +294,7 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "maxExtractMb": ("max_extract_mb", _positive_int),
     "signingPublicKey": ("signing_public_key", _ssh_public_key),
     "allowedSigners": ("allowed_signers", _optional_absolute_path),
+    "bundlePath": ("bundle_path", _optional_absolute_path),
     "backupsToKeep": ("backups_to_keep", _positive_int),
     "playbookTimeoutMinutes": ("playbook_timeout_minutes", _run_minutes),
     "fleetStrategy": ("fleet_strategy", _one_of(FLEET_STRATEGIES)),

@@ -3,7 +3,7 @@
     UpdaterError
      ├── ConfigError            a config file, section, key or value is wrong (exit status 2)
      │    └── StateDirError     statePath cannot be used safely
-     ├── ReleaseLookupError     GitHub did not give us a usable release
+     ├── ReleaseLookupError     no usable release: from GitHub, or in the file or bundle named
      │    ├── RateLimited       the API refused for rate limit (knows when it resets)
      │    └── InvalidTag        a release tag that is not a version
      ├── ManifestError          an update-manifest.yaml that cannot be used
@@ -45,7 +45,8 @@ class StateDirError(ConfigError):
 
 
 class ReleaseLookupError(UpdaterError):
-    """A release of one component could not be looked up."""
+    """A release of one component could not be looked up (at GitHub, or in a file or
+    bundle on this device)."""
 
     def __init__(self, component: str, message: str) -> None:
         super().__init__(f"{component}: {message}", reason=message)

@@ -19,6 +19,7 @@ from .device.events import Progress
 from .device.history import HistoryEntry
 from .device.operations import DeviceOperations
 from .release.checker import Clock, UpdateChecker, local_now
+from .release.local import LocalSource
 from .release.status import ComponentStatus
 from .results import UpdateResult
 
@@ -51,9 +52,12 @@ class ComponentUpdater:
         """Installed versions now, with the newest releases the last check found."""
         return self._checker.known()
 
-    async def update_component(self, name: str, dry_run: bool = False, version: str | None = None) -> UpdateResult:
-        """Update `name` to the newest release (or `version`); never to an older one."""
-        return await self._operations.update(name, dry_run=dry_run, version=version)
+    async def update_component(
+        self, name: str, dry_run: bool = False, version: str | None = None, *, source: LocalSource | None = None
+    ) -> UpdateResult:
+        """Update `name` to the newest release (or `version`); never to an older one.
+        With `source`, the release is the one in those files on this device (no network)."""
+        return await self._operations.update(name, dry_run=dry_run, version=version, source=source)
 
     async def rollback_component(self, name: str, to: str | None = None) -> UpdateResult:
         """Go back to the previous release, or to a retained version `to`."""

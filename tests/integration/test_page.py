@@ -17,6 +17,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from dunebugger_updater.bundle.maker import BundleMaker, Wanted
 from dunebugger_updater.demo import DemoDevice, free_port
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.service.server import UpdaterServer
@@ -39,8 +40,9 @@ def device(tmp_path: Path, github: FakeGitHub) -> Iterator[DemoDevice]:
 
 
 @pytest.fixture
-async def server(device: DemoDevice) -> AsyncIterator[UpdaterServer]:
-    running = UpdaterServer(dataclasses.replace(device.settings(), serve_port=free_port()), scheduler=False)
+async def server(device: DemoDevice, tmp_path: Path) -> AsyncIterator[UpdaterServer]:
+    settings = dataclasses.replace(device.settings(), serve_port=free_port(), bundle_path=tmp_path / "bundles")
+    running = UpdaterServer(settings, scheduler=False)
     await running.start()
     yield running
     await running.stop(grace_seconds=5)
@@ -118,3 +120,18 @@ async def test_page_loads_shows_components_and_check_updates_the_table(page):
                                   "b => b.textContent)")
     assert buttons == ["Update", "Dry run"]
     assert (await page.evaluate("document.getElementById('checked').textContent")).startswith("last checked")
+
+
+async def test_a_dry_run_from_a_bundle_under_bundle_path(page, server, device, tmp_path):
+    elsewhere = {"UPDATER_STATEPATH": str(tmp_path / "online-state")}  # the machine that made the bundle
+    await BundleMaker(device.settings(elsewhere)).create([Wanted("core")], server.settings.bundle_path / "core-1.1.0")
+    await page.wait_for("document.getElementById('bundle-component').options.length === 3")
+
+    await page.evaluate("document.getElementById('bundle-component').value = 'core';"
+                        "document.getElementById('bundle-name').value = 'core-1.1.0';"
+                        "document.getElementById('bundle-dry-run').click()")
+
+    result = await page.wait_for("(() => { const text = document.getElementById('result').textContent;"
+                                 " return text.startsWith('Dry run:') && text; })()")
+    assert "would update core from 1.0.0 to 1.1.0; dunebugger-1.1.0.tar.gz copied from bundle" in result
+    assert result.endswith("nothing was changed")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from dunebugger_updater.config import Settings, load_settings
 from dunebugger_updater.device.history import HistoryEntry
 from dunebugger_updater.errors import BadRequest
+from dunebugger_updater.release.local import LocalSource
 from dunebugger_updater.release.status import ComponentStatus
 from dunebugger_updater.results import UpdateResult
 from dunebugger_updater.service.api import Api, ApiError, component_name, parse_request
@@ -32,8 +35,8 @@ class FakeService:
         self.calls.append(("history", limit))
         return [HistoryEntry("r1", "update", "core", "1.0.0", "1.1.0", "updated", True, "ok", "t0", "t1")]
 
-    async def update(self, component, *, dry_run=False, version=None):
-        self.calls.append(("update", component, dry_run, version))
+    async def update(self, component, *, dry_run=False, version=None, source=None):
+        self.calls.append(("update", component, dry_run, version) + ((source,) if source else ()))
         if version == "bad":
             raise BadRequest("--version/--to: 'bad' is not a version")
         return UpdateResult(component, True, "done", "dry_run" if dry_run else "updated", dry_run=dry_run)
@@ -126,3 +129,26 @@ def test_parse_and_names():
     with pytest.raises(ApiError):
         parse_request("{}")
     assert component_name("dunebugger-remote") == "remote" and component_name("core") == "core"
+
+
+async def test_perform_update_from_a_bundle_under_bundle_path(tmp_path):
+    bundles = tmp_path / "bundles"
+    service = FakeService(dataclasses.replace(load_settings(None, environ={}), bundle_path=bundles))
+    for name, path in (("core-1.2.0", bundles / "core-1.2.0"), ("/media/usb/b", Path("/media/usb/b"))):
+        service.calls.clear()
+        reply = await ask(service, {"subject": "updater.perform_update", "body": {"component": "core", "bundle": name}})
+        assert reply["subject"] == "update_result"
+        # Whether the path really leads inside bundlePath is the update's to decide (and record).
+        assert service.calls == [("update", "core", False, None, LocalSource(path, within=bundles))]
+
+
+@pytest.mark.parametrize(("bundle", "bundle_path", "expect"), [
+    ("b1", None, "updates from a bundle are off on this device: set bundlePath in [Updater]"),
+    ("b\x001", Path("/srv/bundles"), "'body.bundle' must not contain a NUL character"),
+    (42, Path("/srv/bundles"), "'body.bundle' must be a string"),
+])
+async def test_a_bundle_the_service_cannot_take_is_an_error(bundle, bundle_path, expect):
+    service = FakeService(dataclasses.replace(load_settings(None, environ={}), bundle_path=bundle_path))
+    reply = await ask(service, {"subject": "updater.perform_update", "body": {"component": "core", "bundle": bundle}})
+    assert (reply["subject"], reply["body"]["request"]) == ("error", "updater.perform_update")
+    assert expect in reply["body"]["message"] and service.calls == []

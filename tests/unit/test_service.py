@@ -29,7 +29,7 @@ class FakeUpdater:
         await asyncio.sleep(0.01)
         return {"core": ComponentStatus("core", "1.0.0", self.latest, True, release_notes="n")}
 
-    async def update_component(self, name, dry_run=False, version=None):
+    async def update_component(self, name, dry_run=False, version=None, *, source=None):
         if self.gate.is_set():
             raise Busy("busy: update of core (pid 1) is in progress on this device")
         self.gate.set()

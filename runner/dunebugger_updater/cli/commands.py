@@ -16,17 +16,21 @@ import asyncio
 import errno
 import json
 import logging
+import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Any
 
 from .. import messages, tables
+from ..bundle import cli as bundle_cli
 from ..config import Settings, load_settings
 from ..errors import BadRequest, Busy, ConfigError, UpdaterError, os_reason
 from ..fleet import cli as fleet_cli
 from ..release import manifest_tool
+from ..release.local import LocalSource
 from ..results import Outcome, UpdateResult
 from ..statedir import StateDir
 from ..updater import ComponentUpdater
@@ -64,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("component")
     update.add_argument("--dry-run", action="store_true", help="download and verify, report the plan, change nothing")
     update.add_argument("--version", metavar="V", help="install this release instead of the newest")
+    update.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="PATH",
+        help="install the release in this file (release archive, `docker save` image archive) or bundle "
+        "directory; no network",
+    )
+    update.add_argument("--sha256", type=_sha256, metavar="HEX", help="with --from: the sha256 the release published")
+    update.add_argument(
+        "--signature", type=Path, metavar="FILE", help="with --from: the archive's signature (default: PATH.sig)"
+    )
     update.set_defaults(handler=run_update)
 
     rollback = verbs.add_parser("rollback", parents=device, help="go back to the previous or a retained version")
@@ -86,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=run_serve)
 
     fleet_cli.add_parser(verbs, device)
+    bundle_cli.add_parser(verbs, config_flag)
 
     manifest = verbs.add_parser("manifest", help="validate or generate an update-manifest.yaml (release tooling)")
     manifest_tool.add_arguments(manifest, config_flag)
@@ -151,15 +168,24 @@ def run_versions(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_update(args: argparse.Namespace, settings: Settings) -> int:
+    source = _local_source(args)
     updater = _updater_with_progress(settings)
-    return _finish(
-        args,
-        _busy_or(
-            args.component,
-            lambda: updater.update_component(args.component, dry_run=args.dry_run, version=args.version),
-            dry_run=args.dry_run,
-        ),
+    result = _busy_or(
+        args.component,
+        lambda: updater.update_component(args.component, dry_run=args.dry_run, version=args.version, source=source),
+        dry_run=args.dry_run,
     )
+    status = _finish(args, result)
+    # Refused from a file: the file, or what was typed with it, cannot be installed.
+    return EXIT_BAD_INPUT if source and result.outcome == Outcome.REFUSED else status
+
+
+def _local_source(args: argparse.Namespace) -> LocalSource | None:
+    if args.source is None:
+        if args.sha256 or args.signature:
+            raise BadRequest("--sha256 and --signature go with --from PATH")
+        return None
+    return LocalSource(args.source, sha256=args.sha256, signature=args.signature)
 
 
 def run_rollback(args: argparse.Namespace, settings: Settings) -> int:
@@ -232,6 +258,16 @@ def _at_least_one(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
     return number
+
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _sha256(text: str) -> str:
+    digest = text.strip().lower().removeprefix("sha256:")
+    if not SHA256_HEX.fullmatch(digest):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a sha256 (64 hexadecimal digits)")
+    return digest
 
 
 def _tcp_port(text: str) -> int:

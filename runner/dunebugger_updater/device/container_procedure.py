@@ -1,16 +1,22 @@
 """What is particular to updating a compose service (a container component): the tag
 to move to and the extra-vars of the container playbooks. Nothing is downloaded by the
-updater itself: the device's engine pulls the image from the registry."""
+updater itself: the device's engine pulls the image from the registry, or, for an image
+archive on this device, the updater loads it into the engine just before the playbook
+runs, which then pulls nothing (`container_image_source: loaded`)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from typing import Any
 
 from ..config import ComponentSpec, Settings
 from ..errors import PreflightError
+from ..release.local import LocalFiles
 from ..release.manifest import Manifest
 from ..release.releases import Release
 from ..versions import NotAVersion, parse_version, without_v
+from . import images
 from .plan import Plan, PreparedUpdate
 
 UPDATE_STEPS: tuple[str, ...] = ("preflight", "update", "postflight")
@@ -42,10 +48,28 @@ class ContainerProcedure:
         return without_v(release.tag)
 
     async def prepare_update(self, plan: Plan) -> PreparedUpdate:
-        """Nothing to download here: the device's engine pulls the image."""
+        """Nothing to download here: the device's engine pulls the image, or the image
+        comes from an archive on this device."""
+        spec, tag = plan.spec, plan.version_text
+        values, details = self.update_vars(spec, tag, plan.manifest), self.dry_run_details(spec, tag)
+        recreate = f"recreate only service {spec.service}"
+        if plan.release.files is None:
+            return PreparedUpdate(values, details, f"would pull {details['image']} and {recreate}")
+        return await self._prepare_loaded(plan.release.files, values, details, recreate)
+
+    async def _prepare_loaded(
+        self, files: LocalFiles, values: dict[str, Any], details: dict[str, Any], recreate: str
+    ) -> PreparedUpdate:
+        """An image archive: checked against the sha256s known for it now, loaded into the
+        engine under the device lock (never in a dry run); the playbook pulls nothing."""
+        files.check_digest(await asyncio.to_thread(files.archive_digest))
+        assert files.image_id is not None  # LocalReleases reads it from every image archive
+        load = functools.partial(images.load, files.archive, files.image_id, details["image"])
         return PreparedUpdate(
-            self.update_vars(plan.spec, plan.version_text, plan.manifest),
-            self.dry_run_details(plan.spec, plan.version_text),
+            {**values, "container_image_source": "loaded"},
+            {**details, "file": str(files.archive), "image_id": files.image_id},
+            f"would load {details['image']} from {files.where} and {recreate}",
+            stage=lambda: asyncio.to_thread(load),
         )
 
     def update_vars(self, spec: ComponentSpec, tag: str, manifest: Manifest | None) -> dict[str, Any]:

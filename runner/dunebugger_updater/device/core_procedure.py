@@ -1,5 +1,6 @@
-"""What is particular to updating `core` (a python_app): which asset to download, how
-it is verified, and the extra-vars of the core playbooks."""
+"""What is particular to updating `core` (a python_app): which asset to download (or
+which file on this device to copy), how it is verified, and the extra-vars of the core
+playbooks."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import httpx
 from ..config import ComponentSpec, Settings
 from ..errors import DownloadError, ManifestRefused, SignatureError
 from ..release.download import DownloadPolicy, download_bytes, download_verified
+from ..release.image_archive import tar_problem
+from ..release.local import Checksum, LocalFiles
 from ..release.manifest import Manifest
 from ..release.releases import MANIFEST_FILE, Release
 from ..release.signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignaturePolicy
@@ -39,9 +42,9 @@ class SignedManifest:
 @dataclass(frozen=True)
 class Artifact:
     name: str
-    url: str
+    url: str  # where it comes from: a URL, or a file on this device
     sha256: str
-    sha256_source: str  # "manifest checksum" or "release asset digest"
+    sha256_source: str  # "manifest checksum", "release asset digest"; for a file: who vouched for it
     signature_url: str | None = None  # <name>.sig, fetched only when a signing key is configured
     manifest: SignedManifest | None = None  # likewise, when the release has a manifest
 
@@ -125,8 +128,12 @@ class CoreProcedure:
 
     @staticmethod
     def check_release(prepared: Prepared, manifest: Manifest | None) -> None:
-        """What a manifest requires of its archive, checked before anything changes (the
-        playbook checks it again while staging, for runs by hand)."""
+        """That the verified file is a release archive, and what a manifest requires of
+        it, checked before anything changes (the playbook checks again while staging,
+        for runs by hand)."""
+        problem = _not_an_archive(prepared.archive)
+        if problem:
+            raise DownloadError(f"{prepared.artifact.name} is not a release archive (a .tar.gz): {problem}")
         script = manifest.migration_script if manifest and manifest.migration_required else None
         if script and not _archive_holds(prepared.archive, script):
             raise ManifestRefused(
@@ -134,16 +141,55 @@ class CoreProcedure:
                 "which the manifest requires (add optional: true if the release may lack it)"
             )
 
+    async def prepare_local(self, files: LocalFiles, manifest: Manifest | None) -> Prepared:
+        """A release archive already on this device, copied under statePath and verified
+        there as a download is: against every sha256 known for it (typed by the operator,
+        recorded in a bundle, the manifest's checksum), and, when this device requires
+        signatures, against its signature (the manifest's first). A sha256 from the
+        operator or the bundle, or a required signature, must vouch for it."""
+        self._require_proof(files)
+        if manifest is not None and self._signatures.required:
+            signature = await asyncio.to_thread(files.signature_of, MANIFEST_FILE)
+            await self._verified_by(manifest.source, signature, MANIFEST_FILE)
+        archive = self._state.subdir("downloads") / files.archive.name
+        digest = await asyncio.to_thread(files.copy_archive, archive)
+        try:
+            also = (Checksum(manifest.checksum, "the manifest's checksum"),) if manifest and manifest.checksum else ()
+            files.check_digest(digest, *also)
+            signer = None
+            if self._signatures.required:
+                signature = await asyncio.to_thread(files.signature_of, archive.name)
+                signer = await self._verified_by(archive, signature, archive.name)
+        except DownloadError:
+            archive.unlink(missing_ok=True)  # nothing unvouched for stays behind
+            raise
+        vouchers = [checksum.source for checksum in files.checksums] + ([f"signature by {signer}"] if signer else [])
+        return Prepared(Artifact(archive.name, str(files.archive), digest, ", ".join(vouchers)), archive, signer)
+
+    def _require_proof(self, files: LocalFiles) -> None:
+        if not files.checksums and not self._signatures.required:
+            raise DownloadError(
+                f"nothing vouches for {files.where}: give the sha256 published with the release "
+                "(--sha256 HEX), or set signingPublicKey/allowedSigners and give its signature (--signature FILE)"
+            )
+
     async def _verify(self, signed: Path | bytes, signature_url: str, name: str, policy: DownloadPolicy) -> str:
         """The principal whose signature (fetched from signature_url) covers `signed`."""
-        signature = await download_bytes(
-            signature_url,
-            policy,
+        return await self._verified_by(signed, await self.fetch_signature(signature_url, name, policy), name)
+
+    async def fetch_signature(self, url: str, name: str, policy: DownloadPolicy | None = None) -> bytes:
+        """The signature of file `name`, downloaded from `url` under the download rules."""
+        return await download_bytes(
+            url,
+            policy or DownloadPolicy.from_settings(self._settings),
             max_bytes=MAX_SIGNATURE_BYTES,
             name=name + SIGNATURE_SUFFIX,
             token=self._settings.github_token,
             transport=self._transport,
         )
+
+    async def _verified_by(self, signed: Path | bytes, signature: bytes, name: str) -> str:
+        """The principal whose `signature` covers `signed`; SignatureError otherwise."""
         if isinstance(signed, bytes):
             return await asyncio.to_thread(self._signatures.verify_bytes, signed, signature, name=name)
         return await asyncio.to_thread(self._signatures.verify, signed, signature, name=name)
@@ -153,22 +199,34 @@ class CoreProcedure:
         return without_v(release.tag)
 
     async def prepare_update(self, plan: Plan) -> PreparedUpdate:
-        """Download and verify the archive (and its signatures), check what the manifest
-        requires of it, and the extra-vars of update_core.yml."""
-        spec = plan.spec
-        prepared = await self.prepare(self.artifact(spec, plan.release, plan.version_text, plan.manifest))
-        self.check_release(prepared, plan.manifest)
+        """Download (or copy from this device) and verify the archive (and its
+        signatures), check what the manifest requires of it, and the extra-vars of
+        update_core.yml."""
+        spec, files = plan.spec, plan.release.files
+        if files is None:
+            prepared = await self.prepare(self.artifact(spec, plan.release, plan.version_text, plan.manifest))
+            obtained, origin = "downloaded", {"url": prepared.artifact.url}
+        else:
+            prepared = await self.prepare_local(files, plan.manifest)
+            obtained, origin = f"copied from {files.where}", {"file": prepared.artifact.url}
+        try:
+            await asyncio.to_thread(self.check_release, prepared, plan.manifest)
+        except (DownloadError, ManifestRefused):
+            prepared.archive.unlink(missing_ok=True)  # a refused archive stays nowhere
+            raise
         artifact = prepared.artifact
         details = {
             "artifact": artifact.name,
-            "url": artifact.url,
+            **origin,
             "sha256": artifact.sha256,
             "sha256_source": artifact.sha256_source,
             "verified": True,
             "steps": list(UPDATE_STEPS),
         }
         return PreparedUpdate(
-            self.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest), details
+            self.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest),
+            details,
+            f"{artifact.name} {obtained} and verified (sha256 from {artifact.sha256_source})",
         )
 
     def update_vars(
@@ -290,6 +348,18 @@ def _named_wait(
 
 
 MAX_LISTED_MEMBERS = 20000  # as the extraction's member cap
+
+
+def _not_an_archive(archive: Path) -> str | None:
+    """Why `archive` cannot be read as a tar archive (gzip, bzip2 or xz), or None. Reads
+    the first member's header only."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            if tar.next() is None:
+                return "it holds no file"
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        return tar_problem(exc)
+    return None
 
 
 def _archive_holds(archive: Path, relpath: str) -> bool:

@@ -1,8 +1,12 @@
 """Updates, rollbacks and crash recovery on this device, as explicit stages:
 
     settle a cut-off run -> plan (release, version rules, manifest) -> prepare (download,
-    verify) -> [dry run stops here] -> lock -> journal -> playbook -> result -> history
-    -> journal cleared -> unlock
+    verify) -> [dry run stops here] -> lock -> stage -> journal -> playbook -> result
+    -> history -> journal cleared -> unlock
+
+The release comes from GitHub's API, or from files on this device that the operator
+names (`LocalSource`: a release or image archive, a bundle); everything after the
+lookup is the same for both.
 
 Waiting on the network never holds the device lock: an operator's rollback or recovery
 is not answered "busy" because a download trickles. Anything that fails before the
@@ -27,8 +31,9 @@ import httpx
 from ..config import ComponentSpec, Settings
 from ..errors import Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from ..release.checker import Clock, local_now
+from ..release.local import LocalReleases, LocalSource
 from ..release.manifest import DeviceNames, Manifest, fetch_manifest
-from ..release.releases import client_for
+from ..release.releases import ReleaseSource, client_for
 from ..results import Outcome, UpdateResult
 from ..statedir import StateDir
 from ..versions import parse_or_none, requested_version
@@ -39,7 +44,7 @@ from .history import History, HistoryEntry, new_run_id
 from .installed import InstalledVersion, installed_version
 from .journal import Journal, JournalEntry
 from .lock import DeviceLock
-from .plan import Plan, Procedure
+from .plan import Plan, PreparedUpdate, Procedure
 from .playbooks import PlaybookRun, PlaybookRunner
 
 log = logging.getLogger(__name__)
@@ -72,7 +77,11 @@ class DeviceOperations:
 
     # --- public operations -----------------------------------------------------------
 
-    async def update(self, name: str, *, dry_run: bool = False, version: str | None = None) -> UpdateResult:
+    async def update(
+        self, name: str, *, dry_run: bool = False, version: str | None = None, source: LocalSource | None = None
+    ) -> UpdateResult:
+        """Update `name` to the newest release, or `version`; from GitHub, or from the
+        files at `source`."""
         spec = self._settings.component(name)
         if version is not None:
             version = requested_version(version, "--version")
@@ -80,7 +89,7 @@ class DeviceOperations:
         with self._locked(f"update of {name}"):  # busy at once, and a cut-off run settled first
             await self._recover_locked()
         try:
-            return await self._update(spec, version, dry_run, started)
+            return await self._update(spec, version, dry_run, started, source)
         except Exception as exc:
             if isinstance(exc, Busy):
                 raise
@@ -116,9 +125,11 @@ class DeviceOperations:
 
     # --- stages ----------------------------------------------------------------------
 
-    async def _update(self, spec: ComponentSpec, version: str | None, dry_run: bool, started: str) -> UpdateResult:
+    async def _update(
+        self, spec: ComponentSpec, version: str | None, dry_run: bool, started: str, source: LocalSource | None
+    ) -> UpdateResult:
         try:
-            plan = await self._plan(spec, version)
+            plan = await self._plan(spec, version, source)
         except ReleaseLookupError as exc:
             return self._record("update", spec, started, refused(spec, exc.reason, dry_run))
         except (PreflightError, ManifestError) as exc:
@@ -136,11 +147,11 @@ class DeviceOperations:
             )
             return self._record("update", spec, started, result)
         try:
-            values, details = await self._prepare(plan)
+            prepared = await self._procedure(spec).prepare_update(plan)
         except (DownloadError, ManifestError) as exc:
             return self._record("update", spec, started, refused(spec, exc.reason, dry_run, plan))
         if dry_run:
-            return self._record("dry_run", spec, started, self._dry_run_result(plan, details))
+            return self._record("dry_run", spec, started, self._dry_run_result(plan, prepared))
         with self._locked(f"update of {spec.name}"):
             await self._recover_locked()
             now = (await self._installed(spec)).version
@@ -150,26 +161,28 @@ class DeviceOperations:
                     "while the release was prepared; ask again"
                 )
                 return self._record("update", spec, started, refused(spec, reason, dry_run, plan))
-            run = await self._run_playbook("update", spec, plan.from_version, plan.version_text, values, started)
+            try:
+                if prepared.stage:
+                    await prepared.stage()
+            except DownloadError as exc:
+                return self._record("update", spec, started, refused(spec, exc.reason, dry_run, plan))
+            run = await self._run_playbook(
+                "update", spec, plan.from_version, plan.version_text, prepared.extra_vars, started
+            )
             if run.cut_off:
                 return await self._roll_back_cut_off(spec, plan, run, started)
             return self._finish("update", spec, started, self._update_result(spec, plan, run), run)
 
-    async def _prepare(self, plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The playbook's extra-vars and what a dry run reports (a refusal raises)."""
-        prepared = await self._procedure(plan.spec).prepare_update(plan)
-        return prepared.extra_vars, {**prepared.details, "checks": _checks_of(prepared.extra_vars)}
-
-    async def _plan(self, spec: ComponentSpec, version: str | None) -> Plan | None:
-        """What to install, or None when the device already runs the newest release."""
+    async def _plan(self, spec: ComponentSpec, version: str | None, source: LocalSource | None) -> Plan | None:
+        """What to install, or None when the device already runs that release."""
         installed = await self._installed(spec)
         current = parse_or_none(installed.version)
         if installed.version is not None and current is None:
             raise PreflightError(
                 f"the running version {installed.version!r} is not a version; use rollback or reinstall by hand"
             )
-        async with client_for(self._settings, self._transport) as client:
-            release = await client.find(
+        async with self._releases(spec, source) as releases:
+            release = await releases.find(
                 spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease
             )
             if current is not None and release.version == current:
@@ -180,12 +193,18 @@ class DeviceOperations:
                     "update never goes back (use rollback)"
                 )
             device = DeviceNames.of(spec, self._settings.backup_path)
-            manifest, note = await fetch_manifest(client, spec, release, device=device)
+            manifest, note = await fetch_manifest(releases, spec, release, device=device)
         if manifest and manifest.min_remote_version and spec.name != "remote":
             await self._check_remote_version(manifest)
         check_waits_fit(self._settings, self._procedure(spec), spec, manifest)
         version_text = self._procedure(spec).target_version(release, manifest)
         return Plan(spec, installed.version, release, version_text, manifest, note)
+
+    def _releases(self, spec: ComponentSpec, source: LocalSource | None) -> ReleaseSource:
+        """GitHub's API, or the files the operator named."""
+        if source is None:
+            return client_for(self._settings, self._transport)
+        return LocalReleases(source, self._settings, spec)
 
     async def _check_remote_version(self, manifest: Manifest) -> None:
         remote = self._settings.components.get("remote")
@@ -345,16 +364,11 @@ class DeviceOperations:
             )
         return UpdateResult(spec.name, False, _failure_text(run), Outcome.FAILED, **common)
 
-    def _dry_run_result(self, plan: Plan, details: dict[str, Any]) -> UpdateResult:
-        details = {"release": plan.release.tag, **details}
-        what = (
-            f"{details['artifact']} downloaded and verified (sha256 from {details['sha256_source']})"
-            if "artifact" in details
-            else f"would pull {details['image']} and recreate only service {details['service']}"
-        )
+    def _dry_run_result(self, plan: Plan, prepared: PreparedUpdate) -> UpdateResult:
+        details = {"release": plan.release.tag, **prepared.details, "checks": _checks_of(prepared.extra_vars)}
         text = (
             f"Dry run: would update {plan.spec.name} from {plan.from_version or 'nothing'} to {plan.version_text}; "
-            f"{what}; nothing was changed"
+            f"{prepared.summary}; nothing was changed"
         )
         return UpdateResult(
             plan.spec.name,

@@ -3,6 +3,7 @@ the operations that install it (core: a python_app; scheduler, remote: container
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,6 +28,10 @@ class PreparedUpdate:
 
     extra_vars: dict[str, Any]
     details: dict[str, Any]  # what a dry run reports: what would be installed, and how
+    summary: str  # the same in words: "dunebugger-1.2.0.tar.gz downloaded and verified (...)"
+    # Work on the device that must precede the playbook (loading an image archive into
+    # the engine); run under the device lock, never in a dry run.
+    stage: Callable[[], Awaitable[None]] | None = None
 
 
 class Procedure(Protocol):
@@ -41,8 +46,8 @@ class Procedure(Protocol):
         """The version text the release installs (what the device will report)."""
 
     async def prepare_update(self, plan: Plan) -> PreparedUpdate:
-        """Download and verify what must be (a refusal raises DownloadError or
-        ManifestError), and the playbook's extra-vars."""
+        """Download (or, for a release already on this device, copy) and verify what must
+        be (a refusal raises DownloadError or ManifestError), and the playbook's extra-vars."""
 
     def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
         """The rollback playbook's extra-vars."""

@@ -112,7 +112,7 @@ if TYPE_CHECKING:
     import jsonschema
 
     from ..config import ComponentSpec
-    from .releases import Release, ReleaseClient
+    from .releases import Release, ReleaseSource
 
 
 @cache
@@ -523,12 +523,19 @@ def _migration_path(script: str, device: DeviceNames | None) -> str | None:
 
 
 async def fetch_manifest(
-    client: ReleaseClient, spec: ComponentSpec, release: Release, *, device: DeviceNames | None = None
+    source: ReleaseSource, spec: ComponentSpec, release: Release, *, device: DeviceNames | None = None
 ) -> tuple[Manifest | None, str]:
-    """The release's manifest and a note for the result. An invalid one means the
-    built-in procedure (the note says why); a refused one raises ManifestRefused
-    naming the release."""
-    data = await client.manifest(spec.name, spec.repo, release.tag)
+    """The release's manifest and a note for the result (see `release_manifest`)."""
+    data = await source.manifest(spec.name, spec.repo, release.tag)
+    return release_manifest(data, spec, release, device=device)
+
+
+def release_manifest(
+    data: bytes | None, spec: ComponentSpec, release: Release, *, device: DeviceNames | None = None
+) -> tuple[Manifest | None, str]:
+    """The manifest `data` of `release` (None: it has none) and a note for the result.
+    An invalid one means the built-in procedure (the note says why); a refused one
+    raises ManifestRefused naming the release."""
     if data is None:
         return None, "no manifest: built-in procedure"
     try:

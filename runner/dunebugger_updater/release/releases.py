@@ -1,5 +1,6 @@
 """GitHub releases: the newest release of a repository, a release by tag, and the
-`update-manifest.yaml` at a tag.
+`update-manifest.yaml` at a tag. `ReleaseSource` is what an update asks of any place
+releases come from: this client, or files on the device (`local`).
 
 One `ReleaseClient` serves many lookups over one connection pool; lookups of several
 components run concurrently. Answers are cached by ETag (see http_cache) and read under
@@ -14,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import quote
 
 import httpx
@@ -28,6 +29,7 @@ from .http_cache import EtagCache
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from .local import LocalFiles
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,27 @@ class Release:
     prerelease: bool
     published_at: str | None
     assets: tuple[Asset, ...]
+    files: LocalFiles | None = None  # already on this device (None: at GitHub, fetched by URL)
 
     def asset(self, name: str) -> Asset | None:
         return next((asset for asset in self.assets if asset.name == name), None)
+
+
+class ReleaseSource(Protocol):
+    """Where an update finds its release and the release's manifest: GitHub's API
+    (`ReleaseClient`) or files on this device (`local.LocalReleases`)."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def find(self, component: str, repo: str, version: str | None, *, include_prerelease: bool) -> Release:
+        """The release `version` when one is asked for, else the newest."""
+        ...
+
+    async def manifest(self, component: str, repo: str, tag: str) -> bytes | None:
+        """The release's `update-manifest.yaml`, or None when it has none."""
+        ...
 
 
 def client_for(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> ReleaseClient:

@@ -1,7 +1,8 @@
 """The WebSocket API: one request text in, one reply message out.
 
     updater.check_updates  {force?: bool}                            -> update_check_result
-    updater.perform_update {component, dry_run?: bool, version?: str} -> update_result
+    updater.perform_update {component, dry_run?: bool, version?: str, bundle?: str}
+                                                                     -> update_result
     updater.update         "core" | "dunebugger-core"                 -> update_result
     updater.rollback       {component, to?: str}                      -> update_result
     updater.get_versions   {}                                         -> versions_result
@@ -22,6 +23,7 @@ from typing import Any
 
 from .. import messages
 from ..errors import BadRequest, ConfigError
+from ..release.local import LocalSource
 from .updater_service import UpdaterService
 
 log = logging.getLogger(__name__)
@@ -148,7 +150,10 @@ class Api:
         component = self._known(request, _field(request, body, "component", str, required=True))
         dry_run = _field(request, body, "dry_run", bool, default=False)
         version = _field(request, body, "version", str)
-        return messages.update_result(await self._service.update(component, dry_run=dry_run, version=version))
+        source = self._bundle(request, _field(request, body, "bundle", str))
+        return messages.update_result(
+            await self._service.update(component, dry_run=dry_run, version=version, source=source)
+        )
 
     async def update(self, request: Request) -> dict[str, Any]:
         if not isinstance(request.body, str) or not 0 < len(request.body) <= MAX_TEXT:
@@ -161,6 +166,22 @@ class Api:
         component = self._known(request, _field(request, body, "component", str, required=True))
         to = _field(request, body, "to", str)
         return messages.update_result(await self._service.rollback(component, to=to))
+
+    def _bundle(self, request: Request, name: str | None) -> LocalSource | None:
+        """A bundle directory under bundlePath (whether it really is inside, links
+        resolved, the update itself decides, and refuses with a line in the history)."""
+        if name is None:
+            return None
+        root = self._service.updater.settings.bundle_path
+        if root is None:
+            raise ApiError(
+                "updates from a bundle are off on this device: set bundlePath in [Updater] to the directory "
+                "that holds bundles",
+                request.subject,
+            )
+        if "\x00" in name:
+            raise ApiError("'body.bundle' must not contain a NUL character", request.subject)
+        return LocalSource.bundle(root, name)
 
     def _known(self, request: Request, name: str) -> str:
         components = self._service.updater.settings.components

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from .. import messages
 from ..device.history import HistoryEntry
 from ..errors import Busy
+from ..release.local import LocalSource
 from ..release.status import ComponentStatus
 from ..results import UpdateResult
 from ..statedir import StateDir
@@ -101,7 +102,13 @@ class UpdaterService:
     # --- operations ------------------------------------------------------------------
 
     async def update(
-        self, component: str, *, dry_run: bool = False, version: str | None = None, automatic: bool = False
+        self,
+        component: str,
+        *,
+        dry_run: bool = False,
+        version: str | None = None,
+        source: LocalSource | None = None,
+        automatic: bool = False,
     ) -> UpdateResult:
         """Update, or an `update_result` that says why not (busy, shutting down).
         Unknown components and bad version texts raise (ConfigError, BadRequest)."""
@@ -109,7 +116,7 @@ class UpdaterService:
             component,
             dry_run,
             automatic,
-            lambda: self.updater.update_component(component, dry_run=dry_run, version=version),
+            lambda: self.updater.update_component(component, dry_run=dry_run, version=version, source=source),
         )
 
     async def rollback(self, component: str, to: str | None = None) -> UpdateResult:

@@ -91,6 +91,14 @@ function showComponents(components) {
     if (info.last_checked && info.last_checked > checked) checked = info.last_checked;
   }
   $("checked").textContent = checked ? "last checked " + checked.replace("T", " ") : "";
+  showBundleComponents(Object.keys(components));
+}
+
+function showBundleComponents(names) {
+  const select = $("bundle-component");
+  const chosen = select.value;
+  select.replaceChildren(...names.map((name) => new Option(name, name)));
+  if (names.includes(chosen)) select.value = chosen;
 }
 
 function button(label, onClick) {
@@ -101,10 +109,17 @@ function button(label, onClick) {
   return b;
 }
 
-function update(component, dryRun) {
-  $("result").textContent = (dryRun ? "Dry run of " : "Updating ") + component + "…";
+function update(component, dryRun, bundle) {
+  const from = bundle ? " from bundle " + bundle : "";
+  $("result").textContent = (dryRun ? "Dry run of " : "Updating ") + component + from + "…";
   $("result").className = "";
-  send("updater.perform_update", { component, dry_run: dryRun });
+  send("updater.perform_update", bundle ? { component, dry_run: dryRun, bundle } : { component, dry_run: dryRun });
+}
+
+function updateFromBundle(dryRun) {
+  const bundle = $("bundle-name").value.trim();
+  if (bundle) update($("bundle-component").value, dryRun, bundle);
+  else $("bundle-name").reportValidity();
 }
 
 function showProgress(p) {
@@ -141,6 +156,11 @@ document.addEventListener("DOMContentLoaded", () => {
     send("updater.check_updates", { force: true });
   });
   $("refresh-history").addEventListener("click", () => send("updater.get_history", { limit: 20 }));
+  $("bundle-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    updateFromBundle(false);
+  });
+  $("bundle-dry-run").addEventListener("click", () => updateFromBundle(true));
   $("auth").addEventListener("submit", (event) => {
     event.preventDefault();
     token = $("token").value;
