@@ -245,7 +245,7 @@ class _StrictLoader(yaml.SafeLoader):
     duplicate keys (a reviewer would read one value, the updater another) and without
     any tag the safe loader does not know (`!!python/object/apply:...`)."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             raise _HostileYaml("aliases are not allowed", self.peek_event().start_mark)
         self._depth = getattr(self, "_depth", 0) + 1
@@ -256,7 +256,7 @@ class _StrictLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: list[Any] = []
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
