@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,3 +221,39 @@ async def test_container_checks_before_the_update_refuse_and_change_nothing(stac
     assert expect in result.message and "Nothing was changed" in result.message
     assert stack.compose.read_text() == before_text
     assert stack.only_container("scheduler")["Id"] == before_id
+
+
+@pytest.mark.parametrize("stack", ["dash-p"], indirect=True)
+async def test_check_mode_by_hand_runs_the_read_only_checks_and_changes_nothing(stack, github, registry):
+    """`ansible-playbook --check`: preflight (and the rollback's choice of a backup) run
+    against the real stack, then the run ends for the host, saying so."""
+    root = Path(__file__).resolve().parents[2]
+    values = {
+        "container_service": "scheduler",
+        "container_image": f"{registry}/dunebugger-scheduler",
+        "container_compose_file": str(stack.compose),
+        "container_backup_path": str(stack.home / "backups"),
+        "container_min_free_mb": 1,
+    }
+
+    def by_hand(playbook: str, **extra) -> str:
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "--check", "-i",
+                str(root / "inventory" / "localhost.yml"), str(root / "playbooks" / playbook),
+                "-e", json.dumps({**values, **extra})]
+        done = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        return done.stdout
+
+    scheduler = stack.only_container("scheduler")["Id"]
+    compose = stack.compose.read_text()
+    checked = by_hand("update_container.yml", dunebugger_version="1.1.0")
+    assert "check mode: the preflight checks for scheduler 1.1.0 passed; nothing was changed" in checked
+    assert (stack.only_container("scheduler")["Id"], stack.compose.read_text()) == (scheduler, compose)
+    assert not (stack.home / "backups").exists() or not any((stack.home / "backups").iterdir())
+
+    publish(github, "1.1.0")
+    assert (await ComponentUpdater(stack.settings()).update_component("scheduler")).success
+    scheduler, compose = stack.only_container("scheduler")["Id"], stack.compose.read_text()
+    checked = by_hand("rollback_container.yml")
+    assert "check mode: scheduler can be rolled back from" in checked
+    assert (stack.only_container("scheduler")["Id"], stack.compose.read_text()) == (scheduler, compose)

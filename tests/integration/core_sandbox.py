@@ -92,22 +92,22 @@ class Sandbox:
             "core_min_free_mb": 1,
         }
 
-    def run(self, playbook: str, **extra) -> Result:
+    def run(self, playbook: str, *options: str, **extra) -> Result:
         self.runs += 1
         vars_file = self.dist / f"vars-{self.runs}.json"
         vars_file.write_text(json.dumps({**self.base_vars(), **extra}, indent=1))
         argv = [str(self.ansible_playbook), "-i", str(INVENTORY), str(ROOT / "playbooks" / playbook),
-                "-e", f"@{vars_file}"]
+                "-e", f"@{vars_file}", *options]
         started = time.monotonic()
         proc = subprocess.run(argv, cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=120)
         return Result(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
 
-    def update(self, version: str, archive: Path, *, sha256: str | None = None, **extra) -> Result:
-        return self.run("update_core.yml", dunebugger_version=version, core_archive=str(archive),
+    def update(self, version: str, archive: Path, *options: str, sha256: str | None = None, **extra) -> Result:
+        return self.run("update_core.yml", *options, dunebugger_version=version, core_archive=str(archive),
                         core_archive_sha256=sha256 or releases.sha256_file(archive), **extra)
 
-    def rollback(self, **extra) -> Result:
-        return self.run("rollback_core.yml", **extra)
+    def rollback(self, *options: str, **extra) -> Result:
+        return self.run("rollback_core.yml", *options, **extra)
 
     def health(self) -> tuple[int, dict]:
         try:

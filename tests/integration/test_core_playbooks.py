@@ -157,6 +157,27 @@ def test_rollback_to_unknown_version_is_refused(sandbox):
     assert sandbox.health()[1]["version"] == "1.0.0"
 
 
+def test_check_mode_runs_the_read_only_checks_and_changes_nothing(sandbox):
+    good = releases.build_release(sandbox.dist, "1.1.0")
+    before, pid = sandbox.tree_hash(), sandbox.pid()
+
+    checked = sandbox.update("1.1.0", good, "--check")
+    assert checked.rc == 0, checked.output
+    assert "check mode: the preflight checks for core 1.1.0 passed; nothing was changed" in checked.output
+    refused = sandbox.update("1.0.0", good, "--check")  # what preflight refuses, it refuses in check mode too
+    assert refused.rc != 0 and '"outcome": "refused"' in refused.output
+    assert (sandbox.tree_hash(), sandbox.pid()) == (before, pid)
+
+    assert sandbox.update("1.1.0", good).rc == 0
+    before, pid = sandbox.tree_hash(), sandbox.pid()
+    rollback = sandbox.rollback("--check")
+    assert rollback.rc == 0, rollback.output
+    assert "check mode: core can be rolled back to 1.0.0 passed" in rollback.output
+    assert sandbox.rollback("--check", core_rollback_version="7.7.7").rc != 0
+    assert (sandbox.tree_hash(), sandbox.pid()) == (before, pid)
+    assert_serving(sandbox, "1.1.0")
+
+
 def test_requirements_are_installed_from_local_wheels(sandbox, tmp_path):
     wheels = build_tiny_wheel(tmp_path / "build")
     archive = releases.build_release(sandbox.dist, "1.1.0", requirements=["tinypkg==0.1"])

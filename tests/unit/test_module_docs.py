@@ -34,3 +34,15 @@ def test_every_module_is_found():
         "core_release_info", "core_switch", "core_verify", "core_safe_extract", "core_release_env",
         "core_releases_prune", "health_endpoint", "release_checks", "container_state", "compose_service_image",
         "installed_versions"}
+
+
+DEVICE_PYTHON = (3, 9)  # the oldest Python the modules run under on a device (docs/core-playbooks.md)
+
+
+@pytest.mark.parametrize(
+    "source", [*MODULES, *ROOT.glob("roles/*/module_utils/*.py")], ids=lambda path: f"{path.parent.parent.name}/{path.stem}"
+)
+def test_modules_are_written_for_the_oldest_device_python(source):
+    import ast
+
+    ast.parse(source.read_text(), filename=str(source), feature_version=DEVICE_PYTHON)
