@@ -42,7 +42,7 @@ from core_update_bench import CONTROLLER_ACTIONS, run_events
 from dunebugger_updater.config import FLEET_STRATEGIES, load_settings
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
-from dunebugger_updater.fleet.plan import Rollout
+from dunebugger_updater.fleet.batches import Rollout
 from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater
 
 

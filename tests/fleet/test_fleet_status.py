@@ -12,8 +12,8 @@ from dunebugger_updater import load_settings
 from dunebugger_updater.device.core_procedure import Artifact, CoreProcedure, Prepared
 from dunebugger_updater.device.events import RunnerEvent
 from dunebugger_updater.errors import BadRequest
+from dunebugger_updater.fleet.batches import Batches, Rollout, parse_batches, plan_batches
 from dunebugger_updater.fleet.inventory import parser_message, rollout_order
-from dunebugger_updater.fleet.plan import Plan, Rollout, parse_batches, plan_batches
 from dunebugger_updater.fleet.status import (
     FleetResult,
     HostVersion,
@@ -179,7 +179,7 @@ def test_statuses_from_a_canary_that_was_rolled_back():
     ]
     before = {name: HostVersion(name, "1.0.0") for name in ("h1", "h2")}
 
-    statuses = device_statuses(events, before, Plan((("h1",), ("h2",))))
+    statuses = device_statuses(events, before, Batches((("h1",), ("h2",))))
 
     h1, h2 = statuses["h1"], statuses["h2"]
     assert (h1.outcome, h1.batch, h1.version_before, h1.version_after, h1.rolled_back) == (
@@ -219,7 +219,7 @@ def test_statuses_of_updated_unreachable_and_failed_devices():
     ]
     before = {name: HostVersion(name, "1.0.0") for name in ("h1", "h2", "h3", "h4")}
 
-    statuses = device_statuses(events, before, Plan((("h1",), ("h2", "h3", "h4"))))
+    statuses = device_statuses(events, before, Batches((("h1",), ("h2", "h3", "h4"))))
 
     assert {h: (s.outcome, s.batch, s.version_after, s.reason) for h, s in statuses.items()} == {
         "h1": ("updated", 1, "1.1.0", ""),
@@ -245,7 +245,7 @@ def test_statuses_of_a_fleet_rollback():
     ]
     before = {"h1": HostVersion("h1", "1.1.0"), "h2": HostVersion("h2", "1.0.0")}
 
-    statuses = device_statuses(events, before, Plan((("h1", "h2"),)), action="rollback")
+    statuses = device_statuses(events, before, Batches((("h1", "h2"),)), action="rollback")
 
     assert {h: (s.outcome, s.version_before, s.version_after) for h, s in statuses.items()} == {
         "h1": ("rolled_back", "1.1.0", "1.0.0"),
@@ -296,7 +296,7 @@ def test_fleet_result_message_shape():
         RunnerEvent("runner_on_ok", 2, host="h1"),
         stats_event(3, processed=["h1"], artifact={"dunebugger_update_by_host": {"h1": report("updated")}}),
     ]
-    plan = Plan((("h1",),))
+    plan = Batches((("h1",),))
     devices = tuple(device_statuses(events, {"h1": HostVersion("h1", "1.0.0")}, plan).values())
     result = FleetResult("core", True, "ok", "1.1.0", "v1.1.0", (1, "100%"), 0, devices, "run-1", plan=plan)
 

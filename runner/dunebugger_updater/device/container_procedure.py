@@ -7,6 +7,7 @@ runs, which then pulls nothing (`container_image_source: loaded`)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from typing import Any
 
@@ -47,15 +48,25 @@ class ContainerProcedure:
             return manifest.image_tag
         return without_v(release.tag)
 
-    async def prepare_update(self, plan: Plan) -> PreparedUpdate:
-        """Nothing to download here: the device's engine pulls the image, or the image
-        comes from an archive on this device."""
+    async def prepare_release(self, plan: Plan) -> PreparedUpdate:
+        """Nothing to download here: each device's engine pulls the image, or the image
+        comes from an archive on this device. The extra-vars every device gets."""
         spec, tag = plan.spec, plan.version_text
-        values, details = self.update_vars(spec, tag, plan.manifest), self.dry_run_details(spec, tag)
+        values = self.release_vars(spec, tag, plan.manifest)
+        details = {"image": f"{spec.image}:{tag}", "service": spec.service, "steps": list(UPDATE_STEPS)}
         recreate = f"recreate only service {spec.service}"
         if plan.release.files is None:
             return PreparedUpdate(values, details, f"would pull {details['image']} and {recreate}")
         return await self._prepare_loaded(plan.release.files, values, details, recreate)
+
+    async def prepare_update(self, plan: Plan) -> PreparedUpdate:
+        """The release prepared, with this device's settings: update_container.yml's extra-vars."""
+        release = await self.prepare_release(plan)
+        return dataclasses.replace(
+            release,
+            extra_vars={**self.device_vars(plan.spec), **release.extra_vars},
+            details={**release.details, "compose_file": str(self._settings.docker_compose_path)},
+        )
 
     async def _prepare_loaded(
         self, files: LocalFiles, values: dict[str, Any], details: dict[str, Any], recreate: str
@@ -71,9 +82,6 @@ class ContainerProcedure:
             f"would load {details['image']} from {files.where} and {recreate}",
             stage=lambda: asyncio.to_thread(load),
         )
-
-    def update_vars(self, spec: ComponentSpec, tag: str, manifest: Manifest | None) -> dict[str, Any]:
-        return {**self.device_vars(spec), **self.release_vars(spec, tag, manifest)}
 
     @staticmethod
     def release_vars(spec: ComponentSpec, tag: str, manifest: Manifest | None) -> dict[str, Any]:
@@ -109,14 +117,6 @@ class ContainerProcedure:
         """The service and the version to go back to ("": the newest backup); a fleet
         rollback passes only these."""
         return {**_identity_vars(spec), "container_rollback_version": to_version or ""}
-
-    def dry_run_details(self, spec: ComponentSpec, tag: str) -> dict[str, Any]:
-        return {
-            "image": f"{spec.image}:{tag}",
-            "compose_file": str(self._settings.docker_compose_path),
-            "service": spec.service,
-            "steps": list(UPDATE_STEPS),
-        }
 
     def device_vars(self, spec: ComponentSpec) -> dict[str, Any]:
         """How this device runs the service, from its own configuration (a fleet's

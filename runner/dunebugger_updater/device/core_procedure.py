@@ -5,6 +5,7 @@ playbooks."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -198,10 +199,10 @@ class CoreProcedure:
     def target_version(release: Release, manifest: Manifest | None) -> str:
         return without_v(release.tag)
 
-    async def prepare_update(self, plan: Plan) -> PreparedUpdate:
+    async def prepare_release(self, plan: Plan) -> PreparedUpdate:
         """Download (or copy from this device) and verify the archive (and its
-        signatures), check what the manifest requires of it, and the extra-vars of
-        update_core.yml."""
+        signatures), check what the manifest requires of it; the extra-vars every device
+        gets (`release_vars`)."""
         spec, files = plan.spec, plan.release.files
         if files is None:
             prepared = await self.prepare(self.artifact(spec, plan.release, plan.version_text, plan.manifest))
@@ -224,25 +225,16 @@ class CoreProcedure:
             "steps": list(UPDATE_STEPS),
         }
         return PreparedUpdate(
-            self.update_vars(spec, plan.version_text, plan.from_version, prepared, plan.manifest),
+            self.release_vars(spec, plan.version_text, prepared, plan.manifest),
             details,
             f"{artifact.name} {obtained} and verified (sha256 from {artifact.sha256_source})",
         )
 
-    def update_vars(
-        self,
-        spec: ComponentSpec,
-        version_text: str,
-        from_version: str | None,
-        prepared: Prepared,
-        manifest: Manifest | None,
-    ) -> dict[str, Any]:
-        """Extra-vars of update_core.yml for this device."""
-        return {
-            **self.device_vars(spec),
-            "core_from_version": from_version or "",
-            **self.release_vars(spec, version_text, prepared, manifest),
-        }
+    async def prepare_update(self, plan: Plan) -> PreparedUpdate:
+        """The release prepared, with this device's settings: update_core.yml's extra-vars."""
+        release = await self.prepare_release(plan)
+        device = {**self.device_vars(plan.spec), "core_from_version": plan.from_version or ""}
+        return dataclasses.replace(release, extra_vars={**device, **release.extra_vars})
 
     def rollback_vars(self, spec: ComponentSpec, to_version: str | None) -> dict[str, Any]:
         return {**self.device_vars(spec), **self.rollback_target_vars(spec, to_version)}

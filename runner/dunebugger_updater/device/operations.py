@@ -22,7 +22,6 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from ..config import ComponentSpec, Settings
 from ..errors import Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from ..release.checker import Clock, local_now
 from ..release.local import LocalReleases, LocalSource
-from ..release.manifest import DeviceNames, Manifest, fetch_manifest
+from ..release.manifest import DeviceNames, Manifest
 from ..release.releases import ReleaseSource, client_for
 from ..results import Outcome, UpdateResult
 from ..statedir import StateDir
@@ -44,7 +43,7 @@ from .history import History, HistoryEntry, new_run_id
 from .installed import InstalledVersion, installed_version
 from .journal import Journal, JournalEntry
 from .lock import DeviceLock
-from .plan import Plan, PreparedUpdate, Procedure
+from .plan import Plan, PreparedUpdate, Procedure, resolve_plan
 from .playbooks import PlaybookRun, PlaybookRunner
 
 log = logging.getLogger(__name__)
@@ -171,7 +170,13 @@ class DeviceOperations:
             )
             if run.cut_off:
                 return await self._roll_back_cut_off(spec, plan, run, started)
-            return self._finish("update", spec, started, self._update_result(spec, plan, run), run)
+            return self._finish(
+                "update",
+                spec,
+                started,
+                self._update_result(spec, plan.from_version, plan.version_text, run, plan.manifest_note),
+                run,
+            )
 
     async def _plan(self, spec: ComponentSpec, version: str | None, source: LocalSource | None) -> Plan | None:
         """What to install, or None when the device already runs that release."""
@@ -192,13 +197,18 @@ class DeviceOperations:
                     f"{release.version} is older than the running {installed.version}; "
                     "update never goes back (use rollback)"
                 )
-            device = DeviceNames.of(spec, self._settings.backup_path)
-            manifest, note = await fetch_manifest(releases, spec, release, device=device)
-        if manifest and manifest.min_remote_version and spec.name != "remote":
-            await self._check_remote_version(manifest)
-        check_waits_fit(self._settings, self._procedure(spec), spec, manifest)
-        version_text = self._procedure(spec).target_version(release, manifest)
-        return Plan(spec, installed.version, release, version_text, manifest, note)
+            plan = await resolve_plan(
+                releases,
+                self._settings,
+                self._procedure(spec),
+                release,
+                spec,
+                from_version=installed.version,
+                device=DeviceNames.of(spec, self._settings.backup_path),
+            )
+        if plan.manifest and plan.manifest.min_remote_version and spec.name != "remote":
+            await self._check_remote_version(plan.manifest)
+        return plan
 
     def _releases(self, spec: ComponentSpec, source: LocalSource | None) -> ReleaseSource:
         """GitHub's API, or the files the operator named."""
@@ -271,7 +281,7 @@ class DeviceOperations:
         """The run ended on its own (a detached run that outlived its caller, or a crash
         after the playbook but before the history): its own result stands."""
         if entry.action == "update":
-            result = self._update_result(spec, _FinishedPlan(spec, entry.from_version, entry.to_version), finished)
+            result = self._update_result(spec, entry.from_version, entry.to_version, finished)
         else:
             result = self._rollback_result(spec, entry.from_version, (await self._installed(spec)).version, finished)
         return self._finish("recovery", spec, started, result, finished)
@@ -336,15 +346,16 @@ class DeviceOperations:
 
     # --- results ---------------------------------------------------------------------
 
-    def _update_result(self, spec: ComponentSpec, plan: Plan | _FinishedPlan, run: PlaybookRun) -> UpdateResult:
+    def _update_result(
+        self, spec: ComponentSpec, from_version: str | None, to_version: str, run: PlaybookRun, manifest_note: str = ""
+    ) -> UpdateResult:
+        """What an update run did, from its events (also for a run found finished in the journal)."""
         report = next(iter(host_reports(run.events).values()), None)
         common: dict[str, Any] = dict(
-            from_version=plan.from_version, to_version=plan.version_text, run_id=run.run_id, manifest=plan.manifest_note
+            from_version=from_version, to_version=to_version, run_id=run.run_id, manifest=manifest_note
         )
         if run.succeeded:
-            return UpdateResult(
-                spec.name, True, f"Updated {spec.name} to {plan.version_text}", Outcome.UPDATED, **common
-            )
+            return UpdateResult(spec.name, True, f"Updated {spec.name} to {to_version}", Outcome.UPDATED, **common)
         told = report.outcome if report else None
         outcome = Outcome(told) if told in (Outcome.ROLLED_BACK, Outcome.REFUSED, Outcome.FAILED) else Outcome.FAILED
         return UpdateResult(spec.name, False, _failure_text(run), outcome, **common)
@@ -421,21 +432,6 @@ class DeviceOperations:
         return self._procedures[spec.type]
 
 
-def check_waits_fit(settings: Settings, procedure: Procedure, spec: ComponentSpec, manifest: Manifest | None) -> None:
-    """A run whose checks after the switch could outlast the run's deadline would be
-    stopped half-verified: refuse it before anything changes."""
-    waits = procedure.post_switch_waits(spec, manifest)
-    total = sum(seconds for _, seconds in waits)
-    limit = settings.playbook_timeout_minutes * 60
-    if total > limit:
-        parts = " + ".join(f"{name} {seconds:g} s" for name, seconds in waits)
-        raise PreflightError(
-            f"the checks after the switch may wait {total:g} s ({parts}), longer than a run may take "
-            f"(playbookTimeoutMinutes = {settings.playbook_timeout_minutes:g}, {limit:g} s): shorten "
-            "those checks or raise playbookTimeoutMinutes"
-        )
-
-
 def refused(spec: ComponentSpec, reason: str, dry_run: bool, plan: Plan | None = None) -> UpdateResult:
     if plan is None:
         return UpdateResult.refused(spec.name, "update", reason, dry_run=dry_run)
@@ -487,16 +483,6 @@ def _failure_text(run: PlaybookRun) -> str:
     if failure and failure.message:
         return " ".join(failure.message.split())
     return f"the {run.playbook} playbook ended {run.status} (rc {run.rc}); see {run.artifacts}"
-
-
-@dataclass(frozen=True)
-class _FinishedPlan:
-    """The parts of a Plan that a result needs, rebuilt from the journal."""
-
-    spec: ComponentSpec
-    from_version: str | None
-    version_text: str
-    manifest_note: str = ""
 
 
 def _settles_device(run: PlaybookRun) -> bool:

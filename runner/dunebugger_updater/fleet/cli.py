@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from .plan import (
+from .batches import (
     DEFAULT_BATCHES,
     DEFAULT_MAX_FAIL_PERCENTAGE,
     Rollout,

@@ -31,7 +31,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,17 +44,16 @@ from ..device.core_procedure import CoreProcedure
 from ..device.events import HostReport, host_reports
 from ..device.history import History, HistoryEntry, new_run_id
 from ..device.lock import DeviceLock
-from ..device.operations import check_waits_fit
-from ..device.plan import Procedure
+from ..device.plan import Plan, PreparedUpdate, Procedure, resolve_plan
 from ..device.playbooks import PlaybookRun, PlaybookRunner
 from ..errors import BadRequest, Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
-from ..release.manifest import DeviceNames, Manifest, fetch_manifest
-from ..release.releases import Release, client_for
+from ..release.manifest import DeviceNames
+from ..release.releases import client_for
 from ..statedir import StateDir
-from ..versions import parse_or_none, requested_version, without_v
+from ..versions import parse_or_none, requested_version
+from .batches import DEFAULT_ROLLOUT, Batches, Rollout, plan_batches
 from .connection import ansible_settings
 from .inventory import Inventory, read_inventory
-from .plan import DEFAULT_ROLLOUT, Plan, Rollout, plan_batches
 from .status import (
     DeviceStatus,
     FleetCheck,
@@ -97,18 +96,6 @@ class FleetTarget:
     @property
     def forks_or_default(self) -> int:
         return self.forks or DEFAULT_FORKS  # Ansible never starts more workers than a batch has hosts
-
-
-@dataclass(frozen=True)
-class _Release:
-    """A release resolved once, on the controller, for the whole fleet."""
-
-    release: Release
-    version: str  # what the devices will run: the tag without "v", or the image tag
-    manifest: Manifest | None
-    manifest_note: str
-    values: dict[str, Any]  # the playbook's extra-vars: the same on every device
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class FleetUpdater:
@@ -188,7 +175,7 @@ class FleetUpdater:
         }
         versions = asyncio.create_task(self._versions(spec, target, inventory.hosts))
         try:
-            resolved = await self._resolve(spec, version)
+            resolved, prepared = await self._resolve(spec, version)
         except (ReleaseLookupError, ManifestError, DownloadError, PreflightError) as exc:
             await asyncio.gather(versions, return_exceptions=True)  # read-only; let it end
             return FleetResult(
@@ -204,7 +191,7 @@ class FleetUpdater:
             [host for host in inventory.hosts if host not in statuses], inventory.canary, rollout.batches
         )
         details = {
-            **resolved.details,
+            **prepared.details,
             "manifest": resolved.manifest_note,
             "inventory": str(target.inventory),
             "limit": target.limit,
@@ -227,8 +214,8 @@ class FleetUpdater:
             return FleetResult(
                 spec.name,
                 all(device.ok for device in devices),
-                describe_plan(spec.name, resolved.version, resolved.release.tag, plan, devices),
-                resolved.version,
+                describe_plan(spec.name, resolved.version_text, resolved.release.tag, plan, devices),
+                resolved.version_text,
                 resolved.release.tag,
                 devices=devices,
                 plan=plan,
@@ -237,7 +224,7 @@ class FleetUpdater:
             )
         run = None
         if plan.hosts:
-            values = {**resolved.values, **plan.extra_vars(rollout)}
+            values = {**prepared.extra_vars, **plan.extra_vars(rollout)}
             run = await self._run(self._procedure(spec).update_playbook, values, target, plan, spec.name, "update")
             statuses.update(device_statuses(run.events, before, plan))
             if run.cut_off:
@@ -247,8 +234,8 @@ class FleetUpdater:
         return FleetResult(
             spec.name,
             all(device.ok for device in devices),
-            describe(spec.name, "update", resolved.version, devices),
-            resolved.version,
+            describe(spec.name, "update", resolved.version_text, devices),
+            resolved.version_text,
             resolved.release.tag,
             devices=devices,
             run_id=run.run_id if run else None,
@@ -262,7 +249,7 @@ class FleetUpdater:
         before = await self._versions(spec, target, inventory.hosts)
         statuses = {host: unreachable(found) for host, found in before.items() if found.unreachable}
         reachable = tuple(host for host in inventory.hosts if host not in statuses)
-        plan = Plan((reachable,) if reachable else ())
+        plan = Batches((reachable,) if reachable else ())
         run = None
         if reachable:
             values = self._procedure(spec).rollback_target_vars(spec, to)
@@ -289,41 +276,21 @@ class FleetUpdater:
             details={"inventory": str(target.inventory), "limit": target.limit},
         )
 
-    async def _resolve(self, spec: ComponentSpec, version: str | None) -> _Release:
+    async def _resolve(self, spec: ComponentSpec, version: str | None) -> tuple[Plan, PreparedUpdate]:
         """The release, its manifest, and what every device gets (for core: the archive,
         downloaded and verified once)."""
+        procedure = self._procedure(spec)
         async with client_for(self._settings, self._transport) as client:
             release = await client.find(
                 spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease
             )
             # Device paths differ across a fleet: the playbook checks the script path on each device.
-            manifest, note = await fetch_manifest(client, spec, release, device=DeviceNames.of(spec))
-        check_waits_fit(self._settings, self._procedure(spec), spec, manifest)
-        if spec.is_container:
-            tag = self._container.target_version(release, manifest)
-            return _Release(
-                release,
-                tag,
-                manifest,
-                note,
-                self._container.release_vars(spec, tag, manifest),
-                {"image": f"{spec.image}:{tag}"},
+            plan = await resolve_plan(
+                client, self._settings, procedure, release, spec, from_version=None, device=DeviceNames.of(spec)
             )
-        text = without_v(release.tag)
-        prepared = await self._core.prepare(self._core.artifact(spec, release, text, manifest))
-        self._core.check_release(prepared, manifest)
-        return _Release(
-            release,
-            text,
-            manifest,
-            note,
-            self._core.release_vars(spec, text, prepared, manifest),
-            {"sha256": prepared.artifact.sha256, "sha256_source": prepared.artifact.sha256_source},
-        )
+        return plan, await procedure.prepare_release(plan)
 
-    def _left_out(
-        self, spec: ComponentSpec, before: dict[str, HostVersion], resolved: _Release
-    ) -> dict[str, DeviceStatus]:
+    def _left_out(self, spec: ComponentSpec, before: dict[str, HostVersion], resolved: Plan) -> dict[str, DeviceStatus]:
         """Devices the rollout leaves alone, and why: unreachable, no update needed, or
         the release needs a newer remote than the device runs."""
         needs = resolved.manifest.min_remote_version if resolved.manifest and spec.name != "remote" else None
@@ -331,7 +298,7 @@ class FleetUpdater:
         for host, found in before.items():
             if found.unreachable:
                 statuses[host] = unreachable(found)
-            elif (status := not_run(found, resolved.version)) is not None:
+            elif (status := not_run(found, resolved.version_text)) is not None:
                 statuses[host] = status
             elif needs is not None and (remote := parse_or_none(found.remote)) is not None and remote < needs:
                 statuses[host] = DeviceStatus(
@@ -357,7 +324,7 @@ class FleetUpdater:
             VERSIONS_PLAYBOOK,
             {"fleet_versions_components": components, "dunebugger_hosts": list(hosts)},
             target,
-            Plan((hosts,)),
+            Batches((hosts,)),
             spec.name,
             "versions",
         )
@@ -374,7 +341,7 @@ class FleetUpdater:
         return {host: _with_after(statuses[host], after.get(host)) for host in unknown}
 
     async def _settle_cut_off(
-        self, spec: ComponentSpec, target: FleetTarget, cut: PlaybookRun, plan: Plan, before: dict[str, HostVersion]
+        self, spec: ComponentSpec, target: FleetTarget, cut: PlaybookRun, plan: Batches, before: dict[str, HostVersion]
     ) -> dict[str, DeviceStatus]:
         """The run was stopped at its deadline: a device it left without a result may be
         between switch and verification. The rollback playbook puts each back on the
@@ -390,11 +357,11 @@ class FleetUpdater:
                 self._procedure(spec).rollback_playbook,
                 {**values, "dunebugger_hosts": list(group)},
                 target,
-                Plan((group,)),
+                Batches((group,)),
                 spec.name,
                 "rollback",
             )
-            back = device_statuses(run.events, before, Plan((group,)), action="rollback")
+            back = device_statuses(run.events, before, Batches((group,)), action="rollback")
             settled.update(
                 {
                     host: _after_deadline(
@@ -408,7 +375,7 @@ class FleetUpdater:
     # --- running -------------------------------------------------------------------
 
     async def _run(
-        self, playbook: str, values: dict[str, Any], target: FleetTarget, plan: Plan, component: str, action: str
+        self, playbook: str, values: dict[str, Any], target: FleetTarget, plan: Batches, component: str, action: str
     ) -> PlaybookRun:
         """One playbook run over the plan's hosts (and no other), with a deadline of
         playbookTimeoutMinutes for every round of devices it goes through."""

@@ -28,7 +28,7 @@ from typing import Any
 from .. import messages, tables
 from ..device.events import HostReport, RunnerEvent, host_reports
 from ..versions import parse_or_none, parse_version
-from .plan import NO_PLAN, Plan
+from .batches import NO_BATCHES, Batches
 
 VERSIONS_KEY = "dunebugger_versions_by_host"
 GOOD_OUTCOMES = ("updated", "up_to_date", "skipped", "planned")
@@ -104,7 +104,7 @@ class FleetResult:
     details: Mapping[str, Any] = field(default_factory=dict)
     action: str = "update"  # or "rollback"
     dry_run: bool = False
-    plan: Plan = NO_PLAN
+    plan: Batches = NO_BATCHES
 
     @property
     def stopped(self) -> bool:
@@ -218,7 +218,7 @@ def last_failures(events: Iterable[RunnerEvent]) -> dict[str, str]:
 def device_statuses(
     events: Sequence[RunnerEvent],
     before: Mapping[str, HostVersion],
-    plan: Plan,
+    plan: Batches,
     action: str = "update",
 ) -> dict[str, DeviceStatus]:
     """Statuses of the devices of an update or rollback run (`plan`), in plan order."""
@@ -375,7 +375,7 @@ def describe(component: str, action: str, target: str | None, devices: Sequence[
     return f"{what} on {len(devices)} device(s): {parts}.{stopped}"
 
 
-def describe_plan(component: str, target: str, release: str, plan: Plan, devices: Sequence[DeviceStatus]) -> str:
+def describe_plan(component: str, target: str, release: str, plan: Batches, devices: Sequence[DeviceStatus]) -> str:
     batches = " ".join(f"[{', '.join(batch)}]" for batch in plan.batches) or "none"
     others = ", ".join(
         f"{count} {outcome.replace('_', ' ')}" for outcome, count in _counts(devices).items() if outcome != "planned"

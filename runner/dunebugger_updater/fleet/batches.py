@@ -32,7 +32,7 @@ class Rollout:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Batches:
     batches: tuple[tuple[str, ...], ...]
 
     @property
@@ -55,10 +55,10 @@ class Plan:
 
 
 DEFAULT_ROLLOUT = Rollout()
-NO_PLAN = Plan(())  # a run that never got to plan (a refused release, a busy inventory)
+NO_BATCHES = Batches(())  # a run that never got to plan (a refused release, a busy inventory)
 
 
-def plan_batches(hosts: Sequence[str], canary: frozenset[str], batches: Sequence[int | str]) -> Plan:
+def plan_batches(hosts: Sequence[str], canary: frozenset[str], batches: Sequence[int | str]) -> Batches:
     """Cut `hosts` (in rollout order) into batches, as described above."""
     remaining = list(hosts)
     total = len(remaining)
@@ -73,7 +73,7 @@ def plan_batches(hosts: Sequence[str], canary: frozenset[str], batches: Sequence
             cut.append(tuple(in_canary))
             batch = [host for host in batch if host not in canary]
         cut.append(tuple(batch))
-    return Plan(tuple(cut))
+    return Batches(tuple(cut))
 
 
 def _serial_items(batches: Sequence[int | str]):
