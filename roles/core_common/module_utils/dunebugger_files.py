@@ -1,12 +1,17 @@
-# Files and trees on the device, for the core modules: removing a tree of any depth.
-# Standard library only, Python 3.9+.
+# Files and trees on the device, for the core and container modules: removing a tree
+# of any depth, walking one, and the private directories and files that backups live
+# in. Standard library only, Python 3.9+.
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
+import tempfile
 
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+PRIVATE_DIRECTORY_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 
 
 def remove_tree(path):
@@ -63,3 +68,59 @@ def _ascend(fd, name):
     os.close(fd)
     os.rmdir(name, dir_fd=parent)
     return parent
+
+
+def walk_tree(root):
+    """(path, path relative to root) of root and everything below it, parents first,
+    names in order, never entering a link; iterative, whatever the depth."""
+    pending = [""]
+    while pending:
+        relative = pending.pop()
+        path = os.path.join(root, relative) if relative else root
+        yield path, relative
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            pending.extend(os.path.join(relative, name) for name in sorted(os.listdir(path), reverse=True))
+
+
+def private_directory(path):
+    """`path` as a directory that only this user may enter, for backups (which hold what
+    the installation holds, secrets included): created 0700; an existing one of this
+    user tightened to 0700; one of another user, or not a directory, refused (OSError
+    with a message saying what to do)."""
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    try:
+        os.mkdir(path, PRIVATE_DIRECTORY_MODE)
+    except FileExistsError:
+        pass
+    info = os.stat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(f"{path} is not a directory; backups need one")
+    if info.st_uid != os.geteuid():
+        raise PermissionError(
+            f"{path} belongs to uid {info.st_uid}, not to uid {os.geteuid()} who writes the backups there, "
+            "and may let others read them: give it to that user (chown) or choose another backup path")
+    if stat.S_IMODE(info.st_mode) != PRIVATE_DIRECTORY_MODE:
+        os.chmod(path, PRIVATE_DIRECTORY_MODE)
+
+
+def create_private(path):
+    """A descriptor of a new file `path`, readable and writable by this user only from
+    the moment it exists (never a link, never an existing file)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+
+
+def write_private(path, data):
+    """Write `data` to `path` atomically: a temporary file, 0600 from its creation,
+    renamed over it."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove_tree(tmp)
+        raise
