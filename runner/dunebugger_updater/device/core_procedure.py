@@ -159,7 +159,7 @@ class CoreProcedure:
             signature = await asyncio.to_thread(files.signature_of, MANIFEST_FILE)
             await self._verified_by(manifest.source, signature, MANIFEST_FILE)
         archive = self._state.subdir("downloads") / files.archive.name
-        digest = await asyncio.to_thread(files.copy_archive, archive)
+        digest = await asyncio.to_thread(files.copy_archive, archive, self._settings.max_download_mb * 1024 * 1024)
         try:
             also = (Checksum(manifest.checksum, "the manifest's checksum"),) if manifest and manifest.checksum else ()
             files.check_digest(digest, *also)
