@@ -33,4 +33,4 @@ def test_every_module_is_found():
     assert {path.stem for path in MODULES} >= {
         "core_release_info", "core_switch", "core_verify", "core_safe_extract", "core_release_env",
         "core_releases_prune", "health_endpoint", "release_checks", "container_state", "compose_service_image",
-        "installed_versions", "core_remove", "backup_file"}
+        "installed_versions"}
