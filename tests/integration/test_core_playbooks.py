@@ -11,9 +11,12 @@ import re
 import shutil
 import subprocess
 
+import ansible.module_utils
 import pytest
 from core_sandbox import ROOT, Sandbox, build_tiny_wheel, releases, start_sandbox, stop_sandbox
 
+# Imported as plain Python, with its shared module_utils where Ansible finds them for a run.
+ansible.module_utils.__path__.append(str(ROOT / "roles" / "core_common" / "module_utils"))
 _spec = importlib.util.spec_from_file_location(
     "core_safe_extract", ROOT / "roles" / "core_update" / "library" / "core_safe_extract.py")
 safe_extract = importlib.util.module_from_spec(_spec)
@@ -98,7 +101,7 @@ def test_safe_extract_module_refuses_every_hostile_archive(tmp_path, kind):
     """The extraction module itself, without a playbook run (covers hardlink and fifo too)."""
     archive = releases.HOSTILE_BUILDERS[kind](tmp_path / "dist", "1.1.0")
     dest = tmp_path / "releases" / "1.1.0"
-    with pytest.raises(safe_extract.Refused, match=re.escape(repr(releases.HOSTILE_MEMBERS[kind]))):
+    with pytest.raises(safe_extract.ArchiveRefused, match=re.escape(repr(releases.HOSTILE_MEMBERS[kind]))):
         safe_extract.extract(str(archive), str(dest), "1.1.0", "")
     assert not dest.exists()
 
@@ -106,7 +109,7 @@ def test_safe_extract_module_refuses_every_hostile_archive(tmp_path, kind):
 def test_safe_extract_module_checks_the_release_version(tmp_path):
     dest = tmp_path / "releases" / "1.1.0"
     wrong = releases.build_release(tmp_path / "dist", "1.2.0")
-    with pytest.raises(safe_extract.Refused, match="release VERSION is '1.2.0', expected '1.1.0'"):
+    with pytest.raises(safe_extract.ArchiveRefused, match="release VERSION is '1.2.0', expected '1.1.0'"):
         safe_extract.extract(str(wrong), str(dest), "1.1.0", "")
     assert not dest.exists()
 
