@@ -122,7 +122,8 @@ def main() -> int:
             runs = []
             for _ in range(args.repeat):
                 fleet.reset()
-                runs.append(rollout(updater, artifacts, one_batch, [host.name for host in fleet.hosts[:size]], ("100%",)))
+                hosts = [host.name for host in fleet.hosts[:size]]
+                runs.append(rollout(updater, artifacts, one_batch, hosts, ("100%",)))
             medians[size] = Measured(
                 statistics.median(run.seconds for run in runs),
                 statistics.median(run.controller_cpu for run in runs),
