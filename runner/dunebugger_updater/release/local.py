@@ -37,7 +37,7 @@ from ..versions import NotAVersion, parse_or_none, parse_version
 from .bundle_index import INDEX_FILE, MAX_INDEX_BYTES, BundleEntry, BundleError, read_index
 from .image_archive import VERSION_LABEL, ImageArchive, NotAnImageArchive, read_image_archive
 from .manifest import MAX_MANIFEST_BYTES
-from .releases import MANIFEST_FILE, Release
+from .releases import MANIFEST_FILE, Release, checked_channel
 from .signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignaturePolicy
 
 COPY_CHUNK = 1024 * 1024
@@ -159,7 +159,7 @@ class LocalReleases:
         if version is not None and parse_version(version) != release.version:
             where = release.files.where if release.files else str(self._source.path)
             raise self._refused(f"--version {version} was asked for, but {where} holds {release.tag}")
-        return release
+        return checked_channel(component, release, include_prerelease)
 
     async def manifest(self, component: str, repo: str, tag: str) -> bytes | None:
         files = (await self._opened(None)).files
