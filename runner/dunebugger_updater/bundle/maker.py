@@ -86,7 +86,9 @@ class BundleMaker:
         release = await client.find(spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease)
         data = await client.manifest(spec.name, spec.repo, release.tag)
         # Judged as this machine's configuration would judge it: run with the devices' one.
-        manifest, _ = release_manifest(data, spec, release, device=DeviceNames.of(spec, self._settings.backup_path))
+        device = DeviceNames.of(spec, self._settings.backup_path)
+        signed = (self._containers if spec.is_container else self._core).requires_signed_manifest
+        manifest, _ = release_manifest(data, spec, release, device=device, signed=signed)
         folder.mkdir()
         if spec.is_container:
             version_text = self._containers.target_version(release, manifest)

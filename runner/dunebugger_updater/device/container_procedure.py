@@ -28,6 +28,7 @@ class ContainerProcedure:
     rollback_playbook = "rollback_container"
     update_steps = UPDATE_STEPS
     rollback_steps = ROLLBACK_STEPS
+    requires_signed_manifest = False  # signatures cover core releases; images come from their registry as they are
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings

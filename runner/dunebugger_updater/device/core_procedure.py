@@ -68,6 +68,12 @@ class CoreProcedure:
         self._signatures = SignaturePolicy.from_settings(settings)
         self._state = StateDir(settings.state_path)
 
+    @property
+    def requires_signed_manifest(self) -> bool:
+        """With signatures required, the manifest (migration script, checks) must be signed
+        as the archive is: a release without a valid one is refused, not updated without them."""
+        return self._signatures.required
+
     def artifact(self, spec: ComponentSpec, release: Release, version_text: str, manifest: Manifest | None) -> Artifact:
         """The archive to install and the sha256 it must have; refuses when none is known."""
         name = spec.asset_pattern.replace("{version}", version_text)

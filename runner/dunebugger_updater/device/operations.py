@@ -193,7 +193,8 @@ class DeviceOperations:
                     "update never goes back (use rollback)"
                 )
             device = DeviceNames.of(spec, self._settings.backup_path)
-            manifest, note = await fetch_manifest(releases, spec, release, device=device)
+            signed = self._procedure(spec).requires_signed_manifest
+            manifest, note = await fetch_manifest(releases, spec, release, device=device, signed=signed)
         if manifest and manifest.min_remote_version and spec.name != "remote":
             await self._check_remote_version(manifest)
         check_waits_fit(self._settings, self._procedure(spec), spec, manifest)

@@ -42,6 +42,10 @@ class Procedure(Protocol):
     update_steps: tuple[str, ...]
     rollback_steps: tuple[str, ...]
 
+    @property
+    def requires_signed_manifest(self) -> bool:
+        """Whether a release needs a valid manifest, signed (signatures are required)."""
+
     def target_version(self, release: Release, manifest: Manifest | None) -> str:
         """The version text the release installs (what the device will report)."""
 

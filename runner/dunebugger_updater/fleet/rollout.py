@@ -297,7 +297,8 @@ class FleetUpdater:
                 spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease
             )
             # Device paths differ across a fleet: the playbook checks the script path on each device.
-            manifest, note = await fetch_manifest(client, spec, release, device=DeviceNames.of(spec))
+            signed = self._procedure(spec).requires_signed_manifest
+            manifest, note = await fetch_manifest(client, spec, release, device=DeviceNames.of(spec), signed=signed)
         check_waits_fit(self._settings, self._procedure(spec), spec, manifest)
         if spec.is_container:
             tag = self._container.target_version(release, manifest)

@@ -8,8 +8,8 @@ What differs is where its files are, and what vouches for them:
 
 - a release archive: the sha256 the operator typed (`--sha256`) and, when this device
   requires signatures, its signature (`--signature FILE`, else `<archive>.sig` beside
-  it); at least one of the two. An `update-manifest.yaml` beside it (signed as
-  `update-manifest.yaml.sig` when signatures are required) is used like one at a tag;
+  it); at least one of the two. An `update-manifest.yaml` beside it (required, and signed
+  as `update-manifest.yaml.sig`, when signatures are required) is used like one at a tag;
 - an image archive: it must hold one image of the configured repository; its version is
   its tag, else its `org.opencontainers.image.version` label; a typed sha256 is checked;
 - a bundle: `bundle.json` records the sha256 of every file as it was verified when the

@@ -8,9 +8,10 @@ A maintainer signs the release archive and the release's manifest with
 and attaches `dunebugger-1.2.0.tar.gz.sig` and `update-manifest.yaml.sig` to the release.
 When the device is configured with `signingPublicKey` (one OpenSSH public key line)
 and/or `allowedSigners` (an `ssh-keygen` allowed_signers file), every update needs the
-archive's signature, and the manifest's when the release has a manifest (it chooses the
-migration script and the checks): a missing one, one made by another key, for another
-namespace or over other bytes refuses the update before anything on the device changes.
+archive's signature, and a valid manifest with its signature (the manifest chooses the
+migration script and the checks; `manifest.release_manifest` refuses a release without
+one): a missing one, one made by another key, for another namespace or over other bytes
+refuses the update before anything on the device changes.
 Without either key, signatures are not looked at.
 
 `ssh-keygen` runs as an argv list (never a shell) in the minimal child environment, with
