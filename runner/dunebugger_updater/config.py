@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .addresses import is_loopback
 from .errors import ConfigError, os_reason
+from .tokens import token_problem
 
 UPDATER_SECTION = "Updater"
 COMPONENT_SECTION_PREFIX = "Component:"
@@ -78,7 +79,7 @@ class Settings:
     backup_path: Path = Path("/opt/dunebugger/backups")
     github_account: str = "marco-svitol"
     github_api_url: str = "https://api.github.com"
-    github_token: str | None = None
+    github_token: str | None = field(default=None, repr=False)  # secrets stay out of every repr
     include_prerelease: bool = False
     state_path: Path = Path("/var/lib/dunebugger-updater")
     initial_check_delay_minutes: int = 5
@@ -96,10 +97,10 @@ class Settings:
     fleet_strategy: str = "linear"  # Ansible strategy of fleet runs: linear, or mitogen_linear (opt-in)
     serve_host: str = "127.0.0.1"
     serve_port: int = 8765
-    serve_token: str | None = None
+    serve_token: str | None = field(default=None, repr=False)
     auto_update: str = "off"
     update_window: str = ""
-    notify_urls: tuple[str, ...] = ()
+    notify_urls: tuple[str, ...] = field(default=(), repr=False)  # apprise URLs carry passwords
     components: Mapping[str, ComponentSpec] = field(default_factory=dict)
     source: str = "built-in defaults"
 
@@ -194,10 +195,6 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
-def _optional_text(raw: str) -> str | None:
-    return raw.strip() or None
-
-
 def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
@@ -238,6 +235,15 @@ def _optional_argv(raw: str) -> tuple[str, ...]:
 
 class SecretValueError(ValueError):
     """A bad value that must not be quoted back (it may hold a password)."""
+
+
+def _token(raw: str) -> str | None:
+    """A bearer token; a bad one is described, never quoted."""
+    value = raw.strip()
+    problem = token_problem(value) if value else None
+    if problem:
+        raise SecretValueError(problem)
+    return value or None
 
 
 def _update_window(raw: str) -> str:
@@ -282,7 +288,7 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "backupPath": ("backup_path", _absolute_path),
     "githubAccount": ("github_account", _matching(re.compile(r"^[A-Za-z0-9-]{1,39}$"), "GitHub account")),
     "githubApiUrl": ("github_api_url", _api_url),
-    "githubToken": ("github_token", _optional_text),
+    "githubToken": ("github_token", _token),
     "includePrerelease": ("include_prerelease", _bool),
     "statePath": ("state_path", _absolute_path),
     "initialCheckDelayMinutes": ("initial_check_delay_minutes", _non_negative_int),
@@ -300,7 +306,7 @@ UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "fleetStrategy": ("fleet_strategy", _one_of(FLEET_STRATEGIES)),
     "serveHost": ("serve_host", _text),
     "servePort": ("serve_port", _port),
-    "serveToken": ("serve_token", _optional_text),
+    "serveToken": ("serve_token", _token),
     "autoUpdate": ("auto_update", _one_of(AUTO_UPDATE_LEVELS)),
     "updateWindow": ("update_window", _update_window),
     "notifyUrls": ("notify_urls", _notify_urls),

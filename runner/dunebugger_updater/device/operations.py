@@ -94,9 +94,12 @@ class DeviceOperations:
             if isinstance(exc, Busy):
                 raise
             log.exception("update of %s failed unexpectedly", name)
-            result = UpdateResult(
-                spec.name, False, f"{spec.name} update failed: internal error: {exc!r}", Outcome.FAILED, dry_run=dry_run
+            # The type only: this message reaches history, frontends and notifications, and
+            # an exception's text may quote anything (a header, a URL with its password).
+            text = (
+                f"{spec.name} update failed: internal error ({type(exc).__name__}); the updater's log has the details"
             )
+            result = UpdateResult(spec.name, False, text, Outcome.FAILED, dry_run=dry_run)
             # A journal left by a run it interrupted stays: the next start settles it.
             return self._record("update", spec, started, result)
 

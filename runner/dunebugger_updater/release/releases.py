@@ -206,8 +206,8 @@ class ReleaseClient:
     async def _get(self, component: str, url: str, headers: dict[str, str], limit: int) -> Answer:
         """One GET, head and body, within httpTimeoutSeconds; the body capped at `limit`
         decoded bytes (an error answer at a small cap of its own)."""
-        headers = {**headers, **transfer.bearer(self._token, url, self._api_origin)}
         try:
+            headers = {**headers, **transfer.bearer(self._token, url, self._api_origin)}
             async with (
                 transfer.deadline(self._timeout, url, "httpTimeoutSeconds"),
                 self._http.stream("GET", url, headers=headers) as response,
