@@ -287,7 +287,8 @@ async def test_a_fifo_in_a_bundle_is_refused_at_once(device, usb):
     manifest = bundle / "core" / "update-manifest.yaml"
     manifest.unlink()
     os.mkfifo(manifest)  # a reader that waited for a writer would hang the update (and the service)
-    assert_refused(device, f"cannot read {manifest}: not a regular file", "core", "--from", str(bundle))
+    assert_refused(device, f"cannot read {manifest}: it is a FIFO (named pipe), not a regular file", "core", "--from",
+                   str(bundle))
 
 
 def test_sha256_without_from_and_a_malformed_sha256_are_bad_input(device, usb):

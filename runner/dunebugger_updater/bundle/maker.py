@@ -29,8 +29,8 @@ from ..device import images
 from ..device.container_procedure import ContainerProcedure
 from ..device.core_procedure import CoreProcedure
 from ..errors import BadRequest, DownloadError, ManifestError, PreflightError, ReleaseLookupError
+from ..files import sha256_file
 from ..release.bundle_index import BundleEntry, write_index
-from ..release.local import sha256_file
 from ..release.manifest import DeviceNames, Manifest, release_manifest
 from ..release.releases import MANIFEST_FILE, Release, ReleaseClient, client_for
 from ..release.signatures import SIGNATURE_SUFFIX

@@ -21,11 +21,13 @@ from packaging.version import Version
 from ..config import ComponentSpec, Settings
 from ..environment import child_environment
 from ..errors import os_reason
+from ..files import FileTooLarge, read_capped
 from ..versions import parse_or_none
 
 log = logging.getLogger(__name__)
 
 MAX_VERSION_FILE_BYTES = 64 * 1024
+MAX_COMPOSE_FILE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,13 @@ class InstalledVersion:
 
 def read_version_file(path: Path) -> InstalledVersion:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_VERSION_FILE_BYTES + 1)
+        data = read_capped(path, MAX_VERSION_FILE_BYTES)
     except FileNotFoundError:
         return InstalledVersion(None, f"not installed ({path} is missing)")
+    except FileTooLarge:
+        return InstalledVersion(None, f"{path} is too large to be a VERSION file")
     except OSError as exc:
         return InstalledVersion(None, f"cannot read {path}: {os_reason(exc)}")
-    if len(data) > MAX_VERSION_FILE_BYTES:
-        return InstalledVersion(None, f"{path} is too large to be a VERSION file")
     text = data.decode("utf-8", errors="replace").strip()
     version = _version_from_text(text)
     if not version:
@@ -68,7 +69,7 @@ def _version_from_text(text: str) -> str | None:
 def image_tag_in_compose(compose_path: Path, service: str) -> InstalledVersion:
     """The tag of `service`'s image in the compose file."""
     try:
-        document = yaml.safe_load(compose_path.read_text(encoding="utf-8"))
+        document = yaml.safe_load(read_capped(compose_path, MAX_COMPOSE_FILE_BYTES).decode("utf-8"))
     except FileNotFoundError:
         return InstalledVersion(None, f"not installed ({compose_path} is missing)")
     except OSError as exc:
@@ -162,7 +163,7 @@ def releases_path(spec: ComponentSpec) -> Path:
 def previous_release(releases: Path) -> str | None:
     """The release an update replaced, as recorded by the switch; None when none is."""
     try:
-        return (releases / ".previous").read_text(encoding="utf-8").strip() or None
+        return read_capped(releases / ".previous", MAX_VERSION_FILE_BYTES).decode("utf-8").strip() or None
     except (OSError, UnicodeDecodeError):
         return None
 

@@ -30,6 +30,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,7 +48,8 @@ from ..device.lock import DeviceLock
 from ..device.operations import check_waits_fit
 from ..device.plan import Procedure
 from ..device.playbooks import PlaybookRun, PlaybookRunner
-from ..errors import BadRequest, Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
+from ..errors import BadRequest, Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError, os_reason
+from ..files import kind_of
 from ..release.manifest import DeviceNames, Manifest, fetch_manifest
 from ..release.releases import Release, client_for
 from ..statedir import StateDir
@@ -84,10 +86,14 @@ class FleetTarget:
     forks: int | None = None
 
     def checked(self) -> FleetTarget:
-        if self.inventory.is_dir():
-            raise BadRequest(f"inventory {self.inventory} is a directory: name the inventory file (-i FILE)")
-        if not self.inventory.is_file():
-            raise BadRequest(f"inventory {self.inventory} does not exist")
+        try:
+            mode = self.inventory.stat().st_mode
+        except FileNotFoundError:
+            raise BadRequest(f"inventory {self.inventory} does not exist") from None
+        except OSError as exc:
+            raise BadRequest(f"cannot read inventory {self.inventory}: {os_reason(exc)}") from None
+        if not stat.S_ISREG(mode):  # a FIFO would hang ansible-inventory
+            raise BadRequest(f"inventory {self.inventory} is {kind_of(mode)}: name the inventory file (-i FILE)")
         if self.forks is not None and not 1 <= self.forks <= 500:
             raise BadRequest(f"--forks: {self.forks} is not between 1 and 500")
         if self.limit is not None and not self.limit.strip():

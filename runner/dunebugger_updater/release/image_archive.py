@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..files import NotRegularFile, open_regular
+
 MANIFEST = "manifest.json"
 MAX_JSON_BYTES = 1024 * 1024
 MAX_MEMBERS = 10_000
@@ -55,11 +57,13 @@ def split_reference(reference: str) -> tuple[str, str | None]:
 def read_image_archive(path: Path) -> ImageArchive:
     """The one image `path` holds, or NotAnImageArchive."""
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with open_regular(path) as handle, tarfile.open(fileobj=handle, mode="r:*") as tar:
             members = _members(tar)
             manifest = _json(tar, members, MANIFEST)
             image = _only_image(manifest)
             config_bytes = _read(tar, members, image["Config"])
+    except NotRegularFile as exc:  # a FIFO would block the reader
+        raise NotAnImageArchive(str(exc)) from None
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise NotAnImageArchive(tar_problem(exc)) from None
     return ImageArchive(

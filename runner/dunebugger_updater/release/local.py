@@ -24,14 +24,13 @@ import asyncio
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from ..config import ComponentSpec, Settings
 from ..errors import DownloadError, ManifestRefused, ReleaseLookupError, SignatureError, UpdaterError, os_reason
+from ..files import copy_hashed, open_regular, sha256_file
 from ..statedir import create_new
 from ..versions import NotAVersion, parse_or_none, parse_version
 from .bundle_index import INDEX_FILE, MAX_INDEX_BYTES, BundleEntry, BundleError, read_index
@@ -39,8 +38,6 @@ from .image_archive import VERSION_LABEL, ImageArchive, NotAnImageArchive, read_
 from .manifest import MAX_MANIFEST_BYTES
 from .releases import MANIFEST_FILE, Release, checked_channel
 from .signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignaturePolicy
-
-COPY_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -111,8 +108,8 @@ class LocalFiles:
         partial = destination.with_name(destination.name + ".partial")
         partial.unlink(missing_ok=True)
         try:
-            with _open_regular(self.archive) as source, os.fdopen(create_new(partial), "wb") as target:
-                digest = _copy(source, target)
+            with open_regular(self.archive) as source, os.fdopen(create_new(partial), "wb") as target:
+                digest = copy_hashed(source, target)
             os.replace(partial, destination)
         except OSError as exc:
             raise DownloadError(f"cannot copy {self.archive}: {os_reason(exc)}") from None
@@ -128,7 +125,7 @@ class LocalFiles:
 
     def _read(self, path: Path, limit: int, error: type[UpdaterError]) -> bytes:
         try:
-            with _open_regular(path) as handle:
+            with open_regular(path) as handle:
                 data = handle.read(limit)
         except OSError as exc:
             raise error(f"cannot read {path}: {os_reason(exc)}") from None
@@ -217,7 +214,7 @@ class LocalReleases:
         if not index.exists():
             raise self._refused(f"{directory} is not a bundle: it has no {INDEX_FILE}")
         try:
-            with _open_regular(index) as handle:
+            with open_regular(index) as handle:
                 entries = read_index(handle.read(MAX_INDEX_BYTES + 1))
         except OSError as exc:
             raise self._refused(f"cannot read {index}: {os_reason(exc)}") from None
@@ -340,27 +337,3 @@ class LocalReleases:
 
 def _existing(path: Path) -> Path | None:
     return path if path.exists() else None
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a regular file's bytes."""
-    with _open_regular(path) as source:
-        return _copy(source, None)
-
-
-def _open_regular(path: Path) -> IO[bytes]:
-    """`path` opened for reading, when it is a regular file (a FIFO must not block us)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError("not a regular file")
-    return os.fdopen(fd, "rb")
-
-
-def _copy(source: IO[bytes], target: IO[bytes] | None) -> str:
-    digest = hashlib.sha256()
-    while chunk := source.read(COPY_CHUNK):
-        digest.update(chunk)
-        if target is not None:
-            target.write(chunk)
-    return digest.hexdigest()

@@ -20,7 +20,6 @@ Exit status: 0 valid / written, 2 invalid input or a manifest a device would not
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ from packaging.version import Version
 
 from ..config import COMPONENT_TYPES, REPO, ComponentSpec, Settings
 from ..errors import BadRequest, ManifestError, ManifestInvalid, ManifestRefused, os_reason
+from ..files import NotRegularFile, open_regular, sha256_file
 from ..versions import NotAVersion, parse_or_none, parse_version
 from .manifest import (
     MAX_MANIFEST_BYTES,
@@ -188,11 +188,12 @@ def _tag_version(text: str | None) -> Version | None:
 
 
 def _read_capped(path: Path) -> bytes:
+    """At most one byte more than a manifest may have: the check says it is too large."""
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
             return handle.read(MAX_MANIFEST_BYTES + 1)
-    except IsADirectoryError:
-        raise BadRequest(f"{path} is a directory: name the update-manifest.yaml file") from None
+    except NotRegularFile as exc:
+        raise BadRequest(f"{path} is {exc.kind}: name the update-manifest.yaml file") from None
     except OSError as exc:
         raise BadRequest(f"cannot read {path}: {os_reason(exc)}") from None
 
@@ -254,7 +255,7 @@ def generate(request: GenerateRequest) -> str:
         raise GenerateError(f"--repo {request.repo!r} is not a GitHub repository (owner/name)")
     version = request.version[1:] if request.version[:1] in "vV" else request.version
     tag = request.tag or f"v{version}"
-    sums = [ArtifactSum(path.name, sha256_file(path)) for path in request.artifacts]
+    sums = [ArtifactSum(path.name, _artifact_sha256(path)) for path in request.artifacts]
     archive = None
     if request.component_type == "python_app" and sums:
         if not request.repo:
@@ -300,15 +301,11 @@ def release_asset_url(repo: str, tag: str, name: str) -> str:
     return f"https://github.com/{quote(repo, safe='/')}/releases/download/{quote(tag, safe='')}/{quote(name, safe='')}"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def _artifact_sha256(path: Path) -> str:
     try:
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        return sha256_file(path)
     except OSError as exc:
         raise GenerateError(f"cannot read artifact {path}: {os_reason(exc)}") from None
-    return digest.hexdigest()
 
 
 def _write(path: Path, text: str) -> None:

@@ -31,13 +31,15 @@ from typing import Any
 
 from ..config import Settings
 from ..environment import child_environment
-from ..errors import SignatureError
+from ..errors import SignatureError, os_reason
+from ..files import read_capped
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "dunebugger-release"
 SIGNATURE_SUFFIX = ".sig"
 MAX_SIGNATURE_BYTES = 16 * 1024
+MAX_SIGNERS_BYTES = 1024 * 1024  # an allowed_signers file: one line per key
 INLINE_PRINCIPAL = "dunebugger-release-signer"  # principal of the key given as signingPublicKey
 SSH_KEYGEN_TIMEOUT = 60
 
@@ -94,9 +96,12 @@ class SignaturePolicy:
             lines.append(f'{INLINE_PRINCIPAL} namespaces="{NAMESPACE}" {self.public_key}')
         if self.allowed_signers:
             try:
-                lines.append(self.allowed_signers.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SignatureError(f"allowedSigners file {self.allowed_signers} cannot be read: {exc}") from None
+                lines.append(read_capped(self.allowed_signers, MAX_SIGNERS_BYTES).decode("utf-8"))
+            except OSError as exc:
+                reason = os_reason(exc)
+                raise SignatureError(f"allowedSigners file {self.allowed_signers} cannot be read: {reason}") from None
+            except UnicodeDecodeError:
+                raise SignatureError(f"allowedSigners file {self.allowed_signers} is not UTF-8 text") from None
         return "\n".join(lines) + "\n"
 
     @staticmethod
