@@ -172,6 +172,20 @@ def retained_releases(releases: Path, backups: Path) -> list[str]:
     """Versions a rollback can go to: release directories kept, and backups taken."""
     found = {entry.name for entry in _entries(releases) if entry.is_dir() and not entry.name.startswith(".")}
     found |= {match["version"] for entry in _entries(backups) if (match := BACKUP_NAME.match(entry.name))}
+    return _by_version(found)
+
+
+# --- compose backups kept for rollback (layout of roles/container_update) -----------------
+
+
+def compose_backup_versions(backups: Path, service: str) -> list[str]:
+    """Versions of `service` that a compose backup was taken of (compose-<service>-<stamp>-<version>.yml)."""
+    name = re.compile(rf"^compose-{re.escape(service)}-\d{{8}}T\d{{6}}-(?P<version>.+)\.yml$")
+    return _by_version({match["version"] for entry in _entries(backups) if (match := name.match(entry.name))})
+
+
+def _by_version(found: set[str]) -> list[str]:
+    """Versions in order, then whatever is not a version, by name."""
     versions = sorted(
         (text for text in found if parse_or_none(text)), key=lambda text: parse_or_none(text) or Version("0")
     )

@@ -108,13 +108,14 @@ class DeviceOperations:
         if to is not None:
             to = requested_version(to, "--to")
         started = self._stamp()
+        if to and (unknown := await asyncio.to_thread(self._procedure(spec).unknown_rollback_target, spec, to)):
+            return await self._refuse_rollback(spec, started, unknown)  # before the lock: nothing to wait for
         with self._locked(f"rollback of {name}"):
             await self._recover_locked()
-            before = (await self._installed(spec)).version
             missing = None if to else self._procedure(spec).missing_rollback_target(spec)
             if missing:
-                result = UpdateResult.refused(spec.name, "rollback", missing, from_version=before)
-                return self._record("rollback", spec, started, result)
+                return await self._refuse_rollback(spec, started, missing)
+            before = (await self._installed(spec)).version
             values = self._procedure(spec).rollback_vars(spec, to)
             run = await self._run_playbook("rollback", spec, before, to or "previous", values, started)
             after = (await self._installed(spec)).version
@@ -384,6 +385,12 @@ class DeviceOperations:
             to_version=plan.version_text,
             manifest=plan.manifest_note,
             details=details,
+        )
+
+    async def _refuse_rollback(self, spec: ComponentSpec, started: str, reason: str) -> UpdateResult:
+        before = (await self._installed(spec)).version
+        return self._record(
+            "rollback", spec, started, UpdateResult.refused(spec.name, "rollback", reason, from_version=before)
         )
 
     def _record(

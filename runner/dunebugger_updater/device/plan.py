@@ -63,5 +63,9 @@ class Procedure(Protocol):
     def missing_rollback_target(self, spec: ComponentSpec) -> str | None:
         """Why a rollback without --to has nowhere to go, or None."""
 
+    def unknown_rollback_target(self, spec: ComponentSpec, to_version: str) -> str | None:
+        """Why a rollback cannot go to `to_version` (this device keeps nothing of it, and
+        which versions it keeps), or None."""
+
     def post_switch_waits(self, spec: ComponentSpec, manifest: Manifest | None) -> list[tuple[str, float]]:
         """The longest waits after the switch, each named as the setting that sets it."""
