@@ -451,9 +451,9 @@ def _check_section_names(parser: configparser.ConfigParser, source: str) -> None
     for the updater and spelled in another case (`[UPDATER]`, `[component:core]`, a
     `[CORE]` holding component keys): it would silently do nothing."""
     prefix = COMPONENT_SECTION_PREFIX
-    components = {*builtin_components(Settings.github_account, Settings.core_install_path)} | {
-        section[len(prefix) :].strip() for section in parser.sections() if section.startswith(prefix)
-    }
+    built_in = set(builtin_components(Settings.github_account, Settings.core_install_path))
+    configured = {section[len(prefix) :].strip() for section in parser.sections() if section.startswith(prefix)}
+    components = built_in | configured
     for section in parser.sections():
         meant = _meant_section(section, set(parser.options(section)), components)
         if meant:
