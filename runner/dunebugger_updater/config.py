@@ -169,6 +169,8 @@ def _absolute_path(raw: str) -> Path:
 def _http_url(raw: str) -> str:
     url = raw.strip().rstrip("/")
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise SecretValueError("must not carry a user name or password: they would show wherever the URL is named")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL")
     return url

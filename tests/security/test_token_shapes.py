@@ -90,6 +90,17 @@ def test_a_token_no_header_can_carry_is_refused_unquoted(device, tmp_path, sourc
     assert files_holding(device.state, SECRET) == []
 
 
+@pytest.mark.parametrize(("key", "section"), [("githubApiUrl", "Updater"), ("healthUrl", "Component:core")])
+def test_a_url_carrying_a_password_is_refused_unquoted(tmp_path, key, section):
+    """A URL is named in messages, check results and history: no password may ride in it."""
+    config = tmp_path / "dunebugger.conf"
+    config.write_text(f"[{section}]\n{key} = https://me:{SECRET}@api.github.com\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config, environ={})
+    assert str(refused.value) == (f"{config}: [{section}] {key}: must not carry a user name or password: they would "
+                                  "show wherever the URL is named")
+
+
 def test_a_token_at_the_edges_of_the_rules_is_taken(tmp_path):
     visible = "".join(chr(code) for code in range(0x21, 0x7F))
     for token in (visible, "x" * 1024, f"  ghp_{SECRET}  "):
