@@ -20,10 +20,13 @@ from urllib.parse import urlsplit
 
 from .addresses import is_loopback
 from .errors import ConfigError, os_reason
+from .files import FileTooLarge, NotRegularFile, read_capped
+from .tokens import token_problem
 
 UPDATER_SECTION = "Updater"
 COMPONENT_SECTION_PREFIX = "Component:"
 DEFAULT_CONFIG_CANDIDATES = (Path("config/dunebugger.conf"),)
+MAX_CONFIG_BYTES = 1024 * 1024  # a shared dunebugger.conf is a few KB
 
 COMPONENT_TYPES = ("python_app", "container")
 SERVICE_MANAGERS = ("systemd", "command")
@@ -78,7 +81,7 @@ class Settings:
     backup_path: Path = Path("/opt/dunebugger/backups")
     github_account: str = "marco-svitol"
     github_api_url: str = "https://api.github.com"
-    github_token: str | None = None
+    github_token: str | None = field(default=None, repr=False)  # secrets stay out of every repr
     include_prerelease: bool = False
     state_path: Path = Path("/var/lib/dunebugger-updater")
     initial_check_delay_minutes: int = 5
@@ -96,10 +99,10 @@ class Settings:
     fleet_strategy: str = "linear"  # Ansible strategy of fleet runs: linear, or mitogen_linear (opt-in)
     serve_host: str = "127.0.0.1"
     serve_port: int = 8765
-    serve_token: str | None = None
+    serve_token: str | None = field(default=None, repr=False)
     auto_update: str = "off"
     update_window: str = ""
-    notify_urls: tuple[str, ...] = ()
+    notify_urls: tuple[str, ...] = field(default=(), repr=False)  # apprise URLs carry passwords
     components: Mapping[str, ComponentSpec] = field(default_factory=dict)
     source: str = "built-in defaults"
 
@@ -114,22 +117,23 @@ class Settings:
 # --- value parsers: each takes the raw string and returns the typed value ---------
 
 
-def _positive_int(raw: str) -> int:
-    value = int(raw.strip())
-    if value <= 0:
-        raise ValueError("must be a positive whole number")
-    return value
+def _whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
+    """A whole number from `low` to `high`: the bound keeps a stray digit from meaning
+    "never", or from overflowing a timer or a date."""
+    rule = f"must be {what} from {low} to {high}"
 
+    def parse(raw: str) -> int:
+        text = raw.strip()
+        if not re.fullmatch(r"-?[0-9]{1,18}", text) or not low <= int(text) <= high:
+            raise ValueError(rule)
+        return int(text)
 
-def _non_negative_int(raw: str) -> int:
-    value = int(raw.strip())
-    if value < 0:
-        raise ValueError("must be zero or a positive whole number")
-    return value
+    return parse
 
 
 MAX_TIMEOUT_SECONDS = 24 * 3600
 MAX_RUN_MINUTES = 24 * 60
+MAX_MB = 64 * 1024  # 64 GiB: far beyond any release a device keeps
 
 
 def _timeout_seconds(raw: str) -> float:
@@ -145,13 +149,6 @@ def _run_minutes(raw: str) -> float:
     value = float(raw.strip())
     if not 0 < value <= MAX_RUN_MINUTES:
         raise ValueError(f"must be a number of minutes above 0 and at most {MAX_RUN_MINUTES}")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = int(raw.strip())
-    if not 0 < value < 65536:
-        raise ValueError("must be a TCP port between 1 and 65535")
     return value
 
 
@@ -172,6 +169,8 @@ def _absolute_path(raw: str) -> Path:
 def _http_url(raw: str) -> str:
     url = raw.strip().rstrip("/")
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise SecretValueError("must not carry a user name or password: they would show wherever the URL is named")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL")
     return url
@@ -192,10 +191,6 @@ def _optional_http_url(raw: str) -> str:
 
 def _text(raw: str) -> str:
     return raw.strip()
-
-
-def _optional_text(raw: str) -> str | None:
-    return raw.strip() or None
 
 
 def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
@@ -240,6 +235,15 @@ class SecretValueError(ValueError):
     """A bad value that must not be quoted back (it may hold a password)."""
 
 
+def _token(raw: str) -> str | None:
+    """A bearer token; a bad one is described, never quoted."""
+    value = raw.strip()
+    problem = token_problem(value) if value else None
+    if problem:
+        raise SecretValueError(problem)
+    return value or None
+
+
 def _update_window(raw: str) -> str:
     from .service.policy import parse_window  # policy is pure and imports nothing heavy
 
@@ -276,31 +280,31 @@ def _optional_absolute_path(raw: str) -> Path | None:
 
 # config key -> (Settings attribute, parser)
 UPDATER_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "updateCheckIntervalHours": ("update_check_interval_hours", _positive_int),
+    "updateCheckIntervalHours": ("update_check_interval_hours", _whole_number(1, 24 * 365, "a whole number of hours")),
     "dockerComposePath": ("docker_compose_path", _absolute_path),
     "coreInstallPath": ("core_install_path", _absolute_path),
     "backupPath": ("backup_path", _absolute_path),
     "githubAccount": ("github_account", _matching(re.compile(r"^[A-Za-z0-9-]{1,39}$"), "GitHub account")),
     "githubApiUrl": ("github_api_url", _api_url),
-    "githubToken": ("github_token", _optional_text),
+    "githubToken": ("github_token", _token),
     "includePrerelease": ("include_prerelease", _bool),
     "statePath": ("state_path", _absolute_path),
-    "initialCheckDelayMinutes": ("initial_check_delay_minutes", _non_negative_int),
+    "initialCheckDelayMinutes": ("initial_check_delay_minutes", _whole_number(0, 24 * 60, "a whole number of minutes")),
     "httpTimeoutSeconds": ("http_timeout_seconds", _timeout_seconds),
     "downloadTimeoutSeconds": ("download_timeout_seconds", _timeout_seconds),
     "composeCommand": ("compose_command", _optional_argv),
     "composeProject": ("compose_project", _optional_matching(COMPOSE_PROJECT, "compose project name")),
-    "maxDownloadMb": ("max_download_mb", _positive_int),
-    "maxExtractMb": ("max_extract_mb", _positive_int),
+    "maxDownloadMb": ("max_download_mb", _whole_number(1, MAX_MB, "a whole number of MB")),
+    "maxExtractMb": ("max_extract_mb", _whole_number(1, MAX_MB, "a whole number of MB")),
     "signingPublicKey": ("signing_public_key", _ssh_public_key),
     "allowedSigners": ("allowed_signers", _optional_absolute_path),
     "bundlePath": ("bundle_path", _optional_absolute_path),
-    "backupsToKeep": ("backups_to_keep", _positive_int),
+    "backupsToKeep": ("backups_to_keep", _whole_number(1, 100, "a whole number")),
     "playbookTimeoutMinutes": ("playbook_timeout_minutes", _run_minutes),
     "fleetStrategy": ("fleet_strategy", _one_of(FLEET_STRATEGIES)),
     "serveHost": ("serve_host", _text),
-    "servePort": ("serve_port", _port),
-    "serveToken": ("serve_token", _optional_text),
+    "servePort": ("serve_port", _whole_number(1, 65535, "a TCP port")),
+    "serveToken": ("serve_token", _token),
     "autoUpdate": ("auto_update", _one_of(AUTO_UPDATE_LEVELS)),
     "updateWindow": ("update_window", _update_window),
     "notifyUrls": ("notify_urls", _notify_urls),
@@ -311,7 +315,11 @@ COMPONENT_KEYS: dict[str, tuple[str, Callable[[str], Any], tuple[str, ...]]] = {
     "type": ("type", _one_of(COMPONENT_TYPES), COMPONENT_TYPES),
     "repo": ("repo", _matching(REPO, "GitHub repository (owner/name)"), COMPONENT_TYPES),
     "healthUrl": ("health_url", _optional_http_url, COMPONENT_TYPES),
-    "healthTimeoutSeconds": ("health_timeout_seconds", _positive_int, COMPONENT_TYPES),
+    "healthTimeoutSeconds": (
+        "health_timeout_seconds",
+        _whole_number(1, 3600, "a whole number of seconds"),
+        COMPONENT_TYPES,
+    ),
     "selfHosted": ("self_hosted", _bool, COMPONENT_TYPES),
     "serviceName": ("service_name", _matching(SERVICE_NAME, "service name"), ("python_app",)),
     "serviceManager": ("service_manager", _one_of(SERVICE_MANAGERS), ("python_app",)),
@@ -387,6 +395,7 @@ def load_settings(
     config_file = find_config_file(path, environ)
     parser = _read_ini(config_file)
     source = str(config_file) if config_file else "built-in defaults"
+    _check_section_names(parser, source)
 
     values = _updater_values(parser, environ, source)
     components = _components(
@@ -404,21 +413,29 @@ def _read_ini(path: Path | None) -> configparser.ConfigParser:
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     if path is not None:
         try:
-            with path.open(encoding="utf-8") as handle:
-                parser.read_file(handle)
+            parser.read_string(_config_text(path), source=str(path))
         except configparser.Error as exc:
             raise ConfigError(f"{path}: cannot parse: {_ini_problem(exc)}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"{path}: cannot parse: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
-                f"offset {exc.start}): save it as UTF-8 text"
-            ) from None
-        except OSError as exc:
-            raise ConfigError(
-                f"{path}: cannot read: {os_reason(exc)}: "
-                "run as a user who may read it, or name another file with --config"
-            ) from None
     return parser
+
+
+def _config_text(path: Path) -> str:
+    """The config file's text: a regular file of at most MAX_CONFIG_BYTES, in UTF-8."""
+    try:
+        data = read_capped(path, MAX_CONFIG_BYTES)
+    except (NotRegularFile, FileTooLarge) as exc:
+        raise ConfigError(f"config file {path}: {exc}: name the INI file with --config") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read: {os_reason(exc)}: run as a user who may read it, or name another file with --config"
+        ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: cannot parse: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}): save it as UTF-8 text"
+        ) from None
 
 
 def _ini_problem(exc: configparser.Error) -> str:
@@ -429,6 +446,35 @@ def _ini_problem(exc: configparser.Error) -> str:
         lines = ", ".join(str(number) for number, _ in exc.errors[:5])
         return f"line {lines} is neither a [section] nor 'key = value'"
     return " ".join(str(exc).split())
+
+
+def _check_section_names(parser: configparser.ConfigParser, source: str) -> None:
+    """Sections of other programs sharing the file are ignored, but not one that is meant
+    for the updater and spelled in another case (`[UPDATER]`, `[component:core]`, a
+    `[CORE]` holding component keys): it would silently do nothing."""
+    prefix = COMPONENT_SECTION_PREFIX
+    built_in = set(builtin_components(Settings.github_account, Settings.core_install_path))
+    configured = {section[len(prefix) :].strip() for section in parser.sections() if section.startswith(prefix)}
+    components = built_in | configured
+    for section in parser.sections():
+        meant = _meant_section(section, set(parser.options(section)), components)
+        if meant:
+            raise ConfigError(
+                f"{source}: section [{section}] would be ignored: did you mean [{meant}]? "
+                "(section names are case-sensitive)"
+            )
+
+
+def _meant_section(section: str, keys: set[str], components: set[str]) -> str | None:
+    """The updater's section that `section` was meant to be, or None."""
+    folded, prefix = section.strip().casefold(), COMPONENT_SECTION_PREFIX
+    if folded == UPDATER_SECTION.casefold():
+        return None if section == UPDATER_SECTION else UPDATER_SECTION
+    if folded.startswith(prefix.casefold()):
+        return None if section.startswith(prefix) else prefix + folded[len(prefix) :].strip()
+    if folded in components and keys & set(COMPONENT_KEYS):
+        return prefix + folded
+    return None
 
 
 def _updater_values(parser: configparser.ConfigParser, environ: Mapping[str, str], source: str) -> dict[str, Any]:
@@ -507,10 +553,13 @@ def _parse(parse: Callable[[str], Any], value: str, where: str) -> Any:
         return parse(value)
     except ValueError as exc:
         reason = str(exc)
-        if reason.startswith("invalid literal"):
-            reason = "must be a whole number"
-        elif reason.startswith("could not convert"):
+        if reason.startswith("could not convert"):
             reason = "must be a number"
         if isinstance(exc, SecretValueError):
             raise ConfigError(f"{where}: {reason}") from None
-        raise ConfigError(f"{where}: {value.strip()!r} {reason}") from None
+        raise ConfigError(f"{where}: {_shown(value.strip())} {reason}") from None
+
+
+def _shown(value: str) -> str:
+    """A value as a message quotes it: one line, however long the value."""
+    return repr(value if len(value) <= 60 else value[:57] + "...")

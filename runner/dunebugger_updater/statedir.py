@@ -25,6 +25,7 @@ import stat
 from pathlib import Path
 
 from .errors import StateDirError, os_reason
+from .files import kind_of
 
 SUBDIRECTORIES = ("downloads", "runs", "fleet-runs", "logs")
 FILE_MODE = 0o600
@@ -154,9 +155,15 @@ def _create(path: Path) -> None:
     try:
         path.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)  # parents get the default mode, like mkdir -p
     except FileExistsError:
-        raise StateDirError(f"statePath {path} is not a directory: remove it, or {SET_IT}") from None
+        raise StateDirError(_not_a_directory(path, os.stat(path).st_mode)) from None
     except OSError as exc:
         raise StateDirError(_cannot("create", path, exc)) from None
+
+
+def _not_a_directory(path: Path, mode: int) -> str:
+    """statePath is something else: a leftover file may go; a device or a FIFO is a typo."""
+    fix = f"remove it, or {SET_IT}" if stat.S_ISREG(mode) else SET_IT
+    return f"statePath {path} is {kind_of(mode)}, not a directory: {fix}"
 
 
 def _make_subdirectory(path: Path) -> None:
@@ -179,7 +186,7 @@ def _make_subdirectory(path: Path) -> None:
 def _ownership_problem(path: Path, info: os.stat_result) -> str | None:
     mode = f"mode {stat.S_IMODE(info.st_mode):04o}"
     if not stat.S_ISDIR(info.st_mode):
-        return f"statePath {path} is not a directory: remove it, or {SET_IT}"
+        return _not_a_directory(path, info.st_mode)
     me = os.geteuid()
     if info.st_uid != me:
         owner = _user_name(info.st_uid)

@@ -126,6 +126,12 @@ def make_world(root: Path) -> tuple[dict[str, list[str]], list[Condition]]:
     (root / "unreadable.conf").chmod(0o600)
     (root / "binary.conf").write_bytes(b"\x00\xff\xfe[Updater\n\x80")
     (root / "no-section.conf").write_text(f"statePath = {root}/state\n")
+    fifo = root / "fifo.conf"  # a reader would wait for a writer for ever
+    os.mkfifo(fifo)
+    fifo.chmod(0o644)
+    huge = root / "huge.conf"
+    huge.write_text("[Updater]\n" + "# padding\n" * 200_000)
+    huge.chmod(0o644)
     broken_manifest = root / "update-manifest.yaml"
     broken_manifest.write_text("version: [1.0\ncomponent_type: python_app\n")
     inventory = root / "inventory.yml"
@@ -146,7 +152,14 @@ def make_world(root: Path) -> tuple[dict[str, list[str]], list[Condition]]:
                   says="permission denied: run as root, or set statePath"),
         Condition("statePath belongs to root", conf("roots", closed / "state-of-root"), stops=USES_STATE,
                   says="belongs to root, not to nobody: run as root, or set statePath"),
-        Condition("statePath is a file", conf("file", root / "a-file"), stops=USES_STATE, says="is not a directory"),
+        Condition("statePath is a file", conf("file", root / "a-file"), stops=USES_STATE,
+                  says="is a regular file, not a directory: remove it"),
+        Condition("statePath is /dev/null", conf("devnull", Path("/dev/null")), stops=USES_STATE,
+                  says="is a character device, not a directory: set statePath"),
+        Condition("config is /dev/zero", "/dev/zero", stops=READS_CONFIG,
+                  says="config file /dev/zero: it is a character device, not a regular file"),
+        Condition("config is a FIFO", str(fifo), stops=READS_CONFIG, says="it is a FIFO (named pipe), not a regular file"),
+        Condition("config over 1 MiB", str(huge), stops=READS_CONFIG, says="it is larger than 1 MiB"),
         Condition("statePath writable by others", conf("open", open_to_all), stops=USES_STATE, says="chmod 700"),
         Condition("statePath holds a planted link", conf("planted", planted), stops=USES_STATE,
                   says="history.jsonl -> /etc/passwd"),
@@ -163,7 +176,7 @@ def make_world(root: Path) -> tuple[dict[str, list[str]], list[Condition]]:
     ]
     samples = {"component": ["core"], "file": [str(broken_manifest)], "inventory": [str(inventory)],
                "version": ["1.0.0"], "artifacts": [str(root / "missing-1.0.0.tar.gz")],
-               "output": [str(root / "bundle")]}
+               "output": [str(root / "closed" / "bundle")]}
     return samples, conditions
 
 

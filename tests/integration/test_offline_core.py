@@ -153,11 +153,20 @@ def signed_env(keys: dict[str, Path]) -> dict[str, str]:
     return {**OFFLINE, "UPDATER_SIGNINGPUBLICKEY": Path(f"{keys['release']}.pub").read_text().strip()}
 
 
+PLAIN_MANIFEST = 'version: "1.1.0"\ncomponent_type: "python_app"\n'
+
+
+def signed_manifest_beside(usb: Path, keys: dict[str, Path], text: str = PLAIN_MANIFEST) -> Path:
+    """The release's manifest and its signature, where the operator put the archive."""
+    manifest = usb / "update-manifest.yaml"
+    manifest.write_text(text)
+    sign(keys["release"], manifest)
+    return manifest
+
+
 def test_a_signed_file_needs_no_typed_sha256(device, usb, keys):
     archive = releases.build_release(usb, "1.1.0")
-    manifest = usb / "update-manifest.yaml"
-    manifest.write_text('version: "1.1.0"\ncomponent_type: "python_app"\n')
-    sign(keys["release"], manifest)
+    signed_manifest_beside(usb, keys)
     signature = sign(keys["release"], archive, usb / "release.sig")
 
     dry = cli(device, "update", "core", "--from", str(archive), "--signature", str(signature), "--dry-run", "--json",
@@ -202,6 +211,7 @@ def test_a_wrong_sha256_is_refused(device, usb):
                                                 ("release", "does not verify")])
 def test_a_bad_signature_is_refused(device, usb, keys, signer, expect):
     archive = releases.build_release(usb, "1.1.0")
+    signed_manifest_beside(usb, keys)
     signed = usb / "other-bytes.bin"
     signed.write_bytes(archive.read_bytes() if signer == "other" else b"other bytes")
     signature = sign(keys[signer], signed)
@@ -211,8 +221,28 @@ def test_a_bad_signature_is_refused(device, usb, keys, signer, expect):
 
 def test_a_missing_signature_is_refused_when_signatures_are_required(device, usb, keys):
     archive = releases.build_release(usb, "1.1.0")
+    signed_manifest_beside(usb, keys)
     assert_refused(device, "has no signature 'dunebugger-1.1.0.tar.gz.sig' (or give --signature FILE)",
                    "core", "--from", str(archive), "--sha256", sha256(archive), environ=signed_env(keys))
+
+
+@pytest.mark.parametrize("manifest", [None, PLAIN_MANIFEST + "extra_field: 1\n"], ids=["missing", "invalid"])
+def test_a_signed_file_needs_its_valid_signed_manifest_beside_it(device, usb, keys, manifest):
+    archive = releases.build_release(usb, "1.1.0")
+    if manifest is not None:
+        signed_manifest_beside(usb, keys, manifest)
+    expect = (f"the update-manifest.yaml that comes with {archive} is invalid" if manifest
+              else f"no update-manifest.yaml comes with {archive}")
+    assert_refused(device, expect, "core", "--from", str(archive), "--signature", str(sign(keys["release"], archive)),
+                   environ=signed_env(keys))
+    assert "this device requires signed releases" in history(device)[-1]["message"]
+
+
+async def test_a_bundle_without_a_manifest_is_refused_where_signatures_are_required(device, usb, keys):
+    device.publish("1.1.0")
+    bundle = await make_bundle(device, usb / "bundle")
+    assert_refused(device, f"no update-manifest.yaml comes with bundle {bundle}, and this device requires signed "
+                   "releases", "core", "--from", str(bundle), environ=signed_env(keys))
 
 
 def test_a_file_that_is_not_an_archive_is_refused(device, usb):
@@ -301,7 +331,8 @@ async def test_a_fifo_in_a_bundle_is_refused_at_once(device, usb):
     manifest = bundle / "core" / "update-manifest.yaml"
     manifest.unlink()
     os.mkfifo(manifest)  # a reader that waited for a writer would hang the update (and the service)
-    assert_refused(device, f"cannot read {manifest}: not a regular file", "core", "--from", str(bundle))
+    assert_refused(device, f"cannot read {manifest}: it is a FIFO (named pipe), not a regular file", "core", "--from",
+                   str(bundle))
 
 
 def test_sha256_without_from_and_a_malformed_sha256_are_bad_input(device, usb):

@@ -232,8 +232,22 @@ def test_a_subdirectory_planted_as_another_users_directory_is_refused(tmp_path):
 def test_a_state_path_that_is_a_file_is_refused(tmp_path):
     path = tmp_path / "state"
     path.write_text("")
-    with pytest.raises(StateDirError, match=f"statePath {path} is not a directory: remove it, or set statePath"):
+    with pytest.raises(StateDirError, match=f"statePath {path} is a regular file, not a directory: remove it, or set "):
         StateDir(path).ready()
+
+
+@pytest.mark.parametrize("kind", ["a character device", "a FIFO"])
+def test_a_state_path_that_is_a_device_or_a_fifo_is_refused_without_advice_to_remove_it(tmp_path, kind):
+    path = Path("/dev/null")
+    if kind == "a FIFO":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    for use in (lambda state: state.ready(), lambda state: state.read_bytes("history.jsonl")):
+        with pytest.raises(StateDirError) as refused:
+            use(StateDir(path))
+        assert str(refused.value) == (f"statePath {path} is {kind}{' (named pipe)' if kind == 'a FIFO' else ''}, "
+                                      "not a directory: set statePath ([Updater] statePath or UPDATER_STATEPATH) to "
+                                      "a directory of your own")
 
 
 def test_a_state_path_that_is_a_link_to_a_directory_of_ours_is_used(tmp_path):

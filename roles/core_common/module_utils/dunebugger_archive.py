@@ -112,12 +112,14 @@ def guarded_tarinfo(guard):
     return GuardedTarInfo
 
 
-def open_archive(path, max_members, max_data_bytes=None):
+def open_archive(path, max_members, max_data_bytes=None, fileobj=None):
     """`path` (a tar, plain or compressed with gzip, bzip2 or xz) opened for reading with
     every header checked as tarfile reads it (HeaderGuard): at most `max_members` members
     declaring at most `max_data_bytes` of data together, and bounded metadata. Raises
-    ArchiveRefused, or tarfile.TarError/OSError for what is not a tar archive."""
-    return tarfile.open(path, "r:*", tarinfo=guarded_tarinfo(HeaderGuard(max_members, max_data_bytes)))
+    ArchiveRefused, or tarfile.TarError/OSError for what is not a tar archive. `fileobj`:
+    `path` already opened (by a caller that checked what it is)."""
+    guard = HeaderGuard(max_members, max_data_bytes)
+    return tarfile.open(path, "r:*", fileobj=fileobj, tarinfo=guarded_tarinfo(guard))
 
 
 def capped_members(tar, max_bytes=None):

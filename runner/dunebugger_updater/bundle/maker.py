@@ -29,8 +29,8 @@ from ..device import images
 from ..device.container_procedure import ContainerProcedure
 from ..device.core_procedure import CoreProcedure
 from ..errors import BadRequest, DownloadError, ManifestError, PreflightError, ReleaseLookupError
+from ..files import sha256_file
 from ..release.bundle_index import BundleEntry, write_index
-from ..release.local import sha256_file
 from ..release.manifest import DeviceNames, Manifest, release_manifest
 from ..release.releases import MANIFEST_FILE, Release, ReleaseClient, client_for
 from ..release.signatures import SIGNATURE_SUFFIX
@@ -86,7 +86,9 @@ class BundleMaker:
         release = await client.find(spec.name, spec.repo, version, include_prerelease=self._settings.include_prerelease)
         data = await client.manifest(spec.name, spec.repo, release.tag)
         # Judged as this machine's configuration would judge it: run with the devices' one.
-        manifest, _ = release_manifest(data, spec, release, device=DeviceNames.of(spec, self._settings.backup_path))
+        device = DeviceNames.of(spec, self._settings.backup_path)
+        signed = (self._containers if spec.is_container else self._core).requires_signed_manifest
+        manifest, _ = release_manifest(data, spec, release, device=device, signed=signed)
         folder.mkdir()
         if spec.is_container:
             version_text = self._containers.target_version(release, manifest)

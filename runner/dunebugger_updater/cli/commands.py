@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import messages, tables
 from ..bundle import cli as bundle_cli
@@ -43,17 +43,25 @@ CONFIG_HELP = "INI file (default: $DUNEBUGGER_CONFIG, else config/dunebugger.con
 log = logging.getLogger("dunebugger_updater")
 
 
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse, except that a mistake is one line naming it and where the help is, not
+    a page of usage (the verbs' parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dunebugger-updater", description="Safe updates of DuneBugger components.")
+    parser = CommandLineParser(prog="dunebugger-updater", description="Safe updates of DuneBugger components.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version('dunebugger-updater')}")
     parser.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag = CommandLineParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", help="print the result message as JSON, nothing else")
     # Also accepted after the verb; SUPPRESS keeps a --config given before it.
-    config_flag = argparse.ArgumentParser(add_help=False)
+    config_flag = CommandLineParser(add_help=False)
     config_flag.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
     device = [json_flag, config_flag]
 
@@ -123,8 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose, errors)
     try:
         return _run(args, errors)
-    except KeyboardInterrupt:
-        return 130
     except Exception as exc:
         say(describe(exc, errors.write(f"dunebugger-updater {args.verb} failed unexpectedly", exc)))
         return EXIT_FAILED
@@ -190,7 +196,10 @@ def _local_source(args: argparse.Namespace) -> LocalSource | None:
 
 def run_rollback(args: argparse.Namespace, settings: Settings) -> int:
     updater = _updater_with_progress(settings)
-    return _finish(args, _busy_or(args.component, lambda: updater.rollback_component(args.component, to=args.to)))
+    result = _busy_or(args.component, lambda: updater.rollback_component(args.component, to=args.to))
+    status = _finish(args, result)
+    # Refused with --to: the version typed is not one this device keeps.
+    return EXIT_BAD_INPUT if args.to and result.outcome == Outcome.REFUSED else status
 
 
 def run_recover(args: argparse.Namespace, settings: Settings) -> int:
@@ -318,7 +327,3 @@ def _configure_logging(verbosity: int, errors: ErrorLog) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s", errors))
     logging.basicConfig(level=logging.WARNING - 10 * min(verbosity, 2), handlers=[handler])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,6 +18,7 @@ from ..release.manifest import Manifest
 from ..release.releases import Release
 from ..versions import NotAVersion, parse_version, without_v
 from . import images
+from .installed import compose_backup_versions
 from .plan import Plan, PreparedUpdate
 
 UPDATE_STEPS: tuple[str, ...] = ("preflight", "update", "postflight")
@@ -29,6 +30,7 @@ class ContainerProcedure:
     rollback_playbook = "rollback_container"
     update_steps = UPDATE_STEPS
     rollback_steps = ROLLBACK_STEPS
+    requires_signed_manifest = False  # signatures cover core releases; images come from their registry as they are
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -92,6 +94,17 @@ class ContainerProcedure:
     @staticmethod
     def missing_rollback_target(spec: ComponentSpec) -> str | None:
         return None  # the playbook finds the newest compose backup and says when there is none
+
+    def unknown_rollback_target(self, spec: ComponentSpec, to_version: str) -> str | None:
+        """A compose backup taken while `to_version` ran (compose-<service>-<stamp>-<version>.yml)."""
+        backups = self._settings.backup_path
+        kept = compose_backup_versions(backups, spec.service)
+        if to_version in kept:
+            return None
+        return (
+            f"no compose backup of {spec.service} at {to_version} in {backups}"
+            f" ({'backed up: ' + ', '.join(kept) if kept else 'none is kept'})"
+        )
 
     @staticmethod
     def post_switch_waits(spec: ComponentSpec, manifest: Manifest | None) -> list[tuple[str, float]]:

@@ -27,7 +27,7 @@ from ..release.signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, Signatur
 from ..roles.core_common.module_utils.dunebugger_archive import ArchiveRefused, capped_members, open_archive
 from ..statedir import StateDir
 from ..versions import without_v
-from .installed import previous_release, releases_path, retained_releases
+from .installed import installed_version, previous_release, releases_path, retained_releases
 from .plan import Plan, PreparedUpdate
 
 UPDATE_STEPS: tuple[str, ...] = ("preflight", "stage", "switch", "postflight", "finalize")
@@ -72,6 +72,12 @@ class CoreProcedure:
         self._transport = transport
         self._signatures = SignaturePolicy.from_settings(settings)
         self._state = StateDir(settings.state_path)
+
+    @property
+    def requires_signed_manifest(self) -> bool:
+        """With signatures required, the manifest (migration script, checks) must be signed
+        as the archive is: a release without a valid one is refused, not updated without them."""
+        return self._signatures.required
 
     def artifact(self, spec: ComponentSpec, release: Release, version_text: str, manifest: Manifest | None) -> Artifact:
         """The archive to install and the sha256 it must have; refuses when none is known."""
@@ -261,6 +267,18 @@ class CoreProcedure:
         return (
             f"no previous {spec.name} release is recorded; name one with --to V "
             f"({'retained: ' + ', '.join(kept) if kept else 'none is retained in ' + str(releases)})"
+        )
+
+    def unknown_rollback_target(self, spec: ComponentSpec, to_version: str) -> str | None:
+        """A retained release directory, a backup, or what runs now (the rollback then
+        has nothing to do) can be gone back to; as the rollback playbook decides."""
+        releases, backups = releases_path(spec), self._settings.backup_path
+        kept = retained_releases(releases, backups)
+        if to_version in kept or to_version == without_v(installed_version(self._settings, spec).version or ""):
+            return None
+        return (
+            f"{spec.name} {to_version} is neither retained in {releases} nor backed up in {backups}"
+            f" ({'retained: ' + ', '.join(kept) if kept else 'none is kept'})"
         )
 
     def release_vars(

@@ -21,11 +21,13 @@ from packaging.version import Version
 from ..config import ComponentSpec, Settings
 from ..environment import child_environment
 from ..errors import os_reason
+from ..files import FileTooLarge, read_capped
 from ..versions import parse_or_none
 
 log = logging.getLogger(__name__)
 
 MAX_VERSION_FILE_BYTES = 64 * 1024
+MAX_COMPOSE_FILE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,13 @@ class InstalledVersion:
 
 def read_version_file(path: Path) -> InstalledVersion:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_VERSION_FILE_BYTES + 1)
+        data = read_capped(path, MAX_VERSION_FILE_BYTES)
     except FileNotFoundError:
         return InstalledVersion(None, f"not installed ({path} is missing)")
+    except FileTooLarge:
+        return InstalledVersion(None, f"{path} is too large to be a VERSION file")
     except OSError as exc:
         return InstalledVersion(None, f"cannot read {path}: {os_reason(exc)}")
-    if len(data) > MAX_VERSION_FILE_BYTES:
-        return InstalledVersion(None, f"{path} is too large to be a VERSION file")
     text = data.decode("utf-8", errors="replace").strip()
     version = _version_from_text(text)
     if not version:
@@ -68,7 +69,7 @@ def _version_from_text(text: str) -> str | None:
 def image_tag_in_compose(compose_path: Path, service: str) -> InstalledVersion:
     """The tag of `service`'s image in the compose file."""
     try:
-        document = yaml.safe_load(compose_path.read_text(encoding="utf-8"))
+        document = yaml.safe_load(read_capped(compose_path, MAX_COMPOSE_FILE_BYTES).decode("utf-8"))
     except FileNotFoundError:
         return InstalledVersion(None, f"not installed ({compose_path} is missing)")
     except OSError as exc:
@@ -162,7 +163,7 @@ def releases_path(spec: ComponentSpec) -> Path:
 def previous_release(releases: Path) -> str | None:
     """The release an update replaced, as recorded by the switch; None when none is."""
     try:
-        return (releases / ".previous").read_text(encoding="utf-8").strip() or None
+        return read_capped(releases / ".previous", MAX_VERSION_FILE_BYTES).decode("utf-8").strip() or None
     except (OSError, UnicodeDecodeError):
         return None
 
@@ -171,6 +172,20 @@ def retained_releases(releases: Path, backups: Path) -> list[str]:
     """Versions a rollback can go to: release directories kept, and backups taken."""
     found = {entry.name for entry in _entries(releases) if entry.is_dir() and not entry.name.startswith(".")}
     found |= {match["version"] for entry in _entries(backups) if (match := BACKUP_NAME.match(entry.name))}
+    return _by_version(found)
+
+
+# --- compose backups kept for rollback (layout of roles/container_update) -----------------
+
+
+def compose_backup_versions(backups: Path, service: str) -> list[str]:
+    """Versions of `service` that a compose backup was taken of (compose-<service>-<stamp>-<version>.yml)."""
+    name = re.compile(rf"^compose-{re.escape(service)}-\d{{8}}T\d{{6}}-(?P<version>.+)\.yml$")
+    return _by_version({match["version"] for entry in _entries(backups) if (match := name.match(entry.name))})
+
+
+def _by_version(found: set[str]) -> list[str]:
+    """Versions in order, then whatever is not a version, by name."""
     versions = sorted(
         (text for text in found if parse_or_none(text)), key=lambda text: parse_or_none(text) or Version("0")
     )

@@ -93,9 +93,12 @@ class DeviceOperations:
             if isinstance(exc, Busy):
                 raise
             log.exception("update of %s failed unexpectedly", name)
-            result = UpdateResult(
-                spec.name, False, f"{spec.name} update failed: internal error: {exc!r}", Outcome.FAILED, dry_run=dry_run
+            # The type only: this message reaches history, frontends and notifications, and
+            # an exception's text may quote anything (a header, a URL with its password).
+            text = (
+                f"{spec.name} update failed: internal error ({type(exc).__name__}); the updater's log has the details"
             )
+            result = UpdateResult(spec.name, False, text, Outcome.FAILED, dry_run=dry_run)
             # A journal left by a run it interrupted stays: the next start settles it.
             return self._record("update", spec, started, result)
 
@@ -104,13 +107,14 @@ class DeviceOperations:
         if to is not None:
             to = requested_version(to, "--to")
         started = self._stamp()
+        if to and (unknown := await asyncio.to_thread(self._procedure(spec).unknown_rollback_target, spec, to)):
+            return await self._refuse_rollback(spec, started, unknown)  # before the lock: nothing to wait for
         with self._locked(f"rollback of {name}"):
             await self._recover_locked()
-            before = (await self._installed(spec)).version
             missing = None if to else self._procedure(spec).missing_rollback_target(spec)
             if missing:
-                result = UpdateResult.refused(spec.name, "rollback", missing, from_version=before)
-                return self._record("rollback", spec, started, result)
+                return await self._refuse_rollback(spec, started, missing)
+            before = (await self._installed(spec)).version
             values = self._procedure(spec).rollback_vars(spec, to)
             run = await self._run_playbook("rollback", spec, before, to or "previous", values, started)
             after = (await self._installed(spec)).version
@@ -391,6 +395,12 @@ class DeviceOperations:
             to_version=plan.version_text,
             manifest=plan.manifest_note,
             details=details,
+        )
+
+    async def _refuse_rollback(self, spec: ComponentSpec, started: str, reason: str) -> UpdateResult:
+        before = (await self._installed(spec)).version
+        return self._record(
+            "rollback", spec, started, UpdateResult.refused(spec.name, "rollback", reason, from_version=before)
         )
 
     def _record(

@@ -46,6 +46,10 @@ class Procedure(Protocol):
     update_steps: tuple[str, ...]
     rollback_steps: tuple[str, ...]
 
+    @property
+    def requires_signed_manifest(self) -> bool:
+        """Whether a release needs a valid manifest, signed (signatures are required)."""
+
     def target_version(self, release: Release, manifest: Manifest | None) -> str:
         """The version text the release installs (what the device will report)."""
 
@@ -68,6 +72,10 @@ class Procedure(Protocol):
     def missing_rollback_target(self, spec: ComponentSpec) -> str | None:
         """Why a rollback without --to has nowhere to go, or None."""
 
+    def unknown_rollback_target(self, spec: ComponentSpec, to_version: str) -> str | None:
+        """Why a rollback cannot go to `to_version` (this device keeps nothing of it, and
+        which versions it keeps), or None."""
+
     def post_switch_waits(self, spec: ComponentSpec, manifest: Manifest | None) -> list[tuple[str, float]]:
         """The longest waits after the switch, each named as the setting that sets it."""
 
@@ -84,7 +92,8 @@ async def resolve_plan(
 ) -> Plan:
     """The plan to install `release`: its manifest judged (for `device`), the checks after
     the switch known to fit into a run, the version the device will report."""
-    manifest, note = await fetch_manifest(source, spec, release, device=device)
+    signed = procedure.requires_signed_manifest
+    manifest, note = await fetch_manifest(source, spec, release, device=device, signed=signed)
     check_waits_fit(settings, procedure, spec, manifest)
     return Plan(spec, from_version, release, procedure.target_version(release, manifest), manifest, note)
 

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from .status import (
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def add_parser(verbs: Any, common: list[argparse.ArgumentParser]) -> None:
+def add_parser(verbs: Any, common: Sequence[argparse.ArgumentParser]) -> None:
     fleet = verbs.add_parser("fleet", help="check, update or roll back many devices over an Ansible inventory")
     actions = fleet.add_subparsers(dest="fleet_verb", required=True, metavar="ACTION")
 

@@ -30,6 +30,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,7 +47,8 @@ from ..device.history import History, HistoryEntry, new_run_id
 from ..device.lock import DeviceLock
 from ..device.plan import Plan, PreparedUpdate, Procedure, resolve_plan
 from ..device.playbooks import PlaybookRun, PlaybookRunner
-from ..errors import BadRequest, Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
+from ..errors import BadRequest, Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError, os_reason
+from ..files import kind_of
 from ..release.manifest import DeviceNames
 from ..release.releases import client_for
 from ..statedir import StateDir
@@ -83,10 +85,14 @@ class FleetTarget:
     forks: int | None = None
 
     def checked(self) -> FleetTarget:
-        if self.inventory.is_dir():
-            raise BadRequest(f"inventory {self.inventory} is a directory: name the inventory file (-i FILE)")
-        if not self.inventory.is_file():
-            raise BadRequest(f"inventory {self.inventory} does not exist")
+        try:
+            mode = self.inventory.stat().st_mode
+        except FileNotFoundError:
+            raise BadRequest(f"inventory {self.inventory} does not exist") from None
+        except OSError as exc:
+            raise BadRequest(f"cannot read inventory {self.inventory}: {os_reason(exc)}") from None
+        if not stat.S_ISREG(mode):  # a FIFO would hang ansible-inventory
+            raise BadRequest(f"inventory {self.inventory} is {kind_of(mode)}: name the inventory file (-i FILE)")
         if self.forks is not None and not 1 <= self.forks <= 500:
             raise BadRequest(f"--forks: {self.forks} is not between 1 and 500")
         if self.limit is not None and not self.limit.strip():

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..files import NotRegularFile, open_regular
+
 # The device's own archive reader (shipped with the roles): headers checked as they are read.
 from ..roles.core_common.module_utils.dunebugger_archive import ArchiveRefused, capped_members, open_archive
 
@@ -58,12 +60,12 @@ def split_reference(reference: str) -> tuple[str, str | None]:
 def read_image_archive(path: Path) -> ImageArchive:
     """The one image `path` holds, or NotAnImageArchive."""
     try:
-        with open_archive(path, MAX_MEMBERS) as tar:
+        with open_regular(path) as handle, open_archive(path, MAX_MEMBERS, fileobj=handle) as tar:
             members = {member.name.removeprefix("./"): member for member in capped_members(tar)}
             manifest = _json(tar, members, MANIFEST)
             image = _only_image(manifest)
             config_bytes = _read(tar, members, image["Config"])
-    except ArchiveRefused as exc:
+    except (ArchiveRefused, NotRegularFile) as exc:  # a FIFO would block the reader
         raise NotAnImageArchive(str(exc)) from None
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise NotAnImageArchive(tar_problem(exc)) from None

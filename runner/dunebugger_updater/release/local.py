@@ -8,8 +8,8 @@ What differs is where its files are, and what vouches for them:
 
 - a release archive: the sha256 the operator typed (`--sha256`) and, when this device
   requires signatures, its signature (`--signature FILE`, else `<archive>.sig` beside
-  it); at least one of the two. An `update-manifest.yaml` beside it (signed as
-  `update-manifest.yaml.sig` when signatures are required) is used like one at a tag;
+  it); at least one of the two. An `update-manifest.yaml` beside it (required, and signed
+  as `update-manifest.yaml.sig`, when signatures are required) is used like one at a tag;
 - an image archive: it must hold one image of the configured repository; its version is
   its tag, else its `org.opencontainers.image.version` label; a typed sha256 is checked;
 - a bundle: `bundle.json` records the sha256 of every file as it was verified when the
@@ -24,23 +24,20 @@ import asyncio
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from ..config import ComponentSpec, Settings
 from ..errors import DownloadError, ManifestRefused, ReleaseLookupError, SignatureError, UpdaterError, os_reason
+from ..files import FileTooLarge, copy_hashed, open_regular, sha256_file
 from ..statedir import create_new
 from ..versions import NotAVersion, parse_or_none, parse_version
 from .bundle_index import INDEX_FILE, MAX_INDEX_BYTES, BundleEntry, BundleError, read_index
 from .image_archive import VERSION_LABEL, ImageArchive, NotAnImageArchive, read_image_archive
 from .manifest import MAX_MANIFEST_BYTES
-from .releases import MANIFEST_FILE, Release
+from .releases import MANIFEST_FILE, Release, checked_channel
 from .signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignaturePolicy
-
-COPY_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -113,10 +110,10 @@ class LocalFiles:
         partial = destination.with_name(destination.name + ".partial")
         partial.unlink(missing_ok=True)
         try:
-            with _open_regular(self.archive) as source, os.fdopen(create_new(partial), "wb") as target:
-                digest = _copy(source, target, max_bytes)
+            with open_regular(self.archive) as source, os.fdopen(create_new(partial), "wb") as target:
+                digest = copy_hashed(source, target, max_bytes)
             os.replace(partial, destination)
-        except _PastCap:
+        except FileTooLarge:
             raise DownloadError(f"{self.archive} is larger than the cap of {max_bytes} bytes (maxDownloadMb)") from None
         except OSError as exc:
             raise DownloadError(f"cannot copy {self.archive}: {os_reason(exc)}") from None
@@ -132,7 +129,7 @@ class LocalFiles:
 
     def _read(self, path: Path, limit: int, error: type[UpdaterError]) -> bytes:
         try:
-            with _open_regular(path) as handle:
+            with open_regular(path) as handle:
                 data = handle.read(limit)
         except OSError as exc:
             raise error(f"cannot read {path}: {os_reason(exc)}") from None
@@ -163,7 +160,7 @@ class LocalReleases:
         if version is not None and parse_version(version) != release.version:
             where = release.files.where if release.files else str(self._source.path)
             raise self._refused(f"--version {version} was asked for, but {where} holds {release.tag}")
-        return release
+        return checked_channel(component, release, include_prerelease)
 
     async def manifest(self, component: str, repo: str, tag: str) -> bytes | None:
         files = (await self._opened(None)).files
@@ -221,7 +218,7 @@ class LocalReleases:
         if not index.exists():
             raise self._refused(f"{directory} is not a bundle: it has no {INDEX_FILE}")
         try:
-            with _open_regular(index) as handle:
+            with open_regular(index) as handle:
                 entries = read_index(handle.read(MAX_INDEX_BYTES + 1))
         except OSError as exc:
             raise self._refused(f"cannot read {index}: {os_reason(exc)}") from None
@@ -344,36 +341,3 @@ class LocalReleases:
 
 def _existing(path: Path) -> Path | None:
     return path if path.exists() else None
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a regular file's bytes."""
-    with _open_regular(path) as source:
-        return _copy(source, None)
-
-
-def _open_regular(path: Path) -> IO[bytes]:
-    """`path` opened for reading, when it is a regular file (a FIFO must not block us)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError("not a regular file")
-    return os.fdopen(fd, "rb")
-
-
-class _PastCap(Exception):
-    """A file is larger than the cap it is copied under."""
-
-
-def _copy(source: IO[bytes], target: IO[bytes] | None, max_bytes: int | None = None) -> str:
-    """The sha256 of what `source` holds, copied to `target` (if any); _PastCap once
-    more than `max_bytes` were read."""
-    digest, total = hashlib.sha256(), 0
-    while chunk := source.read(COPY_CHUNK):
-        total += len(chunk)
-        if max_bytes is not None and total > max_bytes:
-            raise _PastCap
-        digest.update(chunk)
-        if target is not None:
-            target.write(chunk)
-    return digest.hexdigest()

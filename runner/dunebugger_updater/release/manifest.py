@@ -5,7 +5,8 @@ Two kinds of problems, treated differently (the seed keeps manifests optional):
 - `ManifestInvalid`: the file is malformed (YAML syntax, not UTF-8) or breaks the
   schema's structure (unknown action or check, missing or extra field, wrong type). The
   update goes on with the built-in procedure and the result says so: an honest mistake
-  or a newer manifest format must not block updates.
+  or a newer manifest format must not block updates. Not so where signed releases are
+  required: the signed manifest carries the checks, so a missing or invalid one refuses.
 - `ManifestRefused`: the file is hostile or contradicts its release, and the release is
   therefore not trusted at all. The update stops; nothing is changed. Hostile means: a
   YAML alias, a nesting deeper than the cap, a duplicate key, a YAML tag outside the
@@ -36,6 +37,7 @@ from packaging.version import Version
 from ..addresses import is_loopback
 from ..errors import ManifestInvalid, ManifestRefused
 from ..versions import NotAVersion, parse_or_none, parse_version
+from .releases import MANIFEST_FILE
 
 log = logging.getLogger(__name__)
 
@@ -523,29 +525,58 @@ def _migration_path(script: str, device: DeviceNames | None) -> str | None:
 
 
 async def fetch_manifest(
-    source: ReleaseSource, spec: ComponentSpec, release: Release, *, device: DeviceNames | None = None
+    source: ReleaseSource,
+    spec: ComponentSpec,
+    release: Release,
+    *,
+    device: DeviceNames | None = None,
+    signed: bool = False,
 ) -> tuple[Manifest | None, str]:
     """The release's manifest and a note for the result (see `release_manifest`)."""
     data = await source.manifest(spec.name, spec.repo, release.tag)
-    return release_manifest(data, spec, release, device=device)
+    return release_manifest(data, spec, release, device=device, signed=signed)
 
 
 def release_manifest(
-    data: bytes | None, spec: ComponentSpec, release: Release, *, device: DeviceNames | None = None
+    data: bytes | None,
+    spec: ComponentSpec,
+    release: Release,
+    *,
+    device: DeviceNames | None = None,
+    signed: bool = False,
 ) -> tuple[Manifest | None, str]:
     """The manifest `data` of `release` (None: it has none) and a note for the result.
     An invalid one means the built-in procedure (the note says why); a refused one
-    raises ManifestRefused naming the release."""
+    raises ManifestRefused naming the release. On a device that requires signed
+    releases (`signed`) the signed manifest carries the release's checks: a missing or
+    invalid one is refused too, or whoever may remove or spoil it would drop them."""
     if data is None:
+        if signed:
+            raise ManifestRefused(f"no {MANIFEST_FILE} comes with {_origin(release)}{_SIGNED_NEEDS_ONE}")
         return None, "no manifest: built-in procedure"
     try:
         manifest = load_manifest(data, tag_version=release.version, component_type=spec.type, device=device)
     except ManifestInvalid as exc:
+        if signed:
+            raise ManifestRefused(
+                f"the {MANIFEST_FILE} that comes with {_origin(release)} is invalid ({exc}){_SIGNED_NEEDS_ONE}"
+            ) from None
         log.warning("%s: invalid update manifest at %s: %s", spec.name, release.tag, exc)
         return None, f"invalid manifest ({exc}): built-in procedure"
     except ManifestRefused as exc:
         raise ManifestRefused(f"the update manifest at {release.tag} is refused: {exc}") from None
     return manifest, manifest_note(manifest)
+
+
+_SIGNED_NEEDS_ONE = (
+    ", and this device requires signed releases (signingPublicKey/allowedSigners), whose signed manifest "
+    f"carries the checks: the release needs a valid {MANIFEST_FILE} and {MANIFEST_FILE}.sig"
+)
+
+
+def _origin(release: Release) -> str:
+    """Where the release is: its tag at GitHub, or the file or bundle on this device."""
+    return release.files.where if release.files else f"release {release.tag}"
 
 
 def manifest_note(manifest: Manifest) -> str:

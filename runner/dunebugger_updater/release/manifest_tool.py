@@ -20,7 +20,6 @@ Exit status: 0 valid / written, 2 invalid input or a manifest a device would not
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ from packaging.version import Version
 
 from ..config import COMPONENT_TYPES, REPO, ComponentSpec, Settings
 from ..errors import BadRequest, ManifestError, ManifestInvalid, ManifestRefused, os_reason
+from ..files import NotRegularFile, open_regular, sha256_file
 from ..versions import NotAVersion, parse_or_none, parse_version
 from .manifest import (
     MAX_MANIFEST_BYTES,
@@ -59,7 +59,8 @@ VERDICT = {
 
 
 def add_arguments(parser: argparse.ArgumentParser, config_flag: argparse.ArgumentParser) -> None:
-    """The `manifest` verb's sub-commands (only `validate` reads the device configuration)."""
+    """The `manifest` verb's sub-commands; both read the device configuration (only to
+    know how the device names things: neither touches the device)."""
     actions = parser.add_subparsers(dest="manifest_action", required=True, metavar="ACTION")
 
     validate = actions.add_parser(
@@ -76,13 +77,17 @@ def add_arguments(parser: argparse.ArgumentParser, config_flag: argparse.Argumen
     )
     validate.set_defaults(handler=run_validate)
 
-    generate = actions.add_parser("generate", help="write a valid manifest with the artifacts' sha256")
+    generate = actions.add_parser(
+        "generate",
+        parents=[config_flag],
+        help="write a manifest with the artifacts' sha256 that `validate` with the same configuration accepts",
+    )
     generate.add_argument(
         "--component",
-        metavar="TYPE",
-        choices=COMPONENT_TYPES,
+        metavar="NAME|TYPE",
         required=True,
-        help=f"component type: {' or '.join(COMPONENT_TYPES)}",
+        help="for this configured component (core, scheduler, remote, ...) or the first one of this type "
+        f"({', '.join(COMPONENT_TYPES)}): its names, paths and image are the defaults below",
     )
     generate.add_argument("--version", metavar="V", required=True, help="the release version (tag v<V>)")
     generate.add_argument(
@@ -94,21 +99,20 @@ def add_arguments(parser: argparse.ArgumentParser, config_flag: argparse.Argumen
     generate.add_argument(
         "--repo",
         metavar="OWNER/NAME",
-        default=os.environ.get("GITHUB_REPOSITORY"),
-        help="repository of the release (default: $GITHUB_REPOSITORY)",
+        help="repository of the release (default: $GITHUB_REPOSITORY, else the component's repo)",
     )
     generate.add_argument("--tag", metavar="TAG", help="release tag (default: v<version>)")
-    generate.add_argument("--service-name", default="dunebugger", help="python_app: the systemd unit")
-    generate.add_argument("--install-path", default="/opt/dunebugger/core", help="python_app: informational")
-    generate.add_argument("--backup-path", default="/opt/dunebugger/backups", help="python_app: informational")
+    generate.add_argument("--service-name", help="python_app: the service unit (default: serviceName)")
+    generate.add_argument("--install-path", help="python_app: the installation (default: installPath)")
+    generate.add_argument("--backup-path", help="python_app: where backups go (default: backupPath)")
     generate.add_argument("--migration-script", metavar="PATH", help="python_app: script inside the release")
-    generate.add_argument("--service", help="container: compose service (default: from the repository name)")
-    generate.add_argument("--image", help="container: image without tag (default: ghcr.io/<repo>)")
+    generate.add_argument("--service", help="container: compose service (default: the component's service)")
+    generate.add_argument("--image", help="container: image without tag (default: the component's image)")
     generate.add_argument("--health-url", metavar="URL", help="health endpoint on the device (localhost)")
     generate.add_argument("--min-remote-version", metavar="V")
     generate.add_argument("--min-free-mb", type=int, metavar="N")
     generate.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
-    generate.set_defaults(handler=run_generate, needs_settings=False)
+    generate.set_defaults(handler=run_generate)
 
 
 def run_validate(args: argparse.Namespace, settings: Settings) -> int:
@@ -127,9 +131,12 @@ def run_validate(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def run_generate(args: argparse.Namespace, settings: object = None) -> int:
+def run_generate(args: argparse.Namespace, settings: Settings) -> int:
+    spec = _component(settings, args.component, b"")
+    if spec is None:  # a type no configured component has
+        raise BadRequest(f"--component {args.component!r}: no configured component is a {args.component}")
     try:
-        text = generate(_request_from(args))
+        text = generate(_request_from(args, spec, settings))
         if args.output:
             _write(Path(args.output), text)
         else:
@@ -188,11 +195,12 @@ def _tag_version(text: str | None) -> Version | None:
 
 
 def _read_capped(path: Path) -> bytes:
+    """At most one byte more than a manifest may have: the check says it is too large."""
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
             return handle.read(MAX_MANIFEST_BYTES + 1)
-    except IsADirectoryError:
-        raise BadRequest(f"{path} is a directory: name the update-manifest.yaml file") from None
+    except NotRegularFile as exc:
+        raise BadRequest(f"{path} is {exc.kind}: name the update-manifest.yaml file") from None
     except OSError as exc:
         raise BadRequest(f"cannot read {path}: {os_reason(exc)}") from None
 
@@ -227,24 +235,27 @@ class GenerateRequest:
     health_url: str | None = None
     min_remote_version: str | None = None
     min_free_mb: int | None = None
+    device: DeviceNames | None = None  # the device it is for, as `validate` checks (None: the paths above)
 
 
-def _request_from(args: argparse.Namespace) -> GenerateRequest:
+def _request_from(args: argparse.Namespace, spec: ComponentSpec, settings: Settings) -> GenerateRequest:
+    """What the command line asks for; what it leaves out is as the configured device has it."""
     return GenerateRequest(
-        component_type=args.component,
+        component_type=spec.type,
         version=args.version,
         artifacts=tuple(Path(a) for a in args.artifacts),
-        repo=args.repo or None,
+        repo=args.repo or os.environ.get("GITHUB_REPOSITORY") or spec.repo,
         tag=args.tag,
-        service_name=args.service_name,
-        install_path=args.install_path,
-        backup_path=args.backup_path,
+        service_name=args.service_name or spec.service_name,
+        install_path=args.install_path or str(spec.install_path or GenerateRequest.install_path),
+        backup_path=args.backup_path or str(settings.backup_path),
         migration_script=args.migration_script,
-        service=args.service,
-        image=args.image,
+        service=args.service or (spec.service if spec.is_container else None),
+        image=args.image or (spec.image if spec.is_container else None),
         health_url=args.health_url,
         min_remote_version=args.min_remote_version,
         min_free_mb=args.min_free_mb,
+        device=DeviceNames.of(spec, settings.backup_path),
     )
 
 
@@ -254,7 +265,7 @@ def generate(request: GenerateRequest) -> str:
         raise GenerateError(f"--repo {request.repo!r} is not a GitHub repository (owner/name)")
     version = request.version[1:] if request.version[:1] in "vV" else request.version
     tag = request.tag or f"v{version}"
-    sums = [ArtifactSum(path.name, sha256_file(path)) for path in request.artifacts]
+    sums = [ArtifactSum(path.name, _artifact_sha256(path)) for path in request.artifacts]
     archive = None
     if request.component_type == "python_app" and sums:
         if not request.repo:
@@ -276,7 +287,7 @@ def generate(request: GenerateRequest) -> str:
         **_container_context(request),
     }
     text = render(context)
-    device = DeviceNames(install_path=request.install_path)  # what the request describes
+    device = request.device or DeviceNames(install_path=request.install_path)
     errors, _ = check(text.encode("utf-8"), Expected(parse_or_none(version), request.component_type, device))
     if errors:
         raise GenerateError(
@@ -300,15 +311,11 @@ def release_asset_url(repo: str, tag: str, name: str) -> str:
     return f"https://github.com/{quote(repo, safe='/')}/releases/download/{quote(tag, safe='')}/{quote(name, safe='')}"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def _artifact_sha256(path: Path) -> str:
     try:
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        return sha256_file(path)
     except OSError as exc:
         raise GenerateError(f"cannot read artifact {path}: {os_reason(exc)}") from None
-    return digest.hexdigest()
 
 
 def _write(path: Path, text: str) -> None:

@@ -67,7 +67,7 @@ class Release:
     tag: str
     version: Version
     notes: str | None
-    prerelease: bool
+    prerelease: bool  # flagged so by the API, or by its version (`1.2.0-beta`, `1.2.0rc1`, `1.2.0.dev1`)
     published_at: str | None
     assets: tuple[Asset, ...]
     files: LocalFiles | None = None  # already on this device (None: at GitHub, fetched by URL)
@@ -142,17 +142,22 @@ class ReleaseClient:
     async def latest(self, component: str, repo: str, *, include_prerelease: bool = False) -> Release:
         """The newest usable release: drafts never, prereleases only when asked."""
         if not include_prerelease:
-            document = await self._get_json(component, f"/repos/{repo}/releases/latest")
-            return _release(component, document)
+            release = _release(component, await self._get_json(component, f"/repos/{repo}/releases/latest"))
+            if not release.prerelease:
+                return release
+            # GitHub's "latest" is the newest release not *flagged* prerelease; its version may say otherwise.
+            log.info(
+                "%s: the latest release %s is a prerelease by its version; looking further", component, release.tag
+            )
         listing = await self._get_json(component, f"/repos/{repo}/releases?per_page={RELEASES_PER_PAGE}")
         if not isinstance(listing, list):
             raise ReleaseLookupError(component, "GitHub answered the release list with something that is not a list")
-        return _newest(component, [entry for entry in listing if not _is_draft(entry)])
+        return _newest(component, [entry for entry in listing if not _is_draft(entry)], include_prerelease)
 
     async def find(self, component: str, repo: str, version: str | None, *, include_prerelease: bool) -> Release:
         """The release `version` when one is asked for, else the newest."""
         if version is not None:
-            return await self.by_version(component, repo, version)
+            return checked_channel(component, await self.by_version(component, repo, version), include_prerelease)
         return await self.latest(component, repo, include_prerelease=include_prerelease)
 
     async def by_version(self, component: str, repo: str, version: str) -> Release:
@@ -201,8 +206,8 @@ class ReleaseClient:
     async def _get(self, component: str, url: str, headers: dict[str, str], limit: int) -> Answer:
         """One GET, head and body, within httpTimeoutSeconds; the body capped at `limit`
         decoded bytes (an error answer at a small cap of its own)."""
-        headers = {**headers, **transfer.bearer(self._token, url, self._api_origin)}
         try:
+            headers = {**headers, **transfer.bearer(self._token, url, self._api_origin)}
             async with (
                 transfer.deadline(self._timeout, url, "httpTimeoutSeconds"),
                 self._http.stream("GET", url, headers=headers) as response,
@@ -263,15 +268,29 @@ def _parse_tag(component: str, tag: str) -> Version:
         raise InvalidTag(component, tag) from None
 
 
-def _newest(component: str, entries: list[Any]) -> Release:
+def checked_channel(component: str, release: Release, include_prerelease: bool) -> Release:
+    """`release`, unless it is a prerelease and this device takes none."""
+    if release.prerelease and not include_prerelease:
+        raise ReleaseLookupError(
+            component,
+            f"release {release.tag} is a prerelease, and includePrerelease is false: "
+            "set includePrerelease = true (or UPDATER_INCLUDEPRERELEASE=true) to install prereleases",
+        )
+    return release
+
+
+def _newest(component: str, entries: list[Any], include_prerelease: bool) -> Release:
     releases, bad_tags = [], []
     for entry in entries:
         try:
             releases.append(_release(component, entry))
         except InvalidTag as exc:
             bad_tags.append(exc.tag)
+    usable = [release for release in releases if include_prerelease or not release.prerelease]
+    if usable:
+        return max(usable, key=lambda release: release.version)
     if releases:
-        return max(releases, key=lambda release: release.version)
+        raise ReleaseLookupError(component, "the repository has no published release that is not a prerelease")
     if bad_tags:
         raise InvalidTag(component, bad_tags[0])
     raise ReleaseLookupError(component, "the repository has no published release")
@@ -285,11 +304,13 @@ def _release(component: str, document: Any) -> Release:
     notes = document.get("body")
     if isinstance(notes, str) and len(notes) > MAX_RELEASE_NOTES_CHARS:
         notes = notes[:MAX_RELEASE_NOTES_CHARS] + "\n…"
+    version = _parse_tag(component, document["tag_name"])
     return Release(
         tag=document["tag_name"],
-        version=_parse_tag(component, document["tag_name"]),
+        version=version,
         notes=notes if isinstance(notes, str) else None,
-        prerelease=document.get("prerelease") is True,
+        # `1.2.0-beta` is a prerelease whatever the flag says: the version is what gets installed.
+        prerelease=document.get("prerelease") is True or version.is_prerelease,
         published_at=document.get("published_at") if isinstance(document.get("published_at"), str) else None,
         assets=tuple(_assets(document.get("assets"))),
     )

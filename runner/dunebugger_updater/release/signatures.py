@@ -8,9 +8,10 @@ A maintainer signs the release archive and the release's manifest with
 and attaches `dunebugger-1.2.0.tar.gz.sig` and `update-manifest.yaml.sig` to the release.
 When the device is configured with `signingPublicKey` (one OpenSSH public key line)
 and/or `allowedSigners` (an `ssh-keygen` allowed_signers file), every update needs the
-archive's signature, and the manifest's when the release has a manifest (it chooses the
-migration script and the checks): a missing one, one made by another key, for another
-namespace or over other bytes refuses the update before anything on the device changes.
+archive's signature, and a valid manifest with its signature (the manifest chooses the
+migration script and the checks; `manifest.release_manifest` refuses a release without
+one): a missing one, one made by another key, for another namespace or over other bytes
+refuses the update before anything on the device changes.
 Without either key, signatures are not looked at.
 
 `ssh-keygen` runs as an argv list (never a shell) in the minimal child environment, with
@@ -30,13 +31,15 @@ from typing import Any
 
 from ..config import Settings
 from ..environment import child_environment
-from ..errors import SignatureError
+from ..errors import SignatureError, os_reason
+from ..files import read_capped
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "dunebugger-release"
 SIGNATURE_SUFFIX = ".sig"
 MAX_SIGNATURE_BYTES = 16 * 1024
+MAX_SIGNERS_BYTES = 1024 * 1024  # an allowed_signers file: one line per key
 INLINE_PRINCIPAL = "dunebugger-release-signer"  # principal of the key given as signingPublicKey
 SSH_KEYGEN_TIMEOUT = 60
 
@@ -93,9 +96,12 @@ class SignaturePolicy:
             lines.append(f'{INLINE_PRINCIPAL} namespaces="{NAMESPACE}" {self.public_key}')
         if self.allowed_signers:
             try:
-                lines.append(self.allowed_signers.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SignatureError(f"allowedSigners file {self.allowed_signers} cannot be read: {exc}") from None
+                lines.append(read_capped(self.allowed_signers, MAX_SIGNERS_BYTES).decode("utf-8"))
+            except OSError as exc:
+                reason = os_reason(exc)
+                raise SignatureError(f"allowedSigners file {self.allowed_signers} cannot be read: {reason}") from None
+            except UnicodeDecodeError:
+                raise SignatureError(f"allowedSigners file {self.allowed_signers} is not UTF-8 text") from None
         return "\n".join(lines) + "\n"
 
     @staticmethod

@@ -19,6 +19,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from ..tokens import token_problem
+
 ACCEPT_ENCODING = "gzip"  # identity is always acceptable too
 INFLATED_ENCODINGS = frozenset({"gzip", "x-gzip", "deflate"})
 PIECE = 64 * 1024  # the most bytes one inflate step may produce
@@ -40,10 +42,14 @@ def origin(url: str | httpx.URL) -> Origin:
 
 
 def bearer(token: str | None, url: str | httpx.URL, home: Origin) -> dict[str, str]:
-    """The Authorization header for `url`: only when it is on the token's own origin."""
-    if token and origin(url) == home:
-        return {"Authorization": f"Bearer {token}"}
-    return {}
+    """The Authorization header for `url`: only when it is on the token's own origin, and
+    only for a token a header can carry (else httpx's error would quote the header)."""
+    if not token or origin(url) != home:
+        return {}
+    problem = token_problem(token)
+    if problem:
+        raise TransferError(f"the API token (githubToken or GITHUB_TOKEN) {problem}")
+    return {"Authorization": f"Bearer {token}"}
 
 
 @asynccontextmanager
