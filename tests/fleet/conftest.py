@@ -23,13 +23,10 @@ import pytest
 
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
+from support.container_testbed import ContainerFleet, ci_environment
+from support.fleet_testbed import Fleet, free_octet
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-
-from container_testbed import ContainerFleet, ci_environment
-from fleet_testbed import Fleet, free_octet
-
 CORE_REPO = "marco-svitol/dunebugger"
 
 

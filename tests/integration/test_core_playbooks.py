@@ -12,7 +12,8 @@ import shutil
 import subprocess
 
 import pytest
-from core_sandbox import ROOT, Sandbox, build_tiny_wheel, releases, start_sandbox, stop_sandbox
+
+from support.core_sandbox import ROOT, Sandbox, build_tiny_wheel, releases, start_sandbox, stop_sandbox
 
 _spec = importlib.util.spec_from_file_location(
     "core_safe_extract", ROOT / "roles" / "core_update" / "library" / "core_safe_extract.py")

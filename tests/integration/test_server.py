@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from receivers import MailBox, Webhook
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -26,6 +25,7 @@ from dunebugger_updater.demo import DemoDevice, free_port
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.service.security import AccessRules
 from dunebugger_updater.service.server import RATE_BURST, RATE_PER_SECOND, SOFT_MAX_BYTES, UpdaterServer
+from support.receivers import MailBox, Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 

@@ -6,14 +6,10 @@ run the real playbooks."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 from dunebugger_updater.demo import DemoDevice
 from dunebugger_updater.demo.fake_github import FakeGitHub

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from attack_kit import ASSET, assert_refused, attempt, publish_raw
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -33,6 +32,7 @@ from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import CORE_REPO, DemoDevice, free_port
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
+from support.attack_kit import ASSET, assert_refused, attempt, publish_raw
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from attack_kit import ASSET, assert_refused, attempt, publish_raw
 
 from dunebugger_updater.demo import DemoDevice
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.release.signatures import INLINE_PRINCIPAL, NAMESPACE, SignaturePolicy
+from support.attack_kit import ASSET, assert_refused, attempt, publish_raw
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen (openssh-client)")]

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from attack_kit import ASSET, attempt
 
 from dunebugger_updater import ComponentUpdater, Settings, load_settings
 from dunebugger_updater.demo import DemoDevice
@@ -30,6 +29,7 @@ from dunebugger_updater.device.lock import DeviceLock
 from dunebugger_updater.errors import StateDirError
 from dunebugger_updater.release.download import DownloadPolicy, download_verified
 from dunebugger_updater.statedir import SUBDIRECTORIES, StateDir
+from support.attack_kit import ASSET, attempt
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from attack_kit import Fingerprint, publish_raw
 
 from dunebugger_updater.cli import main
 from dunebugger_updater.release import manifest_tool
 from dunebugger_updater.release.manifest import read_manifest
+from support.attack_kit import Fingerprint, publish_raw
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from fleet_testbed import Fleet, Host, TestbedError, wait_for
+from support.fleet_testbed import Fleet, Host, TestbedError, wait_for
 
 SERVICES = ("scheduler", "remote")
 STACK_HOME = "/opt/dunebugger"

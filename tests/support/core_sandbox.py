@@ -19,12 +19,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "runner"))
-
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.demo.sandbox.fingerprint import tree_fingerprint
 
+ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventory" / "localhost.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
