@@ -8,7 +8,6 @@ from __future__ import annotations
 import glob
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from dunebugger_updater.demo import DemoDevice
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
+from support.cli import cli_argv
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def publish_dumping_release(device: DemoDevice) -> None:
 def update(device: DemoDevice) -> tuple[subprocess.CompletedProcess[str], dict[str, str] | None]:
     """`update core` as a process of its own; also the environment of a detached run,
     read while it lives (None when the run was not detached)."""
-    argv = [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(device.config), "update", "core"]
+    argv = cli_argv("update", "core", config=device.config)
     with subprocess.Popen(argv, env=updater_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as process:
         detached = None
