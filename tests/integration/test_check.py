@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,8 +11,16 @@ import pytest
 from dunebugger_updater import ComponentUpdater, load_settings
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from support.cli import message_of, run_cli, run_cli_json
+from support.hostile_github import HostileGitHub
 
 pytestmark = pytest.mark.usefixtures("clean_env")
+
+
+@pytest.fixture
+def github() -> Iterator[HostileGitHub]:
+    """The loopback GitHub, able to refuse a repository with its rate limit."""
+    with HostileGitHub() as server:
+        yield server
 
 
 def device(tmp_path: Path, github: FakeGitHub, extra: str = "") -> Path:
@@ -77,16 +87,20 @@ async def test_lookups_overlap_in_time(tmp_path):
     assert last_start < first_finish, "the three lookups ran one after another"
 
 
+def statuses(github: FakeGitHub) -> Counter[int]:
+    return Counter(request.status for request in github.requests)
+
+
 async def test_forced_recheck_is_answered_by_304_and_unforced_asks_nothing(tmp_path, github):
     publish_standard_releases(github)
     config = device(tmp_path, github)
     updater = ComponentUpdater(load_settings(config, environ={}))
     first = await updater.check_updates(force=True)
-    assert github.statuses() == {200: 3}
+    assert statuses(github) == {200: 3}
 
     # A new process: only the cache on disk can make these 304s.
     again = await ComponentUpdater(load_settings(config, environ={})).check_updates(force=True)
-    assert github.statuses() == {200: 3, 304: 3}
+    assert statuses(github) == {200: 3, 304: 3}
     assert {n: s.latest_version for n, s in again.items()} == {n: s.latest_version for n, s in first.items()}
 
     await updater.check_updates(force=False)
@@ -107,7 +121,7 @@ async def test_per_component_errors_do_not_spoil_the_others(tmp_path, github):
 
 
 async def test_token_is_sent_when_configured(tmp_path):
-    with FakeGitHub(require_token="s3cret") as github:
+    with HostileGitHub(require_token="s3cret") as github:
         publish_standard_releases(github)
         config = device(tmp_path, github)
         without = await ComponentUpdater(load_settings(config, environ={})).check_updates(force=True)

@@ -17,18 +17,19 @@ import pytest
 from websockets.asyncio.client import connect
 
 from dunebugger_updater.bundle.maker import BundleMaker, Wanted
-from dunebugger_updater.demo import DemoDevice, free_port
+from dunebugger_updater.demo import free_port
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.release.signatures import NAMESPACE
 from dunebugger_updater.service.server import UpdaterServer
 from support.cli import run_cli, run_cli_json
+from support.device import SandboxDevice
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
 OFFLINE = {"UPDATER_GITHUBAPIURL": "http://127.0.0.1:9"}  # nothing listens there
 
 
-def history(device: DemoDevice) -> list[dict]:
+def history(device: SandboxDevice) -> list[dict]:
     return run_cli_json("history", config=device.config, env=OFFLINE)[1]["body"]["entries"]
 
 
@@ -49,7 +50,7 @@ def online(elsewhere: Path) -> dict[str, str]:
     return {"UPDATER_STATEPATH": str(elsewhere / "online-state")}
 
 
-async def make_bundle(device: DemoDevice, directory: Path) -> Path:
+async def make_bundle(device: SandboxDevice, directory: Path) -> Path:
     """A bundle of core made online."""
     await BundleMaker(device.settings(online(directory.parent))).create([Wanted("core")], directory)
     return directory
@@ -158,7 +159,7 @@ def test_a_signed_file_needs_no_typed_sha256(device, usb, keys):
 # --- refusals -----------------------------------------------------------------------
 
 
-def assert_refused(device: DemoDevice, expect: str, *args: str, environ: dict[str, str] = OFFLINE) -> None:
+def assert_refused(device: SandboxDevice, expect: str, *args: str, environ: dict[str, str] = OFFLINE) -> None:
     """Exit status 2, one line naming the problem, nothing changed, a line in the history."""
     before, pid = device.fingerprint(), device.app_pid()
     status, refused = run_cli_json("update", *args, config=device.config, env=environ)
@@ -260,7 +261,7 @@ def test_sha256_without_from_and_a_malformed_sha256_are_bad_input(device, usb):
 
 
 @pytest.fixture
-async def server(device: DemoDevice, tmp_path: Path) -> AsyncIterator[UpdaterServer]:
+async def server(device: SandboxDevice, tmp_path: Path) -> AsyncIterator[UpdaterServer]:
     bundles = tmp_path / "bundles"
     bundles.mkdir()
     settings = dataclasses.replace(device.settings(OFFLINE), serve_port=free_port(), bundle_path=bundles)

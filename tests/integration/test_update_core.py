@@ -12,6 +12,7 @@ from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.device.lock import DeviceLock
 from dunebugger_updater.statedir import StateDir
 from support.cli import run_cli, run_cli_json
+from support.hostile_archives import HOSTILE_MEMBERS, build_traversal_archive
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
@@ -86,7 +87,7 @@ async def test_release_without_any_checksum_is_refused(device):
 
 
 async def test_hostile_archive_is_refused_naming_the_member(device):
-    archive = releases.build_traversal_archive(device.artifacts, "1.1.0")
+    archive = build_traversal_archive(device.artifacts, "1.1.0")
     device.publish_archive("1.1.0", archive)
     before, pid = device.fingerprint(), device.app_pid()
 
@@ -94,7 +95,7 @@ async def test_hostile_archive_is_refused_naming_the_member(device):
 
     # The archive is checked on the device, after preflight: a failed stage, not a refusal.
     assert not result.success and result.outcome == "failed"
-    assert releases.HOSTILE_MEMBERS["traversal"] in result.message
+    assert HOSTILE_MEMBERS["traversal"] in result.message
     assert "Nothing was changed" in result.message
     assert device.fingerprint() == before and device.app_pid() == pid
 

@@ -33,6 +33,7 @@ from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
 from support.attack_kit import ASSET, assert_refused, attempt, publish_raw
 from support.cli import cli_argv, cli_environment, run_cli_json
+from support.hostile_github import HostileGitHub
 
 pytestmark = pytest.mark.integration
 
@@ -342,9 +343,7 @@ def self_signed_tls(directory: Path, host: str = "127.0.0.1") -> tuple[ssl.SSLCo
 async def test_asset_over_https_on_the_api_host_gets_no_token(device, archive, tmp_path):
     """Same host, another scheme (and port): https://127.0.0.1 is not http://127.0.0.1."""
     server_tls, client_tls = self_signed_tls(tmp_path)
-    secure = FakeGitHub()
-    secure.start(tls=server_tls)
-    try:
+    with HostileGitHub(tls=server_tls) as secure:
         secure.add_release(CORE_REPO, "v1.1.0", assets={ASSET: archive})
         publish_raw(device, "v1.1.0", archive=archive, asset_urls={ASSET: secure.asset_url(CORE_REPO, "v1.1.0", ASSET)})
         result, _ = await attempt(device, environ={"UPDATER_GITHUBTOKEN": TOKEN},
@@ -352,5 +351,3 @@ async def test_asset_over_https_on_the_api_host_gets_no_token(device, archive, t
         assert result.success and result.details["verified"], result.message
         assert secure.url.startswith("https://127.0.0.1:")
         assert_token_stayed_home(device, secure)
-    finally:
-        secure.stop()

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dunebugger_updater import ComponentUpdater
-from dunebugger_updater.demo import CORE_REPO, DemoDevice
-from dunebugger_updater.demo.sandbox.fingerprint import tree_fingerprint
+from dunebugger_updater.demo import CORE_REPO
 from dunebugger_updater.device.playbooks import ROLES_DIR
 from dunebugger_updater.results import UpdateResult
+from support.device import SandboxDevice
 
 ASSET = "dunebugger-1.1.0.tar.gz"
 
@@ -39,38 +39,29 @@ def template_payloads(marker: Path) -> dict[str, str]:
     }
 
 
-def tree_digest(root: Path) -> str:
-    """Everything under the device home, except the updater's state and the test's artifacts."""
-    return tree_fingerprint(root, skip_top=("state", "artifacts"))
-
-
-def app_pid(device: DemoDevice) -> str:
-    return (device.home / "app.pid").read_text().strip()
-
-
 class Fingerprint:
     """The device before an attempt; `unchanged()` compares it with the device after."""
 
-    def __init__(self, device: DemoDevice) -> None:
+    def __init__(self, device: SandboxDevice) -> None:
         self.device = device
-        self.tree = tree_digest(device.home)
-        self.pid = app_pid(device)
+        self.tree = device.fingerprint()
+        self.pid = device.app_pid()
         self.health = device.health()
 
     def assert_unchanged(self) -> None:
-        assert tree_digest(self.device.home) == self.tree, "the device tree changed"
-        assert app_pid(self.device) == self.pid, "the app was restarted"
+        assert self.device.fingerprint() == self.tree, "the device tree changed"
+        assert self.device.app_pid() == self.pid, "the app was restarted"
         assert self.device.health() == self.health, "the app answers differently"
 
 
-async def attempt(device: DemoDevice, *, environ: dict[str, str] | None = None, dry_run: bool = True,
+async def attempt(device: SandboxDevice, *, environ: dict[str, str] | None = None, dry_run: bool = True,
                   version: str | None = None, transport=None) -> tuple[UpdateResult, ComponentUpdater]:
     updater = ComponentUpdater(device.settings(environ), transport=transport)
     result = await updater.update_component("core", dry_run=dry_run, version=version)
     return result, updater
 
 
-async def assert_refused(device: DemoDevice, expect: str | tuple[str, ...], *, outcome: str = "refused",
+async def assert_refused(device: SandboxDevice, expect: str | tuple[str, ...], *, outcome: str = "refused",
                          markers: tuple[Path, ...] = (), **kwargs) -> UpdateResult:
     """The attempt fails with `outcome`, its message holds every `expect`, the device
     is unchanged, no marker file appeared, and history.jsonl records it."""
@@ -90,7 +81,7 @@ async def assert_refused(device: DemoDevice, expect: str | tuple[str, ...], *, o
     return result
 
 
-def publish_raw(device: DemoDevice, tag: str, *, archive: bytes | None = None, name: str = ASSET, **fields) -> None:
+def publish_raw(device: SandboxDevice, tag: str, *, archive: bytes | None = None, name: str = ASSET, **fields) -> None:
     """A release whose every field the test chooses (the archive defaults to a good 1.1.0)."""
     if archive is None:
         from dunebugger_updater.demo.sandbox import releases

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dunebugger_updater.demo.sandbox import releases
-from dunebugger_updater.demo.sandbox.fingerprint import tree_fingerprint
+from support.fingerprint import sha256_file, tree_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventory" / "localhost.yml"
@@ -102,7 +102,7 @@ class Sandbox:
 
     def update(self, version: str, archive: Path, *options: str, sha256: str | None = None, **extra) -> Result:
         return self.run("update_core.yml", *options, dunebugger_version=version, core_archive=str(archive),
-                        core_archive_sha256=sha256 or releases.sha256_file(archive), **extra)
+                        core_archive_sha256=sha256 or sha256_file(archive), **extra)
 
     def rollback(self, *options: str, **extra) -> Result:
         return self.run("rollback_core.yml", *options, **extra)
