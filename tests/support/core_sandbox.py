@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dunebugger_updater.demo import free_port
 from dunebugger_updater.demo.sandbox import releases
 from support.fingerprint import sha256_file, tree_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventory" / "localhost.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_env() -> dict[str, str]:

@@ -19,14 +19,9 @@ from pathlib import Path
 APP_SOURCE = Path(__file__).with_name("app.py")
 
 
-def release_files(
-    version: str, *, health: str = "ok", requirements: Iterable[str] = (), json_version: bool = True
-) -> dict[str, bytes]:
+def release_files(version: str, *, health: str = "ok", requirements: Iterable[str] = ()) -> dict[str, bytes]:
     """The file contents of a stand-in core release, keyed by relative path."""
-    if json_version:
-        version_text = json.dumps({"version": version, "prerelease": False, "build_type": "sandbox", "commit": "0" * 7})
-    else:
-        version_text = version
+    version_text = json.dumps({"version": version, "prerelease": False, "build_type": "sandbox", "commit": "0" * 7})
     files = {"app.py": APP_SOURCE.read_bytes(), "VERSION": (version_text + "\n").encode()}
     if health != "ok":
         files["HEALTH"] = (health + "\n").encode()
@@ -50,7 +45,6 @@ def build_release(
     requirements: Iterable[str] = (),
     extra_members: Mapping[str, bytes | tuple[bytes, int]] | None = None,
     top_dir: bool = True,
-    json_version: bool = True,
     omit_version: bool = False,
 ) -> Path:
     """Write ``dunebugger-<version>.tar.gz`` into dest_dir and return its path.
@@ -61,9 +55,7 @@ def build_release(
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / f"dunebugger-{version}{'-' + health if health != 'ok' else ''}.tar.gz"
-    files: dict[str, bytes | tuple[bytes, int]] = dict(
-        release_files(version, health=health, requirements=requirements, json_version=json_version)
-    )
+    files: dict[str, bytes | tuple[bytes, int]] = dict(release_files(version, health=health, requirements=requirements))
     if omit_version:
         del files["VERSION"]
     files.update(extra_members or {})
@@ -79,14 +71,7 @@ def build_release(
     return archive
 
 
-def make_sandbox(
-    home: str | os.PathLike[str],
-    version: str,
-    *,
-    port: int | None = None,
-    python: str = sys.executable,
-    health: str = "ok",
-) -> Path:
+def make_sandbox(home: str | os.PathLike[str], version: str, *, port: int | None = None) -> Path:
     """Install a plain-directory core of ``version`` under home and return home.
 
     Layout: ``home/core`` (app.py, VERSION, .venv without pip), ``home/port``,
@@ -95,9 +80,9 @@ def make_sandbox(
     home = Path(home)
     core = home / "core"
     core.mkdir(parents=True)
-    for name, data in release_files(version, health=health).items():
+    for name, data in release_files(version).items():
         (core / name).write_bytes(data)
-    subprocess.run([python, "-m", "venv", "--without-pip", str(core / ".venv")], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(core / ".venv")], check=True)
     (home / "backups").mkdir()
     if port is not None:
         (home / "port").write_text(f"{port}\n")
