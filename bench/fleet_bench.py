@@ -2,7 +2,7 @@
 measured in the same run, and the controller's cost per host.
 
 The devices are real SSH hosts (network namespaces with their own sshd and /opt, the
-fleet test bed of tests/fleet/fleet_testbed.py); each runs core 1.0.0 with the `command`
+fleet test bed of tests/support/fleet_testbed.py); each runs core 1.0.0 with the `command`
 service manager and is updated to 1.1.0 through `FleetUpdater.update`: the release
 looked up and verified once on the controller, the versions pass, then update_core.yml
 over SSH. Every device is reset to 1.0.0 between runs (not timed).

@@ -1,11 +1,13 @@
 """The fleet tier: four real hosts (network namespaces on a bridge of our own, each with
-its own sshd, hostname and /opt) reached by Ansible over SSH; see fleet_testbed.py.
+its own sshd, hostname and /opt) reached by Ansible over SSH; the hosts are built by
+tests/support/fleet_testbed.py (and container_testbed.py, with an engine each).
 
 The hosts are built once per session (about 2 s) and every test starts from the same
 state: every host reachable, running a fresh plain-directory core 1.0.0 under
 /opt/dunebugger with the `command` service manager. Without root, iproute2 or sshd the
 tests FAIL naming what is missing: a fleet test that silently skips hides a broken CI
-machine. Every test here is marked `fleet` (deselect with `-m "not fleet"`).
+machine. Every test here is marked `fleet` (deselect with `-m "not fleet"`); fleet
+tests that need no hosts live in tests/unit (test_fleet_*.py).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def fleet(fleet_hosts: Fleet) -> Fleet:
 
 @pytest.fixture(scope="session")
 def container_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerFleet]:
-    """Three hosts with a container engine each (container_testbed.py), built once."""
+    """Three hosts with a container engine each (support/container_testbed.py), built once."""
     with ContainerFleet(
         tmp_path_factory.mktemp("containers"),
         count=3,

@@ -1,4 +1,4 @@
-"""Sandbox fixture helpers for tests/integration/test_core_playbooks.py.
+"""A sandbox for the playbooks run by hand (test_core_playbooks.py, test_ansible_floor.py).
 
 A Sandbox is a device-like home directory in tmp_path (plain-directory core 1.0.0,
 backups dir, port file) served by the stand-in app under the ``command`` service
