@@ -12,9 +12,8 @@ import subprocess
 
 import pytest
 
-from support.attack_kit import safe_extract
+from support.attack_kit import HOSTILE_BUILDERS, HOSTILE_MEMBERS, safe_extract
 from support.core_sandbox import Sandbox, build_tiny_wheel, releases, start_sandbox, stop_sandbox
-from support.hostile_archives import HOSTILE_BUILDERS, HOSTILE_MEMBERS
 
 pytestmark = pytest.mark.integration
 

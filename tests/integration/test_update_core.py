@@ -11,8 +11,8 @@ from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.device.lock import DeviceLock
 from dunebugger_updater.statedir import StateDir
+from support.attack_kit import HOSTILE_MEMBERS, build_traversal_archive
 from support.cli import run_cli, run_cli_json
-from support.hostile_archives import HOSTILE_MEMBERS, build_traversal_archive
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
