@@ -107,7 +107,7 @@ def main() -> int:
             f"fleetStrategy = {args.strategy}\n"
         )
         updater = FleetUpdater(load_settings(config, environ={}))
-        runs = Path(work) / "state" / "fleet-runs"
+        artifacts = Path(work) / "state" / "fleet-runs"
         one_batch = fleet.write(
             Path(work) / "one-batch.yml",
             {"devices": {"hosts": {host.name: fleet.host_vars(host) for host in fleet.hosts}}},
@@ -121,7 +121,8 @@ def main() -> int:
             runs = []
             for _ in range(args.repeat):
                 fleet.reset()
-                runs.append(rollout(updater, runs, one_batch, [host.name for host in fleet.hosts[:size]], ("100%",)))
+                hosts = [host.name for host in fleet.hosts[:size]]
+                runs.append(rollout(updater, artifacts, one_batch, hosts, ("100%",)))
             medians[size] = Measured(
                 statistics.median(run.seconds for run in runs),
                 statistics.median(run.controller_cpu for run in runs),
@@ -138,7 +139,7 @@ def main() -> int:
 
         fleet.reset()
         everyone = [host.name for host in fleet.hosts]
-        staged = rollout(updater, runs, fleet.inventory, everyone, (1, "25%", "100%"))
+        staged = rollout(updater, artifacts, fleet.inventory, everyone, (1, "25%", "100%"))
         print(
             f"\n{len(everyone)} devices in batches 1,25%,100% (planned {list(staged.batches)}): "
             f"{staged.seconds:.1f} s, "

@@ -19,9 +19,8 @@ def test_a_second_rollout_over_the_same_inventory_is_busy_and_rollback_restores_
     controller.publish("1.1.0")
     inventory = str(fleet.inventory)
     running = controller.start("fleet", "update", "core", "-i", inventory, "--limit", "h1,h2", "--json")
-    locks = controller.state / "fleet-locks"
     wait_for(
-        lambda: any("fleet update of core" in path.read_text() for path in locks.glob("*.lock")),
+        lambda: any("fleet update of core" in path.read_text() for path in controller.state.glob("fleet-*.lock")),
         "the first rollout to hold the inventory",
         timeout=60,
     )

@@ -162,7 +162,8 @@ def make_world(root: Path) -> tuple[dict[str, list[str]], list[Condition]]:
                   stops=USES_STATE, says="a part of the path is not a directory"),
     ]
     samples = {"component": ["core"], "file": [str(broken_manifest)], "inventory": [str(inventory)],
-               "version": ["1.0.0"], "artifacts": [str(root / "missing-1.0.0.tar.gz")]}
+               "version": ["1.0.0"], "artifacts": [str(root / "missing-1.0.0.tar.gz")],
+               "output": [str(root / "bundle")]}
     return samples, conditions
 
 

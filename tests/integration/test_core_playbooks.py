@@ -94,7 +94,7 @@ def test_safe_extract_module_refuses_every_hostile_archive(tmp_path, kind):
     """The extraction module itself, without a playbook run (covers hardlink and fifo too)."""
     archive = HOSTILE_BUILDERS[kind](tmp_path / "dist", "1.1.0")
     dest = tmp_path / "releases" / "1.1.0"
-    with pytest.raises(safe_extract.Refused, match=re.escape(repr(HOSTILE_MEMBERS[kind]))):
+    with pytest.raises(safe_extract.ArchiveRefused, match=re.escape(repr(HOSTILE_MEMBERS[kind]))):
         safe_extract.extract(str(archive), str(dest), "1.1.0", "")
     assert not dest.exists()
 
@@ -102,7 +102,7 @@ def test_safe_extract_module_refuses_every_hostile_archive(tmp_path, kind):
 def test_safe_extract_module_checks_the_release_version(tmp_path):
     dest = tmp_path / "releases" / "1.1.0"
     wrong = releases.build_release(tmp_path / "dist", "1.2.0")
-    with pytest.raises(safe_extract.Refused, match="release VERSION is '1.2.0', expected '1.1.0'"):
+    with pytest.raises(safe_extract.ArchiveRefused, match="release VERSION is '1.2.0', expected '1.1.0'"):
         safe_extract.extract(str(wrong), str(dest), "1.1.0", "")
     assert not dest.exists()
 

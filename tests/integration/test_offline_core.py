@@ -6,10 +6,13 @@ to the network would fail the update; the real playbooks run on the sandbox devi
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
+import io
 import json
 import os
 import subprocess
+import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -207,6 +210,48 @@ def test_a_file_that_is_not_an_archive_is_refused(device, usb):
     junk.write_bytes(b"this is a text file, not a release\n" * 100)
     assert_refused(device, "dunebugger-1.1.0.tar.gz is not a release archive (a .tar.gz)",
                    "core", "--from", str(junk), "--sha256", sha256(junk))
+
+
+def test_a_metadata_bomb_in_a_file_is_refused_before_its_header_is_read(device, usb):
+    # The first member's GNU long name header declares 1 MiB of name (64 KiB at most).
+    long_name = tarfile.TarInfo("././@LongLink")
+    long_name.type, long_name.size = tarfile.GNUTYPE_LONGNAME, 1024 * 1024
+    good = gzip.decompress(releases.build_release(usb / "good", "1.1.0").read_bytes())
+    bomb = usb / "dunebugger-1.1.0.tar.gz"
+    bomb.write_bytes(gzip.compress(long_name.tobuf(format=tarfile.GNU_FORMAT) + b"a" * 1024 * 1024 + good))
+    assert_refused(device, "refused release archive dunebugger-1.1.0.tar.gz: member 1 has a GNU long name header "
+                           "of 1048576 bytes", "core", "--from", str(bomb), "--sha256", sha256(bomb))
+
+
+def test_a_file_larger_than_the_download_cap_is_refused(device, usb):
+    archive = releases.build_release(usb, "1.1.0", extra_members={"blob.bin": os.urandom(2 * 1024 * 1024)})
+    assert_refused(device, f"{archive} is larger than the cap of 1048576 bytes (maxDownloadMb)",
+                   "core", "--from", str(archive), "--sha256", sha256(archive),
+                   environ={**OFFLINE, "UPDATER_MAXDOWNLOADMB": "1"})
+
+
+def test_a_decompression_bomb_in_a_file_is_refused_on_the_device(device, usb, tmp_path):
+    bomb = usb / "dunebugger-1.1.0.tar.gz"
+    members = io.BytesIO()
+    with tarfile.open(fileobj=members, mode="w") as tar:
+        for name, data in releases.release_files("1.1.0").items():
+            info = tarfile.TarInfo(f"dunebugger-1.1.0/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("dunebugger-1.1.0/zeros.bin")
+        info.size = 2 * 1024 ** 3  # header only: the cap refuses it before its data is read
+        tar.addfile(info)
+    bomb.write_bytes(gzip.compress(members.getvalue()))
+    before, pid = device.fingerprint(), device.app_pid()
+
+    status, run = run_cli_json("update", "core", "--from", str(bomb), "--sha256", sha256(bomb),
+                               config=device.config, env=OFFLINE)
+
+    body = run["body"]
+    assert (status, body["outcome"]) == (1, "failed"), body
+    assert "member 'dunebugger-1.1.0/zeros.bin' takes the unpacked release past the cap of 1073741824 bytes" \
+        in body["message"] and body["message"].endswith("Nothing was changed."), body["message"]
+    assert device.fingerprint() == before and device.app_pid() == pid
 
 
 def test_an_older_version_is_refused(device, usb):

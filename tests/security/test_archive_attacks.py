@@ -55,7 +55,7 @@ def test_real_gzip_bomb_is_refused_at_its_header(tmp_path):
     bomb = gzip_bomb_tar(tmp_path / "bomb.tar.gz", unpacked_bytes=2 * GiB)
     assert bomb.stat().st_size < 4 * 1024 * 1024  # ~2 MiB that unpack to 2 GiB
     dest = tmp_path / "releases" / "1.1.0"
-    with pytest.raises(safe_extract.Refused, match="past the cap of 1073741824 bytes"):
+    with pytest.raises(safe_extract.ArchiveRefused, match="past the cap of 1073741824 bytes"):
         safe_extract.extract(str(bomb), str(dest), "1.1.0", "")
     assert not dest.exists()
     assert sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file()) < 8 * 1024 * 1024
@@ -64,13 +64,13 @@ def test_real_gzip_bomb_is_refused_at_its_header(tmp_path):
 def test_many_members_adding_up_past_the_cap_are_refused(tmp_path):
     members = {f"r/part{i}.bin": bytes(40_000) for i in range(10)}
     archive = tar_gz(tmp_path / "parts.tar.gz", members)
-    with pytest.raises(safe_extract.Refused, match="'r/part7.bin' takes the unpacked release past the cap of 300000"):
+    with pytest.raises(safe_extract.ArchiveRefused, match="'r/part7.bin' takes the unpacked release past the cap of 300000"):
         safe_extract.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "", max_bytes=300_000)
 
 
 def test_too_many_members_are_refused(tmp_path):
     archive = tar_gz(tmp_path / "many.tar.gz", {f"r/f{i}": b"" for i in range(60)})
-    with pytest.raises(safe_extract.Refused, match="more than 50 members"):
+    with pytest.raises(safe_extract.ArchiveRefused, match="more than 50 members"):
         safe_extract.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "", max_members=50)
 
 
@@ -91,7 +91,7 @@ def test_a_good_release_is_well_under_the_caps(tmp_path):
 def test_hostile_member_shapes_are_refused(tmp_path, members, expect):
     archive = tar_gz(tmp_path / "hostile.tar.gz", members)
     dest = tmp_path / "rel" / "1.1.0"
-    with pytest.raises(safe_extract.Refused, match=expect):
+    with pytest.raises(safe_extract.ArchiveRefused, match=expect):
         safe_extract.extract(str(archive), str(dest), "1.1.0", "scripts/migrate.sh")
     assert not dest.exists()
 
@@ -114,7 +114,7 @@ def refuse_and_compare(beside: Path, members: list[Member], expect: str) -> None
     dest = beside / "releases" / "1.1.0"
     archive = write_tar(beside / "releases" / "evil.tar", [Member("file", "VERSION", data=b"1.1.0\n"), *members])
     before = tree_state(beside, release=dest)
-    with pytest.raises(safe_extract.Refused, match=expect):
+    with pytest.raises(safe_extract.ArchiveRefused, match=expect):
         safe_extract.extract(str(archive), str(dest), "1.1.0", "")
     assert tree_state(beside, release=dest) == before
     assert not dest.exists() and not dest.with_name("1.1.0.partial").exists()
@@ -168,7 +168,7 @@ def test_links_and_duplicates_that_could_redirect_a_write_are_refused(beside, me
 
 def test_a_version_file_that_is_a_link_is_refused(tmp_path):
     archive = write_tar(tmp_path / "v.tar", [Member("file", "real", data=b"1.1.0\n"), Member("symlink", "VERSION", "real")])
-    with pytest.raises(safe_extract.Refused, match="VERSION is not a regular file"):
+    with pytest.raises(safe_extract.ArchiveRefused, match="VERSION is not a regular file"):
         safe_extract.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "")
 
 

@@ -105,7 +105,7 @@ def test_no_archive_acts_outside_the_release(sandbox, archive, script):
     write_tar(sandbox.archive, [concrete(member, sandbox.outside) for member in archive])
     try:
         safe_extract.extract(str(sandbox.archive), str(release), "1.1.0", script)
-    except safe_extract.Refused:
+    except safe_extract.ArchiveRefused:
         event("refused")
         assert not release.exists()
     else:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import ansible.module_utils
+
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import CORE_REPO
 from dunebugger_updater.demo.sandbox.releases import add_file, build_release, release_files
@@ -26,6 +28,8 @@ from support.device import SandboxDevice
 ASSET = "dunebugger-1.1.0.tar.gz"
 
 # The extraction module, imported as plain Python: in-process tests need no playbook run.
+# Its shared module_utils are found where Ansible finds them for a run.
+ansible.module_utils.__path__.append(str(ROLES_DIR / "core_common" / "module_utils"))
 _spec = importlib.util.spec_from_file_location(
     "core_safe_extract_security", ROLES_DIR / "core_update" / "library" / "core_safe_extract.py")
 safe_extract = importlib.util.module_from_spec(_spec)
@@ -196,16 +200,17 @@ HOSTILE_BUILDERS = {
 }
 
 
-def gzip_bomb_tar(path: Path, *, unpacked_bytes: int, member: str = "dunebugger-1.1.0/data.bin") -> Path:
-    """A real .tar.gz whose one member unpacks to `unpacked_bytes` of zeros, written in
-    a fraction of a second: gzip members may be concatenated, so one compressed 64 MiB
-    block of zeros is repeated. About 1 KiB on disk per MiB unpacked."""
+def gzip_bomb_tar(path: Path, *, unpacked_bytes: int, member: str = "dunebugger-1.1.0/data.bin",
+                  kind: bytes = tarfile.REGTYPE) -> Path:
+    """A real .tar.gz whose one member (of type `kind`) unpacks to `unpacked_bytes` of
+    zeros, written in a fraction of a second: gzip members may be concatenated, so one
+    compressed 64 MiB block of zeros is repeated. About 1 KiB on disk per MiB unpacked."""
     block = 64 * 1024 * 1024
     assert unpacked_bytes % block == 0
     header = io.BytesIO()
     with tarfile.open(fileobj=header, mode="w") as tar:
         info = tarfile.TarInfo(member)
-        info.size, info.mode = unpacked_bytes, 0o644
+        info.size, info.mode, info.type = unpacked_bytes, 0o644, kind
         tar.addfile(info)  # header only; the data follows as separate gzip members
     head = header.getvalue()[:512]
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)

@@ -25,6 +25,7 @@ from support.fingerprint import sha256_file, tree_fingerprint
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventory" / "localhost.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+ANSIBLE = Path(sys.executable).with_name("ansible")
 
 
 def run_env() -> dict[str, str]:
@@ -37,6 +38,18 @@ def run_env() -> dict[str, str]:
         PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     )
     return env
+
+
+def run_module(module: str, args: dict) -> dict:
+    """One module of the roles run on localhost as Ansible runs it (ad hoc, with the
+    roles' module_utils); its result."""
+    library = ":".join(str(path) for path in sorted(ROOT.glob("roles/*/library")))
+    env = {**os.environ, "ANSIBLE_LIBRARY": library,
+           "ANSIBLE_MODULE_UTILS": str(ROOT / "roles" / "core_common" / "module_utils"),
+           "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_NOCOLOR": "1"}
+    done = subprocess.run([str(ANSIBLE), "localhost", "-c", "local", "-m", module, "-a", json.dumps(args)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
 @dataclass

@@ -9,7 +9,8 @@ short_description: Read or set the image tag of one compose service, byte for by
 description:
   - Finds C(services.<service>.image) with the YAML parser and rewrites only the
     characters of that value, so comments, order, quoting and formatting of the rest
-    of the file stay exactly as they were. The file is replaced atomically.
+    of the file stay exactly as they were. The file is replaced atomically, keeping
+    its mode, owner and group.
 options:
   path: {type: path, required: true, description: the compose file}
   service: {type: str, required: true, description: the compose service}
@@ -43,6 +44,7 @@ path: {description: the compose file, type: str, returned: success}
 service: {description: the compose service, type: str, returned: success}
 """
 
+import contextlib
 import os
 import re
 import tempfile
@@ -96,15 +98,18 @@ def rewrite(text, node, new_value):
 
 
 def write_atomically(path, text):
+    """Replace the file with `text`, keeping its mode, owner and group."""
     directory = os.path.dirname(path) or "."
-    mode = os.stat(path).st_mode & 0o7777
+    before = os.stat(path)
     fd, tmp = tempfile.mkstemp(prefix=".compose-", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
+            with contextlib.suppress(PermissionError):  # only root may give a file away
+                os.fchown(handle.fileno(), before.st_uid, before.st_gid)
+            os.fchmod(handle.fileno(), before.st_mode & 0o7777)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

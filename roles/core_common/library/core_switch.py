@@ -9,7 +9,8 @@ short_description: Back up, then stop the core service, switch the link, migrate
 description:
   - Everything that can happen while the old release runs happens first - restoring the
     target from a backup (a rollback), backing up the running installation (read back
-    whole when I(backup_max_age_hours) is set) - then the window - stop, record
+    whole when I(backup_max_age_hours) is set; 0600 from its creation, in a I(backup_dir)
+    made private - created 0700, tightened to 0700, refused when another user's) - then the window - stop, record
     C(.previous), point I(install_path) at I(target) atomically (moving a plain directory
     aside once), the migration script, start - in this one module execution, so the
     service is down for the switch itself and not for Ansible's cost of several tasks.

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from ansible.module_utils.dunebugger_files import (
+    create_private, private_directory, remove_tree, walk_tree, write_private,
+)
 
 BACKUP_RE = re.compile(r"^core-(?P<version>.+)-(?P<stamp>\d{8}T\d{6})\.tar\.gz$")
 CHECKS_DIR = ".checks"  # <releases>/.checks/<version>.json: what verified each release
@@ -161,29 +163,15 @@ def read_checks(path):
 
 
 def write_checks(path, checks):
-    """Atomically; returns False (never raises) when it cannot: a record that is missing
+    """Atomically, 0600 in a 0700 directory (a container's records live beside its
+    backups); returns False (never raises) when it cannot: a record that is missing
     only means a later rollback to that release uses the device's own checks."""
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomically(path, json.dumps(normalised_checks(checks), sort_keys=True).encode(), 0o644)
+        private_directory(os.path.dirname(path))
+        write_private(path, json.dumps(normalised_checks(checks), sort_keys=True).encode())
     except OSError:
         return False
     return True
-
-
-def write_atomically(path, data, mode):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --- the service -----------------------------------------------------------------------
@@ -280,7 +268,7 @@ def fsync_dir(path):
 def record_previous(releases_path, previous):
     """Written before the link moves, so a crash right after the switch knows the way back."""
     os.makedirs(releases_path, exist_ok=True)
-    write_atomically(os.path.join(releases_path, PREVIOUS_FILE), (previous + "\n").encode(), 0o644)
+    write_private(os.path.join(releases_path, PREVIOUS_FILE), (previous + "\n").encode())
 
 
 def point_link(path, target, migrate_to=None):
@@ -318,20 +306,26 @@ def points_at(path, target):
 
 
 def create_backup(src, dest_dir, version, timestamp):
-    """core-<version>-<timestamp>.tar.gz of `src` (links resolved), under a top directory
-    named after the version; written to a temporary name, then renamed into place."""
-    os.makedirs(dest_dir, exist_ok=True)
+    """core-<version>-<timestamp>.tar.gz of `src` (the link resolved; links inside kept
+    as links), under a top directory named after the version; written to a temporary
+    name, then renamed into place. The installation may hold secrets that only its
+    owner reads: the backup is 0600 from its creation, in a 0700 directory
+    (private_directory)."""
+    private_directory(dest_dir)
     path = os.path.join(dest_dir, f"core-{version}-{timestamp}.tar.gz")
     tmp = path + ".part"
+    remove_tree(tmp)
     try:
         # Level 1: several times faster than the default 9 on a venv full of wheels, for a
         # slightly larger file; the backup is taken while the update waits.
-        with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
-            tar.add(os.path.realpath(src), arcname=version)
+        with os.fdopen(create_private(tmp), "wb") as handle, \
+                tarfile.open(fileobj=handle, mode="w:gz", compresslevel=1) as tar:
+            for path_in_tree, relative in walk_tree(os.path.realpath(src)):
+                tar.add(path_in_tree, arcname=os.path.join(version, relative) if relative else version,
+                        recursive=False)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        remove_tree(tmp)
     return path
 
 
@@ -366,16 +360,19 @@ def prune_backups(dest_dir, keep):
 
 def restore_backup(archive, dest):
     """Extract a backup this updater wrote (hence trusted: a release venv legitimately
-    holds absolute symlinks) into dest.partial, then rename it to dest."""
+    holds absolute symlinks) into dest.partial, then rename it to dest. The release
+    directory gets the mode it had (0700 stays 0700), and is never wider meanwhile."""
     partial = dest + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
+    remove_tree(partial)
+    os.makedirs(os.path.dirname(partial), exist_ok=True)
+    os.mkdir(partial, 0o700)
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = []
+            members, top_mode = [], None
             for member in tar.getmembers():
                 top, _, rest = member.name.partition("/")
                 if not rest:
+                    top_mode = member.mode
                     continue
                 member.name = rest
                 if member.islnk():
@@ -383,11 +380,12 @@ def restore_backup(archive, dest):
                 members.append(member)
             extra = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
             tar.extractall(partial, members=members, **extra)
-        if os.path.isdir(dest):
-            shutil.rmtree(dest)
+        if top_mode is not None:
+            os.chmod(partial, top_mode & 0o7777)
+        remove_tree(dest)
         os.rename(partial, dest)
     except (OSError, tarfile.TarError) as exc:
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_tree(partial)
         raise CoreError(f"cannot restore {archive}: {exc}") from None
 
 

@@ -9,6 +9,7 @@ short_description: Keep the newest I(keep) release dirs (by mtime), never removi
 description:
   - Stale C(*.partial) directories are removed too, and the recorded checks
     (C(.checks/<version>.json)) of releases that are gone. Other hidden entries are ignored.
+  - A tree is removed whatever its depth, never following a link inside it.
 options:
   path: {type: path, required: true, description: the releases directory (one directory per release)}
   keep: {type: int, default: 3, description: release directories to keep, the protected ones included}
@@ -29,9 +30,9 @@ removed: {description: the directories and records removed, type: list, elements
 """
 
 import os
-import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.dunebugger_files import remove_tree
 
 CHECKS_DIR = ".checks"  # release_checks records, one per release
 
@@ -63,7 +64,7 @@ def main():
         # The new release is verified by now: an old directory that will not go is a
         # warning, never a reason to roll back.
         try:
-            shutil.rmtree(path)
+            remove_tree(path)
         except OSError as exc:
             module.warn(f"cannot remove old release {path}: {exc}")
             continue

@@ -21,6 +21,14 @@ description:
     header by header while the archive is read, and the archive is refused at the first
     header that takes the total past I(max_bytes) (or the count past I(max_members)),
     before that member's data is decompressed or anything is written.
+  - Metadata bombs are refused on the 512-byte header that declares them, before it is
+    read - a GNU long name or long link name or pax header of more than 64 KiB for one
+    member (more than 8 such headers before one member, more than 16 MiB in the whole
+    archive), a negative size, a sparse file.
+  - Names are bounded - a member name (or link target) longer than 4096 bytes, a path
+    component longer than 255 bytes, or a name of more than 64 path components is
+    refused before anything is written. Messages cut every name to its first 200
+    characters.
   - Members may sit at the archive root or under exactly one top directory, which is stripped.
   - The release's VERSION (JSON with a C(version) key, or one plain line) must equal
     I(expected_version); a plain VERSION is written when the archive has none.
@@ -28,8 +36,9 @@ description:
     without setuid/setgid/sticky bits; times are not restored. VERSION must be a regular file.
   - The releases directory (parent of I(dest)) is created if needed; C(created_root) names
     the highest directory this call created (null if none), for the caller's cleanup.
-  - On any failure the partial directory (and directories created by this call) are removed
-    and I(dest) is left untouched.
+  - On any failure the partial directory (and directories created by this call) are removed,
+    whatever their depth, and I(dest) is left untouched; a C(.partial) left by an earlier
+    run is removed first.
   - Returns C(migration_argv) ([] without a script) and C(has_requirements).
   - With I(sha256), the archive's sha256 is checked first; a mismatch refuses it before
     anything is read from it. With I(remove_src), the archive is removed afterwards,
@@ -80,25 +89,38 @@ import stat
 import tarfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.dunebugger_archive import ArchiveRefused, capped_members, open_archive, shown
+from ansible.module_utils.dunebugger_files import remove_tree
 
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 DEFAULT_MAX_MEMBERS = 20000
 MAX_VERSION_FILE_BYTES = 4096
+MAX_DEPTH = 64  # path components of a member name
+MAX_NAME_BYTES = 4096  # a member name or a link target (PATH_MAX)
+MAX_COMPONENT_BYTES = 255  # one path component (NAME_MAX)
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
-class Refused(Exception):
-    """An archive member, or the release as a whole, is not acceptable."""
-
-
 def normalize(name):
-    """Archive name -> list of path components, refusing absolute and '..' paths."""
+    """Archive name -> list of path components, refusing absolute and '..' paths and
+    names past the bounds (see DOCUMENTATION)."""
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise Refused(f"member {name!r} has an absolute path")
+        raise ArchiveRefused(f"member {shown(name)} has an absolute path")
+    if byte_length(name) > MAX_NAME_BYTES:
+        raise ArchiveRefused(f"member {shown(name)} has a name longer than {MAX_NAME_BYTES} bytes")
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise Refused(f"member {name!r} contains a '..' component")
+        raise ArchiveRefused(f"member {shown(name)} contains a '..' component")
+    if len(parts) > MAX_DEPTH:
+        raise ArchiveRefused(f"member {shown(name)} is {len(parts)} path components deep; "
+                             f"at most {MAX_DEPTH} are accepted")
+    if any(byte_length(part) > MAX_COMPONENT_BYTES for part in parts):
+        raise ArchiveRefused(f"member {shown(name)} has a path component longer than {MAX_COMPONENT_BYTES} bytes")
     return parts
+
+
+def byte_length(text):
+    return len(text.encode("utf-8", "surrogateescape"))
 
 
 def common_top(members):
@@ -114,22 +136,24 @@ def common_top(members):
 
 
 def check_member(member, rel):
-    """Raise Refused if member (at release-relative path rel) is unsafe."""
+    """Raise ArchiveRefused if member (at release-relative path rel) is unsafe."""
     name = member.name
     if member.isdev() or member.isfifo():
-        raise Refused(f"member {name!r} is a device or fifo")
+        raise ArchiveRefused(f"member {shown(name)} is a device or fifo")
     if member.mode & (stat.S_ISUID | stat.S_ISGID):
-        raise Refused(f"member {name!r} has the setuid or setgid bit")
+        raise ArchiveRefused(f"member {shown(name)} has the setuid or setgid bit")
+    if (member.issym() or member.islnk()) and byte_length(member.linkname) > MAX_NAME_BYTES:
+        raise ArchiveRefused(f"link {shown(name)} has a target longer than {MAX_NAME_BYTES} bytes")
     if member.issym():
         if member.linkname.startswith("/"):
-            raise Refused(f"symlink {name!r} points to absolute path {member.linkname!r}")
+            raise ArchiveRefused(f"symlink {shown(name)} points to absolute path {shown(member.linkname)}")
         target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), member.linkname))
         if target == ".." or target.startswith("../"):
-            raise Refused(f"symlink {name!r} -> {member.linkname!r} leaves the release")
+            raise ArchiveRefused(f"symlink {shown(name)} -> {shown(member.linkname)} leaves the release")
     elif member.islnk():
         pass  # resolved against the stripped names by the caller
     elif not (member.isreg() or member.isdir()):
-        raise Refused(f"member {name!r} has unsupported type {member.type!r}")
+        raise ArchiveRefused(f"member {shown(name)} has unsupported type {member.type!r}")
 
 
 class Names:
@@ -145,38 +169,18 @@ class Names:
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
             if parent in self.others:
-                raise Refused(f"member {member.name!r} lies below {parent!r}, which is not a directory")
+                raise ArchiveRefused(f"member {shown(member.name)} lies below {shown(parent)}, which is not a directory")
             self.directories.add(parent)
         rel = "/".join(parts)
         if rel in self.others or (rel in self.directories and not member.isdir()):
-            raise Refused(f"member {member.name!r} repeats the name of an earlier member")
+            raise ArchiveRefused(f"member {shown(member.name)} repeats the name of an earlier member")
         (self.directories if member.isdir() else self.others).add(rel)
 
 
-def read_members(tar, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
-    """Every member, read header by header under the caps (see DOCUMENTATION).
-
-    Reading the next header skips (decompresses) the previous member's data, so the
-    sizes are checked on each header before moving on: a bomb costs at most max_bytes
-    of decompression and nothing on disk.
-    """
-    members, total = [], 0
-    while True:
-        member = tar.next()
-        if member is None:
-            return members
-        members.append(member)
-        if len(members) > max_members:
-            raise Refused(f"the archive has more than {max_members} members")
-        total += max(member.size, 0) if member.isreg() else 0
-        if total > max_bytes:
-            raise Refused(f"member {member.name!r} takes the unpacked release past the cap of "
-                          f"{max_bytes} bytes (a decompression bomb?)")
-
-
-def plan(tar, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
-    """Validate all members; return [(member, release-relative path)] to extract."""
-    members = [(normalize(m.name), m) for m in read_members(tar, max_bytes, max_members)]
+def plan(tar, max_bytes=DEFAULT_MAX_BYTES):
+    """Validate all members of an archive from open_archive (which counts them as it
+    reads them); return [(member, release-relative path)] to extract."""
+    members = [(normalize(m.name), m) for m in capped_members(tar, max_bytes)]
     top = common_top(members)
     planned, names, regular_files = [], Names(), set()
     for parts, member in members:
@@ -190,13 +194,13 @@ def plan(tar, max_bytes=DEFAULT_MAX_BYTES, max_members=DEFAULT_MAX_MEMBERS):
         if member.islnk():
             try:
                 link_parts = normalize(member.linkname)
-            except Refused:
-                raise Refused(f"hardlink {member.name!r} -> {member.linkname!r} leaves the release")
+            except ArchiveRefused:
+                raise ArchiveRefused(f"hardlink {shown(member.name)} -> {shown(member.linkname)} leaves the release")
             if top is not None and link_parts[:1] == [top]:
                 link_parts = link_parts[1:]
             if "/".join(link_parts) not in regular_files:
-                raise Refused(f"hardlink {member.name!r} -> {member.linkname!r} does not "
-                              "point to a regular file of the release")
+                raise ArchiveRefused(f"hardlink {shown(member.name)} -> {shown(member.linkname)} does not "
+                                     "point to a regular file of the release")
             member = copy.copy(member)
             member.linkname = "/".join(link_parts)
         elif member.isreg():
@@ -272,7 +276,7 @@ class ReleaseDir:
         except FileNotFoundError:
             return None
         if not stat.S_ISREG(info.st_mode):
-            raise Refused("VERSION is not a regular file")
+            raise ArchiveRefused("VERSION is not a regular file")
         with os.fdopen(os.open("VERSION", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd), "rb") as handle:
             return handle.read(MAX_VERSION_FILE_BYTES).decode("utf-8", "replace").strip()
 
@@ -282,7 +286,7 @@ def check_links(root, planned):
     that every member exists, resolve each link for real (reading only)."""
     for member, rel in planned:
         if member.issym() and not inside(root, os.path.join(root, rel)):
-            raise Refused(f"symlink {member.name!r} -> {member.linkname!r} leaves the release")
+            raise ArchiveRefused(f"symlink {shown(member.name)} -> {shown(member.linkname)} leaves the release")
 
 
 def release_version(release):
@@ -295,7 +299,7 @@ def release_version(release):
     try:
         return str(json.loads(text)["version"]).strip()
     except (ValueError, KeyError, TypeError, RecursionError):
-        raise Refused("VERSION is JSON without a usable 'version' key")
+        raise ArchiveRefused("VERSION is JSON without a usable 'version' key")
 
 
 def same_version(left, right):
@@ -308,7 +312,7 @@ def check_version(release, expected):
         release.write_file(release.fd, "VERSION", io.BytesIO(f"{expected}\n".encode()), 0o644)
         return expected, True
     if not same_version(found, expected):
-        raise Refused(f"release VERSION is {found!r}, expected {expected!r}")
+        raise ArchiveRefused(f"release VERSION is {shown(found)}, expected {expected!r}")
     return found, False
 
 
@@ -320,24 +324,24 @@ def migration_argv(root, final, relpath):
     if not os.path.lexists(candidate):
         return []
     if not inside(root, candidate):
-        raise Refused(f"migration script {relpath!r} resolves outside the release")
+        raise ArchiveRefused(f"migration script {relpath!r} resolves outside the release")
     if not os.path.isfile(candidate):
-        raise Refused(f"migration script {relpath!r} is not a regular file")
+        raise ArchiveRefused(f"migration script {relpath!r} is not a regular file")
     rel = os.path.relpath(os.path.realpath(candidate), os.path.realpath(root))
     final_path = os.path.join(final, rel)
     if os.access(candidate, os.X_OK):
         return [final_path]
     if candidate.endswith(".sh"):
         return ["/bin/sh", final_path]  # still argv: the script is a file, not a command line
-    raise Refused(f"migration script {relpath!r} is not executable")
+    raise ArchiveRefused(f"migration script {relpath!r} is not executable")
 
 
 def stage(src, partial, dest, expected, script, max_bytes, max_members):
-    """Write the release into partial and check it; its result values, or Refused."""
-    with tarfile.open(src, "r:*") as tar, ReleaseDir(partial) as release:
-        planned = plan(tar, max_bytes, max_members)
+    """Write the release into partial and check it; its result values, or ArchiveRefused."""
+    with open_archive(src, max_members, max_bytes) as tar, ReleaseDir(partial) as release:
+        planned = plan(tar, max_bytes)
         if not planned:
-            raise Refused("the archive is empty")
+            raise ArchiveRefused("the archive is empty")
         for member, rel in planned:
             release.write_member(tar, member, rel)
         check_links(partial, planned)
@@ -350,15 +354,15 @@ def extract(src, dest, expected, script, max_bytes=DEFAULT_MAX_BYTES, max_member
     """Stage the release in <dest>.partial, then rename it to dest; on any failure
     nothing of the partial directory is left."""
     partial = dest + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    remove_tree(partial)
     os.makedirs(partial, mode=0o755)
     try:
         result = stage(src, partial, dest, expected, script, max_bytes, max_members)
-        if os.path.isdir(dest):
-            shutil.rmtree(dest)
+        remove_tree(dest)
         os.rename(partial, dest)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the error that got us here is the one to report
+            remove_tree(partial)
         raise
     return {**result, "has_requirements": os.path.isfile(os.path.join(dest, "requirements.txt"))}
 
@@ -397,16 +401,24 @@ def main():
         result = extract(src, dest, module.params["expected_version"],
                          module.params["migration_script"],
                          module.params["max_bytes"], module.params["max_members"])
-    except (Refused, tarfile.TarError, OSError) as exc:
+    except (ArchiveRefused, tarfile.TarError, OSError) as exc:
         if created_root:
-            shutil.rmtree(created_root, ignore_errors=True)
-        prefix = "refused release archive" if isinstance(exc, Refused) else "cannot extract"
-        module.fail_json(msg=f"{prefix} {os.path.basename(src)}: {exc}")
+            with contextlib.suppress(OSError):
+                remove_tree(created_root)
+        prefix = "refused release archive" if isinstance(exc, ArchiveRefused) else "cannot extract"
+        module.fail_json(msg=f"{prefix} {os.path.basename(src)}: {problem(exc)}")
     finally:
         if module.params["remove_src"]:
             with contextlib.suppress(OSError):
                 os.unlink(src)
     module.exit_json(changed=True, dest=dest, created_root=created_root, **result)
+
+
+def problem(exc):
+    """What went wrong, in a message of bounded length: an OSError names its file."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror}: {shown(os.fsdecode(exc.filename))}"
+    return str(exc)
 
 
 def check_sha256(path, expected):
@@ -417,7 +429,7 @@ def check_sha256(path, expected):
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     if digest.hexdigest() != expected:
-        raise Refused(f"sha256 mismatch: expected {expected}, got {digest.hexdigest()}")
+        raise ArchiveRefused(f"sha256 mismatch: expected {expected}, got {digest.hexdigest()}")
 
 
 if __name__ == "__main__":

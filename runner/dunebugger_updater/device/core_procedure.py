@@ -21,6 +21,10 @@ from ..release.local import Checksum, LocalFiles
 from ..release.manifest import Manifest
 from ..release.releases import MANIFEST_FILE, Release
 from ..release.signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignaturePolicy
+
+# The device's own archive reader (shipped with the roles): the same caps, checked here
+# before anything is sent to a device.
+from ..roles.core_common.module_utils.dunebugger_archive import ArchiveRefused, capped_members, open_archive
 from ..statedir import StateDir
 from ..versions import without_v
 from .installed import previous_release, releases_path, retained_releases
@@ -127,20 +131,23 @@ class CoreProcedure:
             raise
         return Prepared(artifact, archive, signer)
 
-    @staticmethod
-    def check_release(prepared: Prepared, manifest: Manifest | None) -> None:
+    def check_release(self, prepared: Prepared, manifest: Manifest | None) -> None:
         """That the verified file is a release archive, and what a manifest requires of
         it, checked before anything changes (the playbook checks again while staging,
-        for runs by hand)."""
-        problem = _not_an_archive(prepared.archive)
-        if problem:
-            raise DownloadError(f"{prepared.artifact.name} is not a release archive (a .tar.gz): {problem}")
+        for runs by hand). The headers read for that are held to the device's caps."""
+        name = prepared.artifact.name
         script = manifest.migration_script if manifest and manifest.migration_required else None
-        if script and not _archive_holds(prepared.archive, script):
-            raise ManifestRefused(
-                f"update_steps.run_migrations.script: {prepared.artifact.name} has no {script!r}, "
-                "which the manifest requires (add optional: true if the release may lack it)"
-            )
+        try:
+            problem = _not_an_archive(prepared.archive)
+            if problem:
+                raise DownloadError(f"{name} is not a release archive (a .tar.gz): {problem}")
+            if script and not _archive_holds(prepared.archive, script, self._settings.max_extract_mb * 1024 * 1024):
+                raise ManifestRefused(
+                    f"update_steps.run_migrations.script: {name} has no {script!r}, "
+                    "which the manifest requires (add optional: true if the release may lack it)"
+                )
+        except ArchiveRefused as exc:
+            raise DownloadError(f"refused release archive {name}: {exc}") from None
 
     async def prepare_local(self, files: LocalFiles, manifest: Manifest | None) -> Prepared:
         """A release archive already on this device, copied under statePath and verified
@@ -153,7 +160,7 @@ class CoreProcedure:
             signature = await asyncio.to_thread(files.signature_of, MANIFEST_FILE)
             await self._verified_by(manifest.source, signature, MANIFEST_FILE)
         archive = self._state.subdir("downloads") / files.archive.name
-        digest = await asyncio.to_thread(files.copy_archive, archive)
+        digest = await asyncio.to_thread(files.copy_archive, archive, self._settings.max_download_mb * 1024 * 1024)
         try:
             also = (Checksum(manifest.checksum, "the manifest's checksum"),) if manifest and manifest.checksum else ()
             files.check_digest(digest, *also)
@@ -339,14 +346,14 @@ def _named_wait(
     return default_name, float(default)
 
 
-MAX_LISTED_MEMBERS = 20000  # as the extraction's member cap
+MAX_MEMBERS = 20000  # as the extraction's member cap (core_max_extract_members)
 
 
 def _not_an_archive(archive: Path) -> str | None:
     """Why `archive` cannot be read as a tar archive (gzip, bzip2 or xz), or None. Reads
-    the first member's header only."""
+    the first member's headers only; ArchiveRefused for a hostile one."""
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with open_archive(archive, MAX_MEMBERS) as tar:
             if tar.next() is None:
                 return "it holds no file"
     except (OSError, tarfile.TarError, EOFError) as exc:
@@ -354,18 +361,17 @@ def _not_an_archive(archive: Path) -> str | None:
     return None
 
 
-def _archive_holds(archive: Path, relpath: str) -> bool:
+def _archive_holds(archive: Path, relpath: str, max_bytes: int) -> bool:
     """Whether the release archive holds the regular file `relpath`, at its root or under
-    the one top directory that extraction strips. Reads member headers only."""
+    the one top directory that extraction strips. Reads member headers only, under the
+    device's caps (ArchiveRefused past one)."""
     wanted = PurePosixPath(relpath)
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            for count, member in enumerate(tar):
+        with open_archive(archive, MAX_MEMBERS, max_bytes) as tar:
+            for member in capped_members(tar, max_bytes):
                 name = PurePosixPath(member.name)
                 if member.isfile() and wanted in (name, PurePosixPath(*name.parts[1:])):
                     return True
-                if count >= MAX_LISTED_MEMBERS:
-                    break
-    except (OSError, tarfile.TarError):
+    except (OSError, tarfile.TarError, EOFError):
         return False  # extraction refuses it with its own message
     return False

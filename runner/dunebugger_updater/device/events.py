@@ -11,6 +11,9 @@ from typing import Any
 # The playbooks report through set_stats (aggregate) as {STATS_KEY: {host: report}},
 # because ansible-runner's stats event carries only aggregate custom stats.
 STATS_KEY = "dunebugger_update_by_host"
+# What a task said reaches results, history and logs: a module may echo input of any
+# size (a name from an archive), so it is cut here, where it enters.
+MAX_TEXT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,15 @@ def _message(result: Mapping[str, Any]) -> str | None:
     for key in ("msg", "stderr", "module_stderr"):
         value = result.get(key)
         if isinstance(value, str) and value.strip():
-            return value.strip()
+            return bounded(value.strip())
     return None
+
+
+def bounded(text: str) -> str:
+    """`text`, cut to MAX_TEXT_CHARS characters."""
+    if len(text) <= MAX_TEXT_CHARS:
+        return text
+    return f"{text[:MAX_TEXT_CHARS]}... ({len(text)} characters)"
 
 
 # Roles whose tasks are a phase of their own, under a name a person reads.
@@ -128,8 +138,8 @@ def host_reports(events: Iterable[RunnerEvent]) -> dict[str, HostReport]:
         reports[host] = HostReport(
             host=host,
             outcome=str(data.get("outcome") or ("unreachable" if unreachable else "failed" if failed else "unknown")),
-            reason=str(data.get("reason") or ""),
-            failed_task=str(data.get("failed_task") or ""),
+            reason=bounded(str(data.get("reason") or "")),
+            failed_task=bounded(str(data.get("failed_task") or "")),
             from_version=_text_or_none(data.get("from_version")),
             to_version=_text_or_none(data.get("to_version")),
             failed=failed,

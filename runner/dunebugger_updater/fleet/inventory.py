@@ -113,6 +113,13 @@ def parser_message(stderr: str, path: Path) -> str:
     message = next((failures[name] for name in (*preferred, *failures) if name in failures), None)
     if message is None:
         complaints = [line.split("]: ", 1)[1] for line in lines if line.startswith(("[ERROR]", "[WARNING]"))]
-        return complaints[0] if complaints else f"ansible-inventory failed: {stderr.strip() or 'no message'}"
+        if complaints:
+            return complaints[0]
+        # Ansible failing before it parses anything (its home not writable, ...) ends
+        # with a traceback: its last line is the message.
+        last = next((line for line in reversed(lines) if line), "no message")
+        if "Unable to create local directories" in last:
+            last += " (set HOME, or ANSIBLE_HOME, to a directory this user can write)"
+        return f"ansible-inventory failed: {last.removeprefix('ansible.errors.AnsibleError: ')}"
     place = next((match for match in map(_ORIGIN.match, lines) if match), None)
     return message + (f" (line {place[1]}, column {place[2]})" if place else "")

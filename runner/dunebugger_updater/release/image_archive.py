@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The device's own archive reader (shipped with the roles): headers checked as they are read.
+from ..roles.core_common.module_utils.dunebugger_archive import ArchiveRefused, capped_members, open_archive
+
 MANIFEST = "manifest.json"
 MAX_JSON_BYTES = 1024 * 1024
 MAX_MEMBERS = 10_000
@@ -55,11 +58,13 @@ def split_reference(reference: str) -> tuple[str, str | None]:
 def read_image_archive(path: Path) -> ImageArchive:
     """The one image `path` holds, or NotAnImageArchive."""
     try:
-        with tarfile.open(path, "r:*") as tar:
-            members = _members(tar)
+        with open_archive(path, MAX_MEMBERS) as tar:
+            members = {member.name.removeprefix("./"): member for member in capped_members(tar)}
             manifest = _json(tar, members, MANIFEST)
             image = _only_image(manifest)
             config_bytes = _read(tar, members, image["Config"])
+    except ArchiveRefused as exc:
+        raise NotAnImageArchive(str(exc)) from None
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise NotAnImageArchive(tar_problem(exc)) from None
     return ImageArchive(
@@ -82,15 +87,6 @@ def tar_problem(exc: Exception) -> str:
     if isinstance(exc, tarfile.ReadError):  # every decompression was tried, and no tar header found
         return "it is not a tar archive (plain, or compressed with gzip, bzip2 or xz)"
     return f"it cannot be read as a tar archive: {' '.join(str(exc).split()) or type(exc).__name__}"
-
-
-def _members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
-    members: dict[str, tarfile.TarInfo] = {}
-    for count, member in enumerate(tar):
-        if count >= MAX_MEMBERS:
-            raise NotAnImageArchive(f"it has more than {MAX_MEMBERS} members")
-        members[member.name.removeprefix("./")] = member
-    return members
 
 
 def _only_image(manifest: Any) -> dict[str, Any]:

@@ -106,14 +106,18 @@ class LocalFiles:
             )
         return self._read(path, MAX_SIGNATURE_BYTES + 1, SignatureError)  # larger: verify refuses it
 
-    def copy_archive(self, destination: Path) -> str:
-        """Copy the archive to `destination` and return its sha256; a partial copy is removed."""
+    def copy_archive(self, destination: Path, max_bytes: int) -> str:
+        """Copy the archive to `destination` and return its sha256; a partial copy is
+        removed. Held to the cap of a download (maxDownloadMb): the copy lands under
+        statePath, often on a small SD card."""
         partial = destination.with_name(destination.name + ".partial")
         partial.unlink(missing_ok=True)
         try:
             with _open_regular(self.archive) as source, os.fdopen(create_new(partial), "wb") as target:
-                digest = _copy(source, target)
+                digest = _copy(source, target, max_bytes)
             os.replace(partial, destination)
+        except _PastCap:
+            raise DownloadError(f"{self.archive} is larger than the cap of {max_bytes} bytes (maxDownloadMb)") from None
         except OSError as exc:
             raise DownloadError(f"cannot copy {self.archive}: {os_reason(exc)}") from None
         finally:
@@ -357,9 +361,18 @@ def _open_regular(path: Path) -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
-def _copy(source: IO[bytes], target: IO[bytes] | None) -> str:
-    digest = hashlib.sha256()
+class _PastCap(Exception):
+    """A file is larger than the cap it is copied under."""
+
+
+def _copy(source: IO[bytes], target: IO[bytes] | None, max_bytes: int | None = None) -> str:
+    """The sha256 of what `source` holds, copied to `target` (if any); _PastCap once
+    more than `max_bytes` were read."""
+    digest, total = hashlib.sha256(), 0
     while chunk := source.read(COPY_CHUNK):
+        total += len(chunk)
+        if max_bytes is not None and total > max_bytes:
+            raise _PastCap
         digest.update(chunk)
         if target is not None:
             target.write(chunk)
