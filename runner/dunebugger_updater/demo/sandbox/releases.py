@@ -32,6 +32,7 @@ def release_files(version: str, *, health: str = "ok", requirements: Iterable[st
 
 
 def add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    """A regular file member of `data`, with `mode` and a fixed mtime."""
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(data), mode, 1_700_000_000
     tar.addfile(info, io.BytesIO(data))
