@@ -18,12 +18,10 @@ import asyncio
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
 from core_update_bench import HealthPoller
 from dunebugger_updater import ComponentUpdater, load_settings
 from dunebugger_updater.demo import free_port

@@ -2,7 +2,7 @@
 measured in the same run, and the controller's cost per host.
 
 The devices are real SSH hosts (network namespaces with their own sshd and /opt, the
-fleet test bed of tests/fleet/fleet_testbed.py); each runs core 1.0.0 with the `command`
+fleet test bed of tests/support/fleet_testbed.py); each runs core 1.0.0 with the `command`
 service manager and is updated to 1.1.0 through `FleetUpdater.update`: the release
 looked up and verified once on the controller, the versions pass, then update_core.yml
 over SSH. Every device is reset to 1.0.0 between runs (not timed).
@@ -33,10 +33,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "fleet"))
-
-from fleet_testbed import Fleet, free_octet
+# The fleet test bed is test equipment (tests/support); a script finds it through tests/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from core_update_bench import CONTROLLER_ACTIONS, run_events
 from dunebugger_updater.config import FLEET_STRATEGIES, load_settings
@@ -44,6 +42,7 @@ from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.fleet.batches import Rollout
 from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater
+from support.fleet_testbed import Fleet, free_octet
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-ENV_FILE = Path(os.environ.get("DUNEBUGGER_CI_ENV", "/var/tmp/dunebugger-ci/env.sh"))
+from support.ci_env import ENV_FILE, read_env_file
+
 HERE = Path(__file__).parent
 
 # `docker run` flags that boot systemd in a container on our machines (see TESTBED.md:
@@ -43,16 +44,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.device)
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse the ``export KEY=VALUE`` lines that ci/docker-up.sh writes."""
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
-            values[key.strip()] = value.strip()
-    return values
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 
 from dunebugger_updater import ComponentUpdater, load_settings
 from dunebugger_updater.demo.fake_github import FakeGitHub
+from support.cli import cli_argv
 
 COMPOSE = """\
 # DuneBugger services on a test device. Comments, order and quoting must survive updates.
@@ -194,12 +195,11 @@ def test_caller_killed_during_self_update_result_reported_on_next_start(device, 
     import json
     import signal
     import subprocess
-    import sys
     import time
 
     publish_remote(github, "1.1.0")
     environ = {**os.environ, **device.docker_env.env}
-    argv = [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(device.config)]
+    argv = cli_argv(config=device.config)
     caller = subprocess.Popen([*argv, "update", "remote", "--json"], env=environ,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from dunebugger_updater import ComponentUpdater, load_settings
 from dunebugger_updater.bundle.maker import BundleMaker, Wanted
 from dunebugger_updater.demo import free_port
 from dunebugger_updater.release.local import LocalSource
+from support.cli import run_cli
 
 UNREACHABLE = "127.0.0.1:9"  # nothing listens: neither a registry nor an API
 OFFLINE_IMAGE = f"{UNREACHABLE}/dboffline-scheduler"
@@ -176,12 +175,7 @@ async def test_refusals_change_nothing(stack, archives, archive):
 
 
 def test_the_cli_refuses_an_image_of_another_repository_with_exit_status_2(stack, archives):
-    run = subprocess.run(
-        [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(stack.config), "update", "scheduler",
-         "--from", str(archives["other-repository"])],
-        capture_output=True, text=True, timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")},
-    )
+    run = run_cli("update", "scheduler", "--from", str(archives["other-repository"]), config=stack.config, timeout=120)
     assert run.returncode == 2, run.stderr
     assert "not an image of the configured" in run.stdout
 

@@ -1,11 +1,13 @@
 """The fleet tier: four real hosts (network namespaces on a bridge of our own, each with
-its own sshd, hostname and /opt) reached by Ansible over SSH; see fleet_testbed.py.
+its own sshd, hostname and /opt) reached by Ansible over SSH; the hosts are built by
+tests/support/fleet_testbed.py (and container_testbed.py, with an engine each).
 
 The hosts are built once per session (about 2 s) and every test starts from the same
 state: every host reachable, running a fresh plain-directory core 1.0.0 under
 /opt/dunebugger with the `command` service manager. Without root, iproute2 or sshd the
 tests FAIL naming what is missing: a fleet test that silently skips hides a broken CI
-machine. Every test here is marked `fleet` (deselect with `-m "not fleet"`).
+machine. Every test here is marked `fleet` (deselect with `-m "not fleet"`); fleet
+tests that need no hosts live in tests/unit (test_fleet_*.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,11 @@ import pytest
 
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
+from support.cli import run_cli, run_cli_json, start_cli
+from support.container_testbed import ContainerFleet, ci_environment
+from support.fleet_testbed import Fleet, free_octet
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-
-from container_testbed import ContainerFleet, ci_environment
-from fleet_testbed import Fleet, free_octet
-
 CORE_REPO = "marco-svitol/dunebugger"
 
 
@@ -57,7 +56,7 @@ def fleet(fleet_hosts: Fleet) -> Fleet:
 
 @pytest.fixture(scope="session")
 def container_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerFleet]:
-    """Three hosts with a container engine each (container_testbed.py), built once."""
+    """Three hosts with a container engine each (support/container_testbed.py), built once."""
     with ContainerFleet(
         tmp_path_factory.mktemp("containers"),
         count=3,
@@ -101,33 +100,13 @@ class Controller:
     def publish_service(self, component: str, version: str, *, manifest: bytes | None = None) -> None:
         self.github.add_release(f"marco-svitol/dunebugger-{component}", f"v{version}", manifest=manifest)
 
-    def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self._environment(),
-            check=False,
-        )
-
-    @staticmethod
-    def _environment() -> dict[str, str]:
-        return {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("UPDATER_") and k not in ("GITHUB_TOKEN", "DUNEBUGGER_CONFIG")
-        }
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The CLI with this controller's config, run to its end."""
+        return run_cli(*args, config=self.config)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """The CLI in the background; read its output with communicate()."""
-        return subprocess.Popen(
-            [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(self.config), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self._environment(),
-        )
+        return start_cli(*args, config=self.config)
 
     def played_batches(self, message: dict[str, Any]) -> list[list[str]]:
         """The hosts of every play (one per batch) of the run a fleet_result names, in
@@ -144,15 +123,8 @@ class Controller:
         return batches
 
     def fleet_json(self, *args: str) -> tuple[int, dict[str, Any]]:
-        done = self.cli("fleet", *args, "--json")
-        return done.returncode, self.message(done)
-
-    @staticmethod
-    def message(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-        try:
-            return json.loads(done.stdout)
-        except ValueError:
-            raise AssertionError(f"no JSON on stdout (exit {done.returncode}):\n{done.stdout}\n{done.stderr}") from None
+        """`fleet ARGS --json`: the exit status and the message."""
+        return run_cli_json("fleet", *args, config=self.config)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from dunebugger_updater.demo.sandbox.releases import sha256_file
+from support.fingerprint import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 CORE = "/opt/dunebugger/core"
@@ -244,22 +244,6 @@ def test_dry_run_prints_the_batches_and_the_release_and_changes_nothing(fleet, c
     }
     assert pids(fleet) == before
     assert all(fleet[name].pristine() for name in ("h1", "h2", "h4"))
-
-
-def test_a_broken_inventory_is_bad_input_with_the_parsers_message(controller, tmp_path):
-    broken = tmp_path / "fleet.yml"
-    broken.write_text("all:\n  children:\n    canary:\n      hosts:\n        h1: {\n")
-    empty = tmp_path / "empty.yml"
-    empty.write_text("all:\n  children:\n    canary: {}\n")
-
-    for verb in (("update", "core"), ("rollback", "core"), ("check",)):
-        done = controller.cli("fleet", *verb, "-i", str(broken))
-        assert done.returncode == 2, (verb, done.stdout, done.stderr)
-        assert f"inventory {broken} cannot be used: YAML parsing failed" in done.stderr
-        assert "(line 6, column 1)" in done.stderr and "Traceback" not in done.stderr
-    done = controller.cli("fleet", "update", "core", "-i", str(empty))
-    assert done.returncode == 2 and f"no device in inventory {empty}" in done.stderr
-    assert controller.github.requests == [], "nothing was looked up for an inventory that cannot be used"
 
 
 def test_a_rollout_with_the_mitogen_strategy(fleet, controller):

@@ -1,5 +1,5 @@
 """Container components over a fleet: hosts with an engine of their own each, reached
-over SSH, updated by the vetted container playbooks (container_testbed.py)."""
+over SSH, updated by the vetted container playbooks (tests/support/container_testbed.py)."""
 
 from __future__ import annotations
 

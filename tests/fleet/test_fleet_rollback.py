@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fleet_testbed import wait_for
+from support.fleet_testbed import wait_for
 
 
 def outcomes(message: dict) -> dict[str, tuple]:

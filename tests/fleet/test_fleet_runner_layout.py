@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from dunebugger_updater.demo.sandbox.releases import sha256_file
+from support.fingerprint import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 

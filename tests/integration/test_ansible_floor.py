@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from core_sandbox import Sandbox, releases, start_sandbox, stop_sandbox
+
+from support.core_sandbox import Sandbox, releases, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.integration
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dunebugger_updater import ComponentUpdater, load_settings
 from dunebugger_updater.demo.fake_github import FakeGitHub
+from support.cli import message_of, run_cli, run_cli_json
+from support.hostile_github import HostileGitHub
 
 pytestmark = pytest.mark.usefixtures("clean_env")
+
+
+@pytest.fixture
+def github() -> Iterator[HostileGitHub]:
+    """The loopback GitHub, able to refuse a repository with its rate limit."""
+    with HostileGitHub() as server:
+        yield server
 
 
 def device(tmp_path: Path, github: FakeGitHub, extra: str = "") -> Path:
@@ -80,16 +87,20 @@ async def test_lookups_overlap_in_time(tmp_path):
     assert last_start < first_finish, "the three lookups ran one after another"
 
 
+def statuses(github: FakeGitHub) -> Counter[int]:
+    return Counter(request.status for request in github.requests)
+
+
 async def test_forced_recheck_is_answered_by_304_and_unforced_asks_nothing(tmp_path, github):
     publish_standard_releases(github)
     config = device(tmp_path, github)
     updater = ComponentUpdater(load_settings(config, environ={}))
     first = await updater.check_updates(force=True)
-    assert github.statuses() == {200: 3}
+    assert statuses(github) == {200: 3}
 
     # A new process: only the cache on disk can make these 304s.
     again = await ComponentUpdater(load_settings(config, environ={})).check_updates(force=True)
-    assert github.statuses() == {200: 3, 304: 3}
+    assert statuses(github) == {200: 3, 304: 3}
     assert {n: s.latest_version for n, s in again.items()} == {n: s.latest_version for n, s in first.items()}
 
     await updater.check_updates(force=False)
@@ -110,7 +121,7 @@ async def test_per_component_errors_do_not_spoil_the_others(tmp_path, github):
 
 
 async def test_token_is_sent_when_configured(tmp_path):
-    with FakeGitHub(require_token="s3cret") as github:
+    with HostileGitHub(require_token="s3cret") as github:
         publish_standard_releases(github)
         config = device(tmp_path, github)
         without = await ComponentUpdater(load_settings(config, environ={})).check_updates(force=True)
@@ -162,20 +173,11 @@ async def test_get_all_versions_reads_the_device_and_last_check(tmp_path, github
 # --- the CLI -------------------------------------------------------------------------
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_") and k != "GITHUB_TOKEN"}
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "dunebugger_updater.cli", *args],
-        capture_output=True, text=True, env=environ, timeout=60,
-    )
-
-
 def test_cli_check_json_is_exactly_the_message(tmp_path, github):
     publish_standard_releases(github)
-    result = cli("--config", str(device(tmp_path, github)), "check", "--force", "--json")
+    result = run_cli("check", "--force", "--json", config=device(tmp_path, github))
     assert result.returncode == 0, result.stderr
-    message = json.loads(result.stdout)
+    message = message_of(result)
     assert message["subject"] == "update_check_result" and message["source"] == "controller"
     core = message["body"]["components"]["core"]
     assert {k: core[k] for k in ("current", "latest", "update_available")} == {
@@ -186,41 +188,41 @@ def test_cli_check_json_is_exactly_the_message(tmp_path, github):
 def test_cli_check_exit_1_when_a_component_failed_and_json_still_printed(tmp_path, github):
     publish_standard_releases(github)
     github.rate_limit("marco-svitol/dunebugger-remote", reset_epoch=1_900_000_000)
-    result = cli("--config", str(device(tmp_path, github)), "check", "--json")
-    assert result.returncode == 1
-    remote = json.loads(result.stdout)["body"]["components"]["remote"]
+    status, message = run_cli_json("check", config=device(tmp_path, github))
+    assert status == 1
+    remote = message["body"]["components"]["remote"]
     assert remote["latest"] is None and remote["update_available"] is False and "rate limit" in remote["error"]
 
 
 def test_cli_environment_overrides_the_file(tmp_path, github):
     publish_standard_releases(github)
     config = device(tmp_path, github)
-    result = cli("--config", str(config), "check", "--json", env={"UPDATER_GITHUBAPIURL": "http://127.0.0.1:9"})
-    assert result.returncode == 1
-    assert "cannot reach" in json.loads(result.stdout)["body"]["components"]["core"]["error"]
+    status, message = run_cli_json("check", config=config, env={"UPDATER_GITHUBAPIURL": "http://127.0.0.1:9"})
+    assert status == 1
+    assert "cannot reach" in message["body"]["components"]["core"]["error"]
 
 
 def test_cli_bad_config_exits_2_naming_the_key(tmp_path, github):
     config = device(tmp_path, github, "updateCheckIntervalHours = soon\n")
-    result = cli("--config", str(config), "check", "--json")
+    result = run_cli("check", "--json", config=config)
     assert result.returncode == 2
     assert result.stdout == ""
     assert "[Updater] updateCheckIntervalHours" in result.stderr and str(config) in result.stderr
 
 
 def test_cli_bad_usage_exits_2():
-    assert cli("frobnicate").returncode == 2
+    assert run_cli("frobnicate").returncode == 2
 
 
 def test_cli_table_and_versions(tmp_path, github):
     publish_standard_releases(github)
-    config = str(device(tmp_path, github))
-    table = cli("--config", config, "check")
+    config = device(tmp_path, github)
+    table = run_cli("check", config=config)
     assert table.returncode == 0
     assert "core" in table.stdout and "update available" in table.stdout
-    versions = cli("--config", config, "versions", "--json")
-    assert versions.returncode == 0
-    assert json.loads(versions.stdout)["body"]["components"]["core"]["latest"] == "1.1.0"
+    status, versions = run_cli_json("versions", config=config)
+    assert status == 0
+    assert versions["body"]["components"]["core"]["latest"] == "1.1.0"
 
 
 CHANGED_QUESTIONS = {  # setting -> (environment, the newest core release it leads to)

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.device.lock import DeviceLock
 from dunebugger_updater.statedir import StateDir
+from support.hostile_github import HostileGitHub
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -36,7 +36,7 @@ def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDevice]:
-    with FakeGitHub() as github:
+    with HostileGitHub() as github:
         sandbox = DemoDevice(tmp_path_factory.mktemp("cli") / "device", github)
         sandbox.start()
         try:

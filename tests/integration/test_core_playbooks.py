@@ -6,21 +6,14 @@ app on its own loopback port and managed by appctl (core_service_manager: comman
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
 
-import ansible.module_utils
 import pytest
-from core_sandbox import ROOT, Sandbox, build_tiny_wheel, releases, start_sandbox, stop_sandbox
 
-# Imported as plain Python, with its shared module_utils where Ansible finds them for a run.
-ansible.module_utils.__path__.append(str(ROOT / "roles" / "core_common" / "module_utils"))
-_spec = importlib.util.spec_from_file_location(
-    "core_safe_extract", ROOT / "roles" / "core_update" / "library" / "core_safe_extract.py")
-safe_extract = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(safe_extract)
+from support.attack_kit import HOSTILE_BUILDERS, HOSTILE_MEMBERS, safe_extract
+from support.core_sandbox import Sandbox, build_tiny_wheel, releases, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -84,24 +77,24 @@ PLAYBOOK_HOSTILE_KINDS = ["absolute", "device", "setuid", "symlink", "traversal"
 
 @pytest.mark.parametrize("kind", PLAYBOOK_HOSTILE_KINDS)
 def test_hostile_archive_is_refused_naming_the_member(sandbox, kind):
-    archive = releases.HOSTILE_BUILDERS[kind](sandbox.dist, "1.1.0")
+    archive = HOSTILE_BUILDERS[kind](sandbox.dist, "1.1.0")
     before, pid = sandbox.tree_hash(), sandbox.pid()
     result = sandbox.update("1.1.0", archive)
 
     assert result.rc != 0
     assert "failed at 'Extract the release archive safely'" in result.output
-    assert repr(releases.HOSTILE_MEMBERS[kind]) in result.output
+    assert repr(HOSTILE_MEMBERS[kind]) in result.output
     assert "Nothing was changed." in result.output
     assert sandbox.tree_hash() == before
     assert sandbox.pid() == pid
 
 
-@pytest.mark.parametrize("kind", sorted(releases.HOSTILE_BUILDERS))
+@pytest.mark.parametrize("kind", sorted(HOSTILE_BUILDERS))
 def test_safe_extract_module_refuses_every_hostile_archive(tmp_path, kind):
     """The extraction module itself, without a playbook run (covers hardlink and fifo too)."""
-    archive = releases.HOSTILE_BUILDERS[kind](tmp_path / "dist", "1.1.0")
+    archive = HOSTILE_BUILDERS[kind](tmp_path / "dist", "1.1.0")
     dest = tmp_path / "releases" / "1.1.0"
-    with pytest.raises(safe_extract.ArchiveRefused, match=re.escape(repr(releases.HOSTILE_MEMBERS[kind]))):
+    with pytest.raises(safe_extract.ArchiveRefused, match=re.escape(repr(HOSTILE_MEMBERS[kind]))):
         safe_extract.extract(str(archive), str(dest), "1.1.0", "")
     assert not dest.exists()
 

@@ -16,6 +16,7 @@ import pytest
 
 from dunebugger_updater.demo import DemoDevice
 from dunebugger_updater.demo.sandbox import releases
+from support.cli import start_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
@@ -92,12 +93,6 @@ def task_started(state: Path, task: str) -> bool:
     return False
 
 
-def cli(device: DemoDevice, *args: str, **popen: object) -> subprocess.Popen[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")}
-    argv = [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(device.config), *args]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ, **popen)
-
-
 def cut_power_when(updater: subprocess.Popen[str], reached, what: str) -> None:
     deadline = time.monotonic() + 120
     while not reached():
@@ -110,7 +105,7 @@ def cut_power_when(updater: subprocess.Popen[str], reached, what: str) -> None:
 
 def assert_recovers(device: DemoDevice) -> None:
     assert (device.state / "journal.json").exists(), "the cut-off run left no journal"
-    recovered = cli(device, "recover", "--json")
+    recovered = start_cli("recover", "--json", config=device.config)
     out, err = recovered.communicate(timeout=180)
     assert recovered.returncode == 0, (out, err)
     result = json.loads(out)["body"]
@@ -131,7 +126,7 @@ def test_killed_update_ends_on_old_or_new_version_after_restart(device, kill_at)
     archive = releases.build_release(device.artifacts, "1.1.0", extra_members={"scripts/migrate.sh": migrate})
     device.publish_archive("1.1.0", archive)
 
-    updater = cli(device, "update", "core", "--json")
+    updater = start_cli("update", "core", "--json", config=device.config)
     cut_power_when(updater, lambda: task_started(device.state, kill_at), f"'{kill_at}'")
     assert_recovers(device)
 
@@ -143,13 +138,13 @@ def test_killed_inside_the_switch_ends_on_old_or_new_version_after_restart(devic
     device.publish_archive("1.1.0", archive)
     (device.home / f"pause-{point}").touch()
 
-    updater = cli(device, "update", "core", "--json")
+    updater = start_cli("update", "core", "--json", config=device.config)
     cut_power_when(updater, (device.home / f"reached-{point}").exists, f"the switch's '{point}'")
     assert_recovers(device)
 
     if point != "migrating":
         return  # one full retry proves the device is usable again; the rest cost time only
-    retry = cli(device, "update", "core", "--json")
+    retry = start_cli("update", "core", "--json", config=device.config)
     out, err = retry.communicate(timeout=180)
     assert retry.returncode == 0, (out, err)
     assert device.wait_healthy()["version"] == "1.1.0"

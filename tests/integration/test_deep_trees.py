@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 
 import pytest
-from core_sandbox import releases, start_sandbox, stop_sandbox
 
 from dunebugger_updater.roles.core_common.module_utils.dunebugger_files import remove_tree
+from support.core_sandbox import releases, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.integration
 

@@ -10,6 +10,7 @@ import pytest
 
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo.sandbox import releases
+from support.fingerprint import sha256_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
@@ -107,7 +108,7 @@ async def test_the_seeds_own_core_manifest_is_accepted_and_its_rollback_steps_na
     text = SEED_CORE_MANIFEST.format(install=install, backups=device.home / "backups", port=device.port,
                                      url=device.github.asset_url("marco-svitol/dunebugger", "v1.1.0",
                                                                  "dunebugger-1.1.0.tar.gz"),
-                                     sha256=releases.sha256_file(archive))
+                                     sha256=sha256_file(archive))
     device.github.add_release("marco-svitol/dunebugger", "v1.1.0", assets={"dunebugger-1.1.0.tar.gz": archive.read_bytes()},
                               manifest=text.encode())
 

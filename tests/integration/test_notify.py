@@ -8,11 +8,11 @@ import logging
 import time
 
 import pytest
-from receivers import MailBox, Webhook
 
 from dunebugger_updater.demo import free_port
 from dunebugger_updater.results import UpdateResult
 from dunebugger_updater.service.notify import Notifier
+from support.receivers import MailBox, Webhook
 
 pytestmark = pytest.mark.integration
 

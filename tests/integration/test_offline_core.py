@@ -12,7 +12,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,31 +20,20 @@ import pytest
 from websockets.asyncio.client import connect
 
 from dunebugger_updater.bundle.maker import BundleMaker, Wanted
-from dunebugger_updater.demo import DemoDevice, free_port
+from dunebugger_updater.demo import free_port
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.release.signatures import NAMESPACE
 from dunebugger_updater.service.server import UpdaterServer
+from support.cli import run_cli, run_cli_json
+from support.device import SandboxDevice
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
 OFFLINE = {"UPDATER_GITHUBAPIURL": "http://127.0.0.1:9"}  # nothing listens there
 
 
-def cli(device: DemoDevice, *args: str, environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The command as an operator runs it on the device: offline unless told otherwise."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(device.config), *args],
-        capture_output=True, text=True, timeout=300, env={**base, **(OFFLINE if environ is None else environ)},
-    )
-
-
-def body_of(run: subprocess.CompletedProcess[str]) -> dict:
-    return json.loads(run.stdout)["body"]
-
-
-def history(device: DemoDevice) -> list[dict]:
-    return body_of(cli(device, "history", "--json"))["entries"]
+def history(device: SandboxDevice) -> list[dict]:
+    return run_cli_json("history", config=device.config, env=OFFLINE)[1]["body"]["entries"]
 
 
 def sha256(path: Path) -> str:
@@ -65,7 +53,7 @@ def online(elsewhere: Path) -> dict[str, str]:
     return {"UPDATER_STATEPATH": str(elsewhere / "online-state")}
 
 
-async def make_bundle(device: DemoDevice, directory: Path) -> Path:
+async def make_bundle(device: SandboxDevice, directory: Path) -> Path:
     """A bundle of core made online."""
     await BundleMaker(device.settings(online(directory.parent))).create([Wanted("core")], directory)
     return directory
@@ -74,16 +62,17 @@ async def make_bundle(device: DemoDevice, directory: Path) -> Path:
 def test_update_and_rollback_from_a_file_with_the_typed_sha256(device, usb):
     archive = releases.build_release(usb, "1.1.0")
 
-    updated = cli(device, "update", "core", "--from", str(archive), "--sha256", sha256(archive).upper(), "--json")
+    status, updated = run_cli_json("update", "core", "--from", str(archive), "--sha256", sha256(archive).upper(),
+                                   config=device.config, env=OFFLINE)
 
-    assert updated.returncode == 0, updated.stderr
-    body = body_of(updated)
+    assert status == 0, updated
+    body = updated["body"]
     assert (body["outcome"], body["from_version"], body["to_version"]) == ("updated", "1.0.0", "1.1.0")
     assert device.health()["version"] == "1.1.0"
 
-    back = cli(device, "rollback", "core", "--json")
-    assert back.returncode == 0, back.stderr
-    assert body_of(back)["outcome"] == "rolled_back" and device.health()["version"] == "1.0.0"
+    status, back = run_cli_json("rollback", "core", config=device.config, env=OFFLINE)
+    assert status == 0, back
+    assert back["body"]["outcome"] == "rolled_back" and device.health()["version"] == "1.0.0"
     assert [(e["action"], e["outcome"]) for e in history(device)] == [("update", "updated"), ("rollback", "rolled_back")]
     assert device.github.requests == [], "nothing may ask the network"
 
@@ -95,10 +84,11 @@ def test_a_manifest_beside_the_file_is_used_like_one_at_the_tag(device, usb):
         f'  - type: "health_endpoint"\n    url: "{device.health_url}"\n    timeout_seconds: 7\n'
     )
 
-    dry = cli(device, "update", "core", "--from", str(archive), "--sha256", sha256(archive), "--dry-run", "--json")
+    status, dry = run_cli_json("update", "core", "--from", str(archive), "--sha256", sha256(archive), "--dry-run",
+                               config=device.config, env=OFFLINE)
 
-    assert dry.returncode == 0, dry.stderr
-    body = body_of(dry)
+    assert status == 0, dry
+    body = dry["body"]
     assert body["manifest"] == "manifest used"
     assert body["details"]["checks"]["health_timeout_seconds"] == 7
     assert body["details"]["file"] == str(archive) and body["details"]["sha256_source"] == "--sha256"
@@ -109,7 +99,7 @@ def test_bundle_made_online_updates_a_device_offline(device, usb):
     device.publish("1.1.0", manifest=b'version: "1.1.0"\ncomponent_type: "python_app"\n')
     bundle = usb / "bundle"
 
-    made = cli(device, "bundle", "create", "--component", "core", "-o", str(bundle), environ=online(usb))
+    made = run_cli("bundle", "create", "--component", "core", "-o", str(bundle), config=device.config, env=online(usb))
 
     assert made.returncode == 0, made.stderr
     index = json.loads((bundle / "bundle.json").read_text())
@@ -120,13 +110,13 @@ def test_bundle_made_online_updates_a_device_offline(device, usb):
     assert f"update core --from {bundle}" in made.stdout
     device.github.reset()
 
-    updated = cli(device, "update", "core", "--from", str(bundle), "--json")
+    status, updated = run_cli_json("update", "core", "--from", str(bundle), config=device.config, env=OFFLINE)
 
-    assert updated.returncode == 0, updated.stderr
-    assert (body_of(updated)["outcome"], body_of(updated)["manifest"]) == ("updated", "manifest used")
+    assert status == 0, updated
+    assert (updated["body"]["outcome"], updated["body"]["manifest"]) == ("updated", "manifest used")
     assert device.health()["version"] == "1.1.0"
-    back = cli(device, "rollback", "core", "--json")
-    assert body_of(back)["outcome"] == "rolled_back" and device.health()["version"] == "1.0.0"
+    _, back = run_cli_json("rollback", "core", config=device.config, env=OFFLINE)
+    assert back["body"]["outcome"] == "rolled_back" and device.health()["version"] == "1.0.0"
     assert device.github.requests == [], "nothing may ask the network"
 
 
@@ -169,11 +159,11 @@ def test_a_signed_file_needs_no_typed_sha256(device, usb, keys):
     signed_manifest_beside(usb, keys)
     signature = sign(keys["release"], archive, usb / "release.sig")
 
-    dry = cli(device, "update", "core", "--from", str(archive), "--signature", str(signature), "--dry-run", "--json",
-              environ=signed_env(keys))
+    status, dry = run_cli_json("update", "core", "--from", str(archive), "--signature", str(signature), "--dry-run",
+                               config=device.config, env=signed_env(keys))
 
-    assert dry.returncode == 0, dry.stderr
-    body = body_of(dry)
+    assert status == 0, dry
+    body = dry["body"]
     assert body["details"]["sha256_source"] == "signature by dunebugger-release-signer"
     assert body["manifest"] == "manifest used"
 
@@ -181,12 +171,12 @@ def test_a_signed_file_needs_no_typed_sha256(device, usb, keys):
 # --- refusals -----------------------------------------------------------------------
 
 
-def assert_refused(device: DemoDevice, expect: str, *args: str, environ: dict[str, str] | None = None) -> None:
+def assert_refused(device: SandboxDevice, expect: str, *args: str, environ: dict[str, str] = OFFLINE) -> None:
     """Exit status 2, one line naming the problem, nothing changed, a line in the history."""
     before, pid = device.fingerprint(), device.app_pid()
-    run = cli(device, "update", *args, "--json", environ=environ)
-    assert run.returncode == 2, (run.returncode, run.stdout, run.stderr)
-    body = body_of(run)
+    status, refused = run_cli_json("update", *args, config=device.config, env=environ)
+    assert status == 2, refused
+    body = refused["body"]
     assert (body["success"], body["outcome"]) == (False, "refused")
     assert expect in body["message"] and body["message"].endswith("Nothing was changed."), body["message"]
     assert "\n" not in body["message"]
@@ -284,10 +274,11 @@ def test_a_decompression_bomb_in_a_file_is_refused_on_the_device(device, usb, tm
     bomb.write_bytes(gzip.compress(members.getvalue()))
     before, pid = device.fingerprint(), device.app_pid()
 
-    run = cli(device, "update", "core", "--from", str(bomb), "--sha256", sha256(bomb), "--json")
+    status, run = run_cli_json("update", "core", "--from", str(bomb), "--sha256", sha256(bomb),
+                               config=device.config, env=OFFLINE)
 
-    body = body_of(run)
-    assert (run.returncode, body["outcome"]) == (1, "failed"), run.stdout
+    body = run["body"]
+    assert (status, body["outcome"]) == (1, "failed"), body
     assert "member 'dunebugger-1.1.0/zeros.bin' takes the unpacked release past the cap of 1073741824 bytes" \
         in body["message"] and body["message"].endswith("Nothing was changed."), body["message"]
     assert device.fingerprint() == before and device.app_pid() == pid
@@ -336,9 +327,9 @@ async def test_a_fifo_in_a_bundle_is_refused_at_once(device, usb):
 
 
 def test_sha256_without_from_and_a_malformed_sha256_are_bad_input(device, usb):
-    alone = cli(device, "update", "core", "--sha256", "0" * 64)
+    alone = run_cli("update", "core", "--sha256", "0" * 64, config=device.config, env=OFFLINE)
     assert alone.returncode == 2 and "--sha256 and --signature go with --from PATH" in alone.stderr
-    malformed = cli(device, "update", "core", "--from", str(usb), "--sha256", "12ab")
+    malformed = run_cli("update", "core", "--from", str(usb), "--sha256", "12ab", config=device.config, env=OFFLINE)
     assert malformed.returncode == 2 and "'12ab' is not a sha256" in malformed.stderr
 
 
@@ -346,7 +337,7 @@ def test_sha256_without_from_and_a_malformed_sha256_are_bad_input(device, usb):
 
 
 @pytest.fixture
-async def server(device: DemoDevice, tmp_path: Path) -> AsyncIterator[UpdaterServer]:
+async def server(device: SandboxDevice, tmp_path: Path) -> AsyncIterator[UpdaterServer]:
     bundles = tmp_path / "bundles"
     bundles.mkdir()
     settings = dataclasses.replace(device.settings(OFFLINE), serve_port=free_port(), bundle_path=bundles)

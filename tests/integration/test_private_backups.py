@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from core_sandbox import Sandbox, releases, run_module, start_sandbox, stop_sandbox
+
+from support.core_sandbox import Sandbox, releases, run_module, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from receivers import MailBox, Webhook
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -26,6 +24,8 @@ from dunebugger_updater.demo import DemoDevice, free_port
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.service.security import AccessRules
 from dunebugger_updater.service.server import RATE_BURST, RATE_PER_SECOND, SOFT_MAX_BYTES, UpdaterServer
+from support.cli import cli_argv, cli_environment, run_cli
+from support.receivers import MailBox, Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
@@ -217,13 +217,8 @@ async def test_token_rules_off_loopback(guarded):
 # --- the `serve` command as its own process ------------------------------------------------
 
 
-def serve_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")}
-
-
 def test_non_loopback_bind_without_token_is_a_configuration_error(device):
-    run = subprocess.run([sys.executable, "-m", "dunebugger_updater.cli", "--config", str(device.config),
-                          "serve", "--host", "0.0.0.0"], capture_output=True, text=True, env=serve_env(), timeout=60)
+    run = run_cli("serve", "--host", "0.0.0.0", config=device.config, timeout=60)
     assert run.returncode == 2
     assert "not a loopback address: set serveToken" in run.stderr
 
@@ -249,9 +244,8 @@ async def test_serve_streams_progress_answers_busy_notifies_and_stops_gracefully
         config = device.home / "serve.conf"
         config.write_text(device.config.read_text().replace(
             "[Updater]\n", f"[Updater]\nnotifyUrls = {mailbox.url()}, {webhook.url()}\n", 1))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(config), "serve", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=serve_env())
+        process = subprocess.Popen(cli_argv("serve", "--port", str(port), config=config),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_environment())
         try:
             await wait_listening(port, process)
             url = f"ws://127.0.0.1:{port}/ws"
@@ -334,6 +328,6 @@ IDLE_PROBE = textwrap.dedent("""
 
 def test_ansible_and_apprise_stay_out_of_an_idle_service(device):
     run = subprocess.run([sys.executable, "-c", IDLE_PROBE, str(device.config), str(free_port())],
-                         capture_output=True, text=True, env=serve_env(), timeout=60)
+                         capture_output=True, text=True, env=cli_environment(), timeout=60)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout.strip().splitlines()[-1]) == []

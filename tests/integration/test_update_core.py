@@ -4,18 +4,15 @@ downloads, the real playbooks through ansible-runner, a real stand-in service.""
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from dunebugger_updater import ComponentUpdater
-from dunebugger_updater.demo import DemoDevice
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.device.lock import DeviceLock
 from dunebugger_updater.statedir import StateDir
+from support.attack_kit import HOSTILE_MEMBERS, build_traversal_archive
+from support.cli import run_cli, run_cli_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
@@ -90,7 +87,7 @@ async def test_release_without_any_checksum_is_refused(device):
 
 
 async def test_hostile_archive_is_refused_naming_the_member(device):
-    archive = releases.build_traversal_archive(device.artifacts, "1.1.0")
+    archive = build_traversal_archive(device.artifacts, "1.1.0")
     device.publish_archive("1.1.0", archive)
     before, pid = device.fingerprint(), device.app_pid()
 
@@ -98,7 +95,7 @@ async def test_hostile_archive_is_refused_naming_the_member(device):
 
     # The archive is checked on the device, after preflight: a failed stage, not a refusal.
     assert not result.success and result.outcome == "failed"
-    assert releases.HOSTILE_MEMBERS["traversal"] in result.message
+    assert HOSTILE_MEMBERS["traversal"] in result.message
     assert "Nothing was changed" in result.message
     assert device.fingerprint() == before and device.app_pid() == pid
 
@@ -167,31 +164,23 @@ async def test_rollback_to_previous_and_again_is_idempotent(device):
     assert device.app_pid() == pid, "an idempotent rollback must not restart the service"
 
 
-def cli(device: DemoDevice, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")}
-    return subprocess.run([sys.executable, "-m", "dunebugger_updater.cli", "--config", str(device.config), *args],
-                          capture_output=True, text=True, env=environ, timeout=300)
-
-
 def test_cli_update_exit_codes_and_json(device):
     device.publish("1.1.0")
-    dry = cli(device, "update", "core", "--dry-run", "--json")
-    assert dry.returncode == 0, dry.stderr
-    assert json.loads(dry.stdout)["body"]["dry_run"] is True
+    status, dry = run_cli_json("update", "core", "--dry-run", config=device.config)
+    assert status == 0, dry
+    assert dry["body"]["dry_run"] is True
 
     device.publish("1.2.0", health="crash")
-    rolled = cli(device, "update", "core", "--version", "1.2.0", "--json")
-    assert rolled.returncode == 1
-    body = json.loads(rolled.stdout)["body"]
-    assert body["rolled_back"] is True
+    status, rolled = run_cli_json("update", "core", "--version", "1.2.0", config=device.config)
+    assert status == 1
+    assert rolled["body"]["rolled_back"] is True
     assert device.health()["version"] == "1.0.0"
 
-    assert cli(device, "update", "core", "--version", "not-a-version").returncode == 2
-    assert cli(device, "update", "nope").returncode == 2
+    assert run_cli("update", "core", "--version", "not-a-version", config=device.config).returncode == 2
+    assert run_cli("update", "nope", config=device.config).returncode == 2
 
-    history = cli(device, "history", "--json")
-    entries = json.loads(history.stdout)["body"]["entries"]
-    assert [e["outcome"] for e in entries] == ["dry_run", "rolled_back"]
+    _, history = run_cli_json("history", config=device.config)
+    assert [e["outcome"] for e in history["body"]["entries"]] == ["dry_run", "rolled_back"]
 
 
 async def test_release_needing_a_newer_remote_says_update_remote_first(device):

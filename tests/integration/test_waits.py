@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from core_sandbox import run_module
+
+from support.core_sandbox import run_module
 
 
 @pytest.fixture

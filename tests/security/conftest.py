@@ -6,23 +6,19 @@ run the real playbooks."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.demo.fake_github import FakeGitHub
+from support.device import SandboxDevice
+from support.hostile_github import HostileGitHub
 
 
 @pytest.fixture(scope="module")
-def shared_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDevice]:
-    with FakeGitHub() as github:
-        device = DemoDevice(tmp_path_factory.mktemp("security") / "device", github)
+def shared_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxDevice]:
+    with HostileGitHub() as github:
+        device = SandboxDevice(tmp_path_factory.mktemp("security") / "device", github)
         device.start()
         try:
             yield device
@@ -31,7 +27,7 @@ def shared_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDevi
 
 
 @pytest.fixture
-def device(shared_device: DemoDevice, clean_env: None) -> DemoDevice:
+def device(shared_device: SandboxDevice, clean_env: None) -> SandboxDevice:
     """The shared device with an empty release server (its history keeps growing)."""
     shared_device.github.reset()
     if shared_device.health() is None:  # a previous test must not leave it stopped

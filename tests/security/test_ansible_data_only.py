@@ -4,10 +4,10 @@ playbooks receive it `!unsafe` and Ansible never templates it."""
 from __future__ import annotations
 
 import pytest
-from attack_kit import template_payloads
 
 from dunebugger_updater.device.events import last_failure
 from dunebugger_updater.device.playbooks import PlaybookRunner
+from support.attack_kit import template_payloads
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from attack_kit import (
+
+from dunebugger_updater.demo.sandbox import releases
+from support.attack_kit import (
     Member,
     assert_refused,
     gzip_bomb_tar,
@@ -24,8 +26,6 @@ from attack_kit import (
     tree_state,
     write_tar,
 )
-
-from dunebugger_updater.demo.sandbox import releases
 
 GiB = 1024 * 1024 * 1024
 

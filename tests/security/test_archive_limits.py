@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from attack_kit import assert_refused, gzip_bomb_tar, publish_raw, safe_extract
 
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.device.events import MAX_TEXT_CHARS
 from dunebugger_updater.release.image_archive import NotAnImageArchive, read_image_archive
+from support.attack_kit import assert_refused, gzip_bomb_tar, publish_raw, safe_extract
 
 MiB = 1024 * 1024
 METADATA = {

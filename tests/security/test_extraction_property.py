@@ -16,9 +16,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from attack_kit import Member, link_chain, safe_extract, tree_state, write_tar
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
+from support.attack_kit import Member, link_chain, safe_extract, tree_state, write_tar
 
 ARCHIVES = 3000
 OUTSIDE = "@OUTSIDE@"  # replaced by the absolute path of the outside directory

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
-from attack_kit import assert_refused, attempt, publish_raw, template_payloads
 from packaging.version import Version
 
 from dunebugger_updater.errors import ManifestInvalid, ManifestRefused
 from dunebugger_updater.release.manifest import DeviceNames, load_manifest
+from support.attack_kit import assert_refused, attempt, publish_raw, template_payloads
 
 SHA = "sha256:" + "a" * 64
 

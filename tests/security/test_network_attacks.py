@@ -14,7 +14,6 @@ import json
 import os
 import ssl
 import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from attack_kit import ASSET, assert_refused, attempt, publish_raw
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -33,6 +31,9 @@ from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.demo import CORE_REPO, DemoDevice, free_port
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
+from support.attack_kit import ASSET, assert_refused, attempt, publish_raw
+from support.cli import cli_argv, cli_environment, run_cli_json
+from support.hostile_github import HostileGitHub
 
 pytestmark = pytest.mark.integration
 
@@ -112,21 +113,13 @@ async def test_encoded_answer_is_capped_as_it_inflates_or_refused(device, bombs,
 def peak_rss_of(argv: list[str], environ: dict[str, str]) -> tuple[int, dict]:
     """Run the CLI in a child; its peak resident memory (bytes) and its JSON answer."""
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             env={**clean_environ(), **environ})
+                             env=cli_environment(environ))
     assert child.stdout is not None
     with child.stdout:
         output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     return usage.ru_maxrss * 1024, json.loads(output)
-
-
-def clean_environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_") and k != "GITHUB_TOKEN"}
-
-
-def cli(config: Path, *argv: str) -> list[str]:
-    return [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(config), *argv]
 
 
 def core_outcome(answer: dict) -> str:
@@ -141,12 +134,12 @@ def test_memory_stays_flat_while_a_bomb_is_refused(device, bombs, target, record
     of the same run against an honest answer: nothing piles up before a cap is hit."""
     verb = ("check", "--force", "--json") if target == "check" else ("update", "core", "--dry-run", "--json")
     publish_raw(device, "v1.1.0")
-    honest, answer = peak_rss_of(cli(device.config, *verb), SMALL_DOWNLOADS)
+    honest, answer = peak_rss_of(cli_argv(*verb, config=device.config), SMALL_DOWNLOADS)
     assert core_outcome(answer) == "" or core_outcome(answer).startswith("Dry run: would update core"), answer
     for encoding in ("gzip", "gzip, gzip"):
         device.github.reset()
         url = serve_bomb(device, target, encoding, bombs[encoding])
-        peak, answer = peak_rss_of(cli(device.config, *verb), SMALL_DOWNLOADS)
+        peak, answer = peak_rss_of(cli_argv(*verb, config=device.config), SMALL_DOWNLOADS)
         record_property(f"{target} {encoding}: peak MiB (honest run)", f"{peak / MIB:.1f} ({honest / MIB:.1f})")
         outcome = core_outcome(answer)
         assert url in outcome and encoding_refusal(encoding, TARGETS[target][2]) in outcome, outcome
@@ -191,7 +184,7 @@ async def test_the_service_survives_a_bomb_in_its_periodic_check(device, bombs, 
     config = device.home / "serve-bomb.conf"
     config.write_text(device.config.read_text().replace("[Updater]\n", "[Updater]\ninitialCheckDelayMinutes = 0\n", 1))
     port = free_port()
-    service = subprocess.Popen(cli(config, "serve", "--port", str(port)), env=clean_environ(),
+    service = subprocess.Popen(cli_argv("serve", "--port", str(port), config=config), env=cli_environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         error = await core_error_in_versions(port, service)
@@ -257,10 +250,10 @@ def test_cli_check_against_a_trickling_api_ends_at_the_deadline(device):
     publish_raw(device, "v1.1.0", body="notes " * 1000)
     device.github.trickle(LATEST, TRICKLE_EVERY)
     started = time.monotonic()
-    run = subprocess.run(cli(device.config, "check", "--force", "--json"), capture_output=True, text=True, timeout=60,
-                         env={**clean_environ(), "UPDATER_HTTPTIMEOUTSECONDS": "2"})
+    _, answer = run_cli_json("check", "--force", config=device.config, env={"UPDATER_HTTPTIMEOUTSECONDS": "2"},
+                             timeout=60)
     elapsed = time.monotonic() - started
-    core = json.loads(run.stdout)["body"]["components"]["core"]
+    core = answer["body"]["components"]["core"]
     assert "within 2 s (httpTimeoutSeconds)" in core["error"], core
     assert elapsed < 2 + SLACK + 3, elapsed  # 3: the interpreter's start
 
@@ -350,9 +343,7 @@ def self_signed_tls(directory: Path, host: str = "127.0.0.1") -> tuple[ssl.SSLCo
 async def test_asset_over_https_on_the_api_host_gets_no_token(device, archive, tmp_path):
     """Same host, another scheme (and port): https://127.0.0.1 is not http://127.0.0.1."""
     server_tls, client_tls = self_signed_tls(tmp_path)
-    secure = FakeGitHub()
-    secure.start(tls=server_tls)
-    try:
+    with HostileGitHub(tls=server_tls) as secure:
         secure.add_release(CORE_REPO, "v1.1.0", assets={ASSET: archive})
         publish_raw(device, "v1.1.0", archive=archive, asset_urls={ASSET: secure.asset_url(CORE_REPO, "v1.1.0", ASSET)})
         result, _ = await attempt(device, environ={"UPDATER_GITHUBTOKEN": TOKEN},
@@ -360,5 +351,3 @@ async def test_asset_over_https_on_the_api_host_gets_no_token(device, archive, t
         assert result.success and result.details["verified"], result.message
         assert secure.url.startswith("https://127.0.0.1:")
         assert_token_stayed_home(device, secure)
-    finally:
-        secure.stop()

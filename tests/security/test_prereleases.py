@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from attack_kit import assert_refused, attempt
 
 from dunebugger_updater import ComponentUpdater
 from dunebugger_updater.bundle.maker import BundleMaker, Wanted
@@ -18,6 +17,7 @@ from dunebugger_updater.demo import DemoDevice
 from dunebugger_updater.errors import DownloadError
 from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater
 from dunebugger_updater.release.local import LocalSource
+from support.attack_kit import assert_refused, attempt
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import json
 
 import httpx
 import pytest
-from attack_kit import ASSET, assert_refused, attempt
 
 from dunebugger_updater.demo.sandbox import releases
+from support.attack_kit import ASSET, assert_refused, attempt
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ import gzip
 import json
 
 import pytest
-from attack_kit import ASSET, Fingerprint, assert_refused, attempt, publish_raw, template_payloads
 
 from dunebugger_updater.demo import CORE_REPO
+from support.attack_kit import ASSET, Fingerprint, assert_refused, attempt, publish_raw, template_payloads
 
 pytestmark = pytest.mark.integration
 

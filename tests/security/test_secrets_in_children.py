@@ -8,15 +8,15 @@ from __future__ import annotations
 import glob
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from dunebugger_updater.demo import DemoDevice
-from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
+from support.cli import cli_argv
+from support.device import SandboxDevice
+from support.hostile_github import HostileGitHub
 
 pytestmark = pytest.mark.integration
 
@@ -63,16 +63,16 @@ def files_holding(root: Path, secret: str) -> list[str]:
             if path.is_file() and not path.is_symlink() and secret.encode() in path.read_bytes()]
 
 
-def publish_dumping_release(device: DemoDevice) -> None:
+def publish_dumping_release(device: SandboxDevice) -> None:
     archive = releases.build_release(device.artifacts, "1.1.0",
                                      extra_members={"scripts/migrate.sh": (DUMP_ENVIRONMENT, 0o755)})
     device.publish_archive("1.1.0", archive)
 
 
-def update(device: DemoDevice) -> tuple[subprocess.CompletedProcess[str], dict[str, str] | None]:
+def update(device: SandboxDevice) -> tuple[subprocess.CompletedProcess[str], dict[str, str] | None]:
     """`update core` as a process of its own; also the environment of a detached run,
     read while it lives (None when the run was not detached)."""
-    argv = [sys.executable, "-m", "dunebugger_updater.cli", "--config", str(device.config), "update", "core"]
+    argv = cli_argv("update", "core", config=device.config)
     with subprocess.Popen(argv, env=updater_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as process:
         detached = None
@@ -95,8 +95,8 @@ def _detached_environ(state: Path) -> dict[str, str] | None:
 @pytest.mark.parametrize("detached", [False, True], ids=["in-process", "detached"])
 def test_tokens_in_the_environment_reach_no_file_and_no_child(tmp_path, detached):
     extra = "selfHosted = true\n" if detached else ""
-    with FakeGitHub(require_token=SECRETS["GITHUB_TOKEN"]) as github:
-        device = DemoDevice(tmp_path / "device", github, extra_config=extra)
+    with HostileGitHub(require_token=SECRETS["GITHUB_TOKEN"]) as github:
+        device = SandboxDevice(tmp_path / "device", github, extra_config=extra)
         device.start()
         try:
             publish_dumping_release(device)

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from attack_kit import ASSET, assert_refused, attempt, publish_raw
 
 from dunebugger_updater.bundle.maker import BundleMaker, Wanted
-from dunebugger_updater.demo import DemoDevice
 from dunebugger_updater.demo.fake_github import FakeGitHub
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.errors import DownloadError
 from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater
 from dunebugger_updater.release.signatures import INLINE_PRINCIPAL, NAMESPACE, SignaturePolicy
+from support.attack_kit import ASSET, assert_refused, attempt, publish_raw
+from support.device import SandboxDevice
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen (openssh-client)")]
@@ -179,7 +179,7 @@ async def test_manifest_signature_of_another_manifest_is_refused(device, keys, t
 
 async def test_signed_manifest_is_used(keys, two_script_archive, tmp_path):
     with FakeGitHub() as github:
-        device = DemoDevice(tmp_path / "device", github)
+        device = SandboxDevice(tmp_path / "device", github)
         device.start()
         try:
             publish_signed(device, keys, two_script_archive, tmp_path,

@@ -12,14 +12,11 @@ import asyncio
 import hashlib
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from attack_kit import ASSET, attempt
 
 from dunebugger_updater import ComponentUpdater, Settings, load_settings
 from dunebugger_updater.demo import DemoDevice
@@ -30,6 +27,8 @@ from dunebugger_updater.device.lock import DeviceLock
 from dunebugger_updater.errors import StateDirError
 from dunebugger_updater.release.download import DownloadPolicy, download_verified
 from dunebugger_updater.statedir import SUBDIRECTORIES, StateDir
+from support.attack_kit import ASSET, attempt
+from support.cli import run_cli
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -110,8 +109,7 @@ def test_the_command_refuses_with_one_line_naming_the_link_and_exit_status_2(tmp
     (tmp_path / "state").mkdir(mode=0o700)
     (tmp_path / "state" / "history.jsonl").symlink_to(sentinel.path)
     for verb in (["history"], ["rollback", "core"], ["check"]):
-        run = subprocess.run([sys.executable, "-m", "dunebugger_updater.cli", "--config", str(conf), *verb],
-                             capture_output=True, text=True, timeout=60)
+        run = run_cli(*verb, config=conf, timeout=60)
         assert run.returncode == 2, (verb, run.stderr)
         assert run.stderr.count("\n") == 1 and "history.jsonl -> " in run.stderr and "remove them" in run.stderr
     sentinel.assert_untouched()

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from attack_kit import attempt, publish_raw
 
 from dunebugger_updater import ComponentUpdater, load_settings
 from dunebugger_updater.errors import ConfigError
+from support.attack_kit import attempt, publish_raw
 
 pytestmark = pytest.mark.integration
 

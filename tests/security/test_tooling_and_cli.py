@@ -3,28 +3,19 @@ the way an outside check would run them (exit status, JSON, nothing changed)."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from attack_kit import Fingerprint, publish_raw
 
 from dunebugger_updater.cli import main
 from dunebugger_updater.release import manifest_tool
 from dunebugger_updater.release.manifest import read_manifest
+from support.attack_kit import Fingerprint, publish_raw
+from support.cli import run_cli, run_cli_json
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")}
-    prefix = ["--config", str(config)] if config else []
-    return subprocess.run([sys.executable, "-m", "dunebugger_updater.cli", *prefix, *args],
-                          capture_output=True, text=True, env=environ, timeout=120)
 
 
 @pytest.fixture
@@ -190,7 +181,7 @@ def validate(tmp_path: Path, text: str, *args: str, config: str = "") -> subproc
     manifest.write_text(text)
     conf = tmp_path / "dunebugger.conf"
     conf.write_text(config)
-    return cli("manifest", "validate", str(manifest), *args, config=conf)
+    return run_cli("manifest", "validate", str(manifest), *args, config=conf)
 
 
 def test_the_seeds_core_manifest_is_valid_as_a_device_with_the_default_install_path_sees_it(tmp_path):
@@ -258,7 +249,7 @@ def test_validate_checks_as_a_named_component_or_type(tmp_path, component, verdi
 
 def test_the_component_options_list_the_types():
     for action in ("validate", "generate"):
-        run = cli("manifest", action, "--help")
+        run = run_cli("manifest", action, "--help")
         assert "python_app" in run.stdout and "container" in run.stdout, run.stdout
 
 
@@ -283,18 +274,18 @@ def test_the_example_workflow_is_valid_yaml_and_uses_the_tool():
 def test_cli_refuses_a_downgrade_and_a_hostile_manifest(device):
     publish_raw(device, "v1.1.0", manifest=b'a: &a [1]\nb: *a\n')
     before = Fingerprint(device)
-    refused = cli("update", "core", "--json", config=device.config)
-    assert refused.returncode == 1, refused.stderr
-    body = json.loads(refused.stdout)["body"]
+    status, refused = run_cli_json("update", "core", config=device.config)
+    assert status == 1, refused
+    body = refused["body"]
     assert (body["success"], body["outcome"]) == (False, "refused")
     assert "aliases are not allowed" in body["message"]
 
     device.github.reset()
     publish_raw(device, "v0.9.0")
-    downgrade = cli("update", "core", "--json", config=device.config)
-    assert downgrade.returncode == 1
-    assert "never goes back" in json.loads(downgrade.stdout)["body"]["message"]
+    status, downgrade = run_cli_json("update", "core", config=device.config)
+    assert status == 1
+    assert "never goes back" in downgrade["body"]["message"]
     before.assert_unchanged()
 
-    history = json.loads(cli("history", "--json", "--limit", "2", config=device.config).stdout)["body"]["entries"]
-    assert [entry["outcome"] for entry in history] == ["refused", "refused"]
+    _, history = run_cli_json("history", "--limit", "2", config=device.config)
+    assert [entry["outcome"] for entry in history["body"]["entries"]] == ["refused", "refused"]

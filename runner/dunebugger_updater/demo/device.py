@@ -16,7 +16,6 @@ import httpx
 from ..config import Settings, load_settings
 from .fake_github import FakeGitHub
 from .sandbox import releases
-from .sandbox.fingerprint import tree_fingerprint
 
 CORE_REPO = "marco-svitol/dunebugger"
 
@@ -123,17 +122,6 @@ class DemoDevice:
             **fields,
         )
         return archive
-
-    def publish_archive(self, version: str, archive: Path, **fields: Any) -> None:
-        name = f"dunebugger-{version}.tar.gz"
-        self.github.add_release(CORE_REPO, f"v{version}", assets={name: archive.read_bytes()}, **fields)
-
-    def fingerprint(self) -> str:
-        """Hash of the device's files, the updater's own state and the test artifacts aside."""
-        return tree_fingerprint(self.home, skip_top=("state", "artifacts"))
-
-    def app_pid(self) -> str:
-        return (self.home / "app.pid").read_text().strip()
 
     def close(self) -> None:
         self.stop()

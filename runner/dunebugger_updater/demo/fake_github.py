@@ -1,11 +1,11 @@
 """A loopback HTTP server that answers like the parts of the GitHub API the updater
 uses: releases (latest, list, by tag), tags, repository contents at a ref, and release
-asset downloads with their sha256 `digest`. It speaks ETags and rate-limit answers,
-can serve hostile answers verbatim (`canned`), trickle them a byte at a time, and
-listen over TLS.
+asset downloads with their sha256 `digest`. It speaks ETags and records every request.
 
 GitHub itself cannot be reached from a device under test or a demo, so tests, the
-benchmarks and `dunebugger-updater demo` run against this instead.
+benchmarks and `dunebugger-updater demo` run against this instead. A subclass may
+answer a path its own way before the routing below (`intercept`), pace the answers it
+sends (`send_body`) or wrap the listening socket (`bind`).
 
     with FakeGitHub() as github:
         github.add_release("marco-svitol/dunebugger", "v1.1.0", assets={"a.tar.gz": data})
@@ -17,16 +17,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import ssl
 import threading
 import time
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MANIFEST_PATH = "update-manifest.yaml"
+
+Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
 
 
 @dataclass
@@ -53,19 +54,16 @@ class SeenRequest:
 
 
 class FakeGitHub:
-    def __init__(self, *, latency: float = 0.0, require_token: str | None = None) -> None:
+    scheme = "http"
+
+    def __init__(self, *, latency: float = 0.0) -> None:
         self.latency = latency
-        self.require_token = require_token
         self._repos: dict[str, list[FakeRelease]] = {}
-        self._rate_limited: dict[str, int] = {}
-        self._canned: dict[str, tuple[int, dict[str, str], bytes]] = {}
-        self._trickled: dict[str, float] = {}  # path -> seconds between two bytes of its answer
         self._lock = threading.Lock()
         self.requests: list[SeenRequest] = []
         self._generation = 0  # bumped by reset(): a request still being answered then is not recorded
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._scheme = "http"
 
     # --- what the server holds ------------------------------------------------------
 
@@ -79,40 +77,15 @@ class FakeGitHub:
         with self._lock:
             self._repos.setdefault(repo, [])
 
-    def rate_limit(self, repo: str, reset_epoch: int) -> None:
-        """Answer every request for `repo` with GitHub's rate-limit 403."""
-        self._rate_limited[repo] = reset_epoch
-
-    def redirect(self, path: str, location: str, status: int = 302) -> None:
-        """Answer GET `path` with a redirect to `location` (hostile or not)."""
-        self.canned(path, status, {"Location": location}, b"")
-
-    def canned(self, path: str, status: int, headers: dict[str, str], body: bytes) -> None:
-        """Answer GET `path` (without query) with exactly this, e.g. a hostile API answer."""
-        with self._lock:
-            self._canned[path] = (status, dict(headers), body)
-
-    def trickle(self, path: str, every: float) -> None:
-        """Send the head of the answer to GET `path` at once, then its body one byte every
-        `every` seconds: a peer never silent long enough for a read timeout to fire."""
-        with self._lock:
-            self._trickled[path] = every
-
     def reset(self) -> None:
-        """Forget every repository, canned answer and seen request (also those still being answered)."""
+        """Forget every repository and seen request (also those still being answered)."""
         with self._lock:
             self._generation += 1
             self._repos.clear()
-            self._canned.clear()
-            self._trickled.clear()
-            self._rate_limited.clear()
             self.requests.clear()
 
     def asset_url(self, repo: str, tag: str, name: str) -> str:
         return f"{self.url}/{repo}/releases/download/{tag}/{name}"
-
-    def statuses(self) -> Counter[int]:
-        return Counter(request.status for request in self.requests)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -120,15 +93,10 @@ class FakeGitHub:
     def url(self) -> str:
         assert self._server is not None, "start() the server first"
         host, port = self._server.server_address[:2]
-        return f"{self._scheme}://{host!s}:{port}"
+        return f"{self.scheme}://{host!s}:{port}"
 
-    def start(self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None) -> str:
-        """Listen (over TLS with `tls`, a server-side context holding the certificate)."""
-        handler = type("Handler", (_Handler,), {"github": self})
-        self._server = _Server((host, port), handler)
-        if tls is not None:
-            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-            self._scheme = "https"
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._server = self.bind((host, port))
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-github", daemon=True)
         self._thread.start()
         return self.url
@@ -146,24 +114,29 @@ class FakeGitHub:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def bind(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        """The listening server, not yet serving."""
+        return _Server(address, type("Handler", (_Handler,), {"github": self}))
+
     # --- answers ---------------------------------------------------------------------
 
-    def answer(
-        self, path: str, query: dict[str, list[str]], headers: dict[str, str]
-    ) -> tuple[int, dict[str, str], bytes]:
-        if path in self._canned:
-            status, canned_headers, body = self._canned[path]
-            return status, dict(canned_headers), body
-        if self.require_token and headers.get("authorization") != f"Bearer {self.require_token}":
-            return _json(401, {"message": "Bad credentials"})
+    def intercept(self, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Answer | None:
+        """An answer to GET `path` that takes precedence over the routing; none here."""
+        return None
+
+    def send_body(self, path: str, body: bytes, write: Callable[[bytes], object]) -> None:
+        """Send the body of the answer to GET `path`: all at once here."""
+        write(body)
+
+    def answer(self, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Answer:
+        if (intercepted := self.intercept(path, query, headers)) is not None:
+            return intercepted
         parts = [unquote(part) for part in path.strip("/").split("/")]
         if len(parts) >= 6 and parts[2:4] == ["releases", "download"]:
             return self._download(f"{parts[0]}/{parts[1]}", parts[4], "/".join(parts[5:]))
         if len(parts) < 4 or parts[0] != "repos":
             return _json(404, {"message": "Not Found"})
         repo = f"{parts[1]}/{parts[2]}"
-        if repo in self._rate_limited:
-            return self._rate_limit_answer(repo)
         if repo not in self._repos:
             return _json(404, {"message": "Not Found"})
         releases = self._repos[repo]
@@ -207,9 +180,7 @@ class FakeGitHub:
             ],
         }
 
-    def _contents(
-        self, releases: list[FakeRelease], ref: str, headers: dict[str, str]
-    ) -> tuple[int, dict[str, str], bytes]:
+    def _contents(self, releases: list[FakeRelease], ref: str, headers: dict[str, str]) -> Answer:
         found = next((r for r in releases if r.tag == ref), None)
         if found is None or found.manifest is None:
             return _json(404, {"message": "Not Found"})
@@ -218,22 +189,11 @@ class FakeGitHub:
         encoded = base64.b64encode(found.manifest).decode()
         return _json(200, {"name": MANIFEST_PATH, "encoding": "base64", "content": encoded})
 
-    def _download(self, repo: str, tag: str, name: str) -> tuple[int, dict[str, str], bytes]:
+    def _download(self, repo: str, tag: str, name: str) -> Answer:
         release = next((r for r in self._repos.get(repo, []) if r.tag == tag), None)
         if release is None or name not in release.assets:
             return 404, {"Content-Type": "text/plain"}, b"Not Found"
         return 200, {"Content-Type": "application/octet-stream"}, release.assets[name]
-
-    def _rate_limit_answer(self, repo: str) -> tuple[int, dict[str, str], bytes]:
-        status, headers, body = _json(403, {"message": f"API rate limit exceeded for {repo}."})
-        headers.update(
-            {
-                "X-RateLimit-Limit": "60",
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(self._rate_limited[repo]),
-            }
-        )
-        return status, headers, body
 
 
 class _Server(ThreadingHTTPServer):
@@ -262,26 +222,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self._write_body(body, self.github._trickled.get(parts.path, 0.0))
+        try:
+            self.github.send_body(parts.path, body, self.wfile.write)
+        except OSError:
+            self.close_connection = True  # a client that stops reading (a cap, a deadline) is no error here
         with self.github._lock:
             if generation == self.github._generation:
                 self.github.requests.append(SeenRequest("GET", self.path, headers, status, started, time.monotonic()))
-
-    def _write_body(self, body: bytes, every: float) -> None:
-        """All at once, or one byte every `every` seconds."""
-        pieces = [body[i : i + 1] for i in range(len(body))] if every else [body]
-        try:
-            for piece in pieces:
-                self.wfile.write(piece)
-                time.sleep(every)
-        except OSError:
-            self.close_connection = True  # a client that stops reading (a cap, a deadline) is no error here
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
-def _json(status: int, document: Any) -> tuple[int, dict[str, str], bytes]:
+def _json(status: int, document: Any) -> Answer:
     return status, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(document).encode()
 
 

@@ -1,4 +1,4 @@
-"""Sandbox fixture helpers for tests/integration/test_core_playbooks.py.
+"""A sandbox for the playbooks run by hand (test_core_playbooks.py, test_ansible_floor.py).
 
 A Sandbox is a device-like home directory in tmp_path (plain-directory core 1.0.0,
 backups dir, port file) served by the stand-in app under the ``command`` service
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,21 +18,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "runner"))
-
+from dunebugger_updater.demo import free_port
 from dunebugger_updater.demo.sandbox import releases
-from dunebugger_updater.demo.sandbox.fingerprint import tree_fingerprint
+from support.fingerprint import sha256_file, tree_fingerprint
 
+ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventory" / "localhost.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 ANSIBLE = Path(sys.executable).with_name("ansible")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_env() -> dict[str, str]:
@@ -117,7 +109,7 @@ class Sandbox:
 
     def update(self, version: str, archive: Path, *options: str, sha256: str | None = None, **extra) -> Result:
         return self.run("update_core.yml", *options, dunebugger_version=version, core_archive=str(archive),
-                        core_archive_sha256=sha256 or releases.sha256_file(archive), **extra)
+                        core_archive_sha256=sha256 or sha256_file(archive), **extra)
 
     def rollback(self, *options: str, **extra) -> Result:
         return self.run("rollback_core.yml", *options, **extra)

@@ -1,5 +1,6 @@
-"""One hash of a directory tree: names, modes, link targets and contents, so a test can
-say "nothing on the device changed" in one comparison."""
+"""Hashes a test compares: one of a directory tree (names, modes, link targets and
+contents), so a test can say "nothing on the device changed" in one comparison, and the
+sha256 of a file, as an update is told it."""
 
 from __future__ import annotations
 
@@ -23,4 +24,12 @@ def tree_fingerprint(root: Path, *, skip_top: Collection[str] = ()) -> str:
             digest.update(os.readlink(path).encode())
         elif path.is_file():
             digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
     return digest.hexdigest()

@@ -22,7 +22,8 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from fleet_testbed import Fleet, Host, TestbedError, wait_for
+from support.ci_env import ENV_FILE, read_env_file
+from support.fleet_testbed import Fleet, Host, TestbedError, wait_for
 
 SERVICES = ("scheduler", "remote")
 STACK_HOME = "/opt/dunebugger"
@@ -34,16 +35,10 @@ MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 def ci_environment() -> dict[str, str]:
-    """What ci/docker-up.sh wrote into its env file (`export KEY=VALUE` lines)."""
-    path = Path(os.environ.get("DUNEBUGGER_CI_ENV", "/var/tmp/dunebugger-ci/env.sh"))
-    if not path.is_file():
-        raise TestbedError(f"{path} not found: the container test bed is not set up; run ci/setup.sh (as root)")
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export ") :].partition("=")
-            values[key.strip()] = value.strip()
-    return values
+    """What ci/docker-up.sh wrote into its env file."""
+    if not ENV_FILE.is_file():
+        raise TestbedError(f"{ENV_FILE} not found: the container test bed is not set up; run ci/setup.sh (as root)")
+    return read_env_file(ENV_FILE)
 
 
 def compose_text(registry: str, versions: dict[str, str]) -> str:

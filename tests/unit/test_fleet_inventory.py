@@ -1,5 +1,5 @@
 """Inventories as the fleet reads them, through ansible-inventory (no hosts needed):
-canary first at any depth, --limit, and the refusals."""
+canary first at any depth, --limit, and the refusals, also as the command gives them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from dunebugger_updater.errors import BadRequest
 from dunebugger_updater.fleet.inventory import read_inventory
+from support.cli import run_cli
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "fleet.example.yml"
 
@@ -49,3 +50,21 @@ def test_inventories_the_fleet_refuses(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(BadRequest, match=message.replace("*", r"\*").replace("(", r"\(")):
         read_inventory(path)
+
+
+def test_a_broken_inventory_is_bad_input_with_the_parsers_message(tmp_path, github):
+    config = tmp_path / "controller.conf"
+    config.write_text(f"[Updater]\ngithubApiUrl = {github.url}\nstatePath = {tmp_path / 'state'}\n")
+    broken = tmp_path / "fleet.yml"
+    broken.write_text("all:\n  children:\n    canary:\n      hosts:\n        h1: {\n")
+    empty = tmp_path / "empty.yml"
+    empty.write_text("all:\n  children:\n    canary: {}\n")
+
+    for verb in (("update", "core"), ("rollback", "core"), ("check",)):
+        done = run_cli("fleet", *verb, "-i", str(broken), config=config)
+        assert done.returncode == 2, (verb, done.stdout, done.stderr)
+        assert f"inventory {broken} cannot be used: YAML parsing failed" in done.stderr
+        assert "(line 6, column 1)" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("fleet", "update", "core", "-i", str(empty), config=config)
+    assert done.returncode == 2 and f"no device in inventory {empty}" in done.stderr
+    assert github.requests == [], "nothing was looked up for an inventory that cannot be used"

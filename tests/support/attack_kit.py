@@ -1,5 +1,7 @@
-"""What every attack in the battery needs: payloads, a fingerprint of the device, and
-one assertion that says "refused, nothing changed, recorded"."""
+"""What every attack in the battery needs: payloads, a fingerprint of the device, one
+assertion that says "refused, nothing changed, recorded", and hostile archives: the
+builders of HOSTILE_BUILDERS (each returns the archive; HOSTILE_MEMBERS names the member
+the refusal must name) and tars of any shape (write_tar)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ from pathlib import Path
 import ansible.module_utils
 
 from dunebugger_updater import ComponentUpdater
-from dunebugger_updater.demo import CORE_REPO, DemoDevice
-from dunebugger_updater.demo.sandbox.fingerprint import tree_fingerprint
+from dunebugger_updater.demo import CORE_REPO
+from dunebugger_updater.demo.sandbox.releases import add_file, build_release, release_files
 from dunebugger_updater.device.playbooks import ROLES_DIR
 from dunebugger_updater.results import UpdateResult
+from support.device import SandboxDevice
 
 ASSET = "dunebugger-1.1.0.tar.gz"
 
@@ -43,38 +46,29 @@ def template_payloads(marker: Path) -> dict[str, str]:
     }
 
 
-def tree_digest(root: Path) -> str:
-    """Everything under the device home, except the updater's state and the test's artifacts."""
-    return tree_fingerprint(root, skip_top=("state", "artifacts"))
-
-
-def app_pid(device: DemoDevice) -> str:
-    return (device.home / "app.pid").read_text().strip()
-
-
 class Fingerprint:
     """The device before an attempt; `unchanged()` compares it with the device after."""
 
-    def __init__(self, device: DemoDevice) -> None:
+    def __init__(self, device: SandboxDevice) -> None:
         self.device = device
-        self.tree = tree_digest(device.home)
-        self.pid = app_pid(device)
+        self.tree = device.fingerprint()
+        self.pid = device.app_pid()
         self.health = device.health()
 
     def assert_unchanged(self) -> None:
-        assert tree_digest(self.device.home) == self.tree, "the device tree changed"
-        assert app_pid(self.device) == self.pid, "the app was restarted"
+        assert self.device.fingerprint() == self.tree, "the device tree changed"
+        assert self.device.app_pid() == self.pid, "the app was restarted"
         assert self.device.health() == self.health, "the app answers differently"
 
 
-async def attempt(device: DemoDevice, *, environ: dict[str, str] | None = None, dry_run: bool = True,
+async def attempt(device: SandboxDevice, *, environ: dict[str, str] | None = None, dry_run: bool = True,
                   version: str | None = None, transport=None) -> tuple[UpdateResult, ComponentUpdater]:
     updater = ComponentUpdater(device.settings(environ), transport=transport)
     result = await updater.update_component("core", dry_run=dry_run, version=version)
     return result, updater
 
 
-async def assert_refused(device: DemoDevice, expect: str | tuple[str, ...], *, outcome: str = "refused",
+async def assert_refused(device: SandboxDevice, expect: str | tuple[str, ...], *, outcome: str = "refused",
                          markers: tuple[Path, ...] = (), **kwargs) -> UpdateResult:
     """The attempt fails with `outcome`, its message holds every `expect`, the device
     is unchanged, no marker file appeared, and history.jsonl records it."""
@@ -94,16 +88,116 @@ async def assert_refused(device: DemoDevice, expect: str | tuple[str, ...], *, o
     return result
 
 
-def publish_raw(device: DemoDevice, tag: str, *, archive: bytes | None = None, name: str = ASSET, **fields) -> None:
+def publish_raw(device: SandboxDevice, tag: str, *, archive: bytes | None = None, name: str = ASSET, **fields) -> None:
     """A release whose every field the test chooses (the archive defaults to a good 1.1.0)."""
     if archive is None:
-        from dunebugger_updater.demo.sandbox import releases
-
-        archive = releases.build_release(device.artifacts, "1.1.0").read_bytes()
+        archive = build_release(device.artifacts, "1.1.0").read_bytes()
     device.github.add_release(CORE_REPO, tag, assets={name: archive, **fields.pop("assets", {})}, **fields)
 
 
 # --- hostile archives -----------------------------------------------------------------
+
+
+# archive builder name -> the member name the extractor must name when refusing
+HOSTILE_MEMBERS = {
+    "absolute": "/tmp/dunebugger-evil",
+    "traversal": "core-evil/../../evil.txt",
+    "symlink": "core-evil/escape",
+    "symlink_chain": "core-evil/a",
+    "hardlink": "core-evil/hard",
+    "device": "core-evil/null",
+    "fifo": "core-evil/pipe",
+    "setuid": "core-evil/suid",
+}
+
+
+def _add_special(tar: tarfile.TarFile, name: str, kind: bytes, *, linkname: str = "", mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, linkname, mode
+    tar.addfile(info)
+
+
+def _hostile(dest_dir: str | os.PathLike[str], kind: str, version: str, add) -> Path:
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest / f"hostile-{kind}-{version}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in release_files(version).items():
+            add_file(tar, f"core-evil/{name}", data)
+        add(tar)
+    return archive
+
+
+def build_absolute_path_archive(dest_dir, version: str = "9.9.9") -> Path:
+    return _hostile(dest_dir, "absolute", version, lambda tar: add_file(tar, HOSTILE_MEMBERS["absolute"], b"pwned\n"))
+
+
+def build_traversal_archive(dest_dir, version: str = "9.9.9") -> Path:
+    return _hostile(
+        dest_dir, "traversal", version, lambda tar: add_file(tar, HOSTILE_MEMBERS["traversal"], b"pwned\n")
+    )
+
+
+def build_symlink_escape_archive(dest_dir, version: str = "9.9.9") -> Path:
+    return _hostile(
+        dest_dir,
+        "symlink",
+        version,
+        lambda tar: _add_special(tar, HOSTILE_MEMBERS["symlink"], tarfile.SYMTYPE, linkname="../../../etc"),
+    )
+
+
+def build_symlink_chain_archive(dest_dir, version: str = "9.9.9") -> Path:
+    """Each link looks inside on its own (x/b -> .., a -> x/b/..); together a leaves."""
+
+    def add(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("core-evil/x")
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+        _add_special(tar, "core-evil/x/b", tarfile.SYMTYPE, linkname="..")
+        _add_special(tar, HOSTILE_MEMBERS["symlink_chain"], tarfile.SYMTYPE, linkname="x/b/..")
+
+    return _hostile(dest_dir, "symlink_chain", version, add)
+
+
+def build_hardlink_escape_archive(dest_dir, version: str = "9.9.9") -> Path:
+    return _hostile(
+        dest_dir,
+        "hardlink",
+        version,
+        lambda tar: _add_special(tar, HOSTILE_MEMBERS["hardlink"], tarfile.LNKTYPE, linkname="/etc/passwd"),
+    )
+
+
+def build_device_archive(dest_dir, version: str = "9.9.9") -> Path:
+    def add(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo(HOSTILE_MEMBERS["device"])
+        info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+        tar.addfile(info)
+
+    return _hostile(dest_dir, "device", version, add)
+
+
+def build_fifo_archive(dest_dir, version: str = "9.9.9") -> Path:
+    return _hostile(dest_dir, "fifo", version, lambda tar: _add_special(tar, HOSTILE_MEMBERS["fifo"], tarfile.FIFOTYPE))
+
+
+def build_setuid_archive(dest_dir, version: str = "9.9.9") -> Path:
+    return _hostile(
+        dest_dir, "setuid", version, lambda tar: add_file(tar, HOSTILE_MEMBERS["setuid"], b"#!/bin/sh\n", 0o4755)
+    )
+
+
+HOSTILE_BUILDERS = {
+    "absolute": build_absolute_path_archive,
+    "traversal": build_traversal_archive,
+    "symlink": build_symlink_escape_archive,
+    "symlink_chain": build_symlink_chain_archive,
+    "hardlink": build_hardlink_escape_archive,
+    "device": build_device_archive,
+    "fifo": build_fifo_archive,
+    "setuid": build_setuid_archive,
+}
 
 
 def gzip_bomb_tar(path: Path, *, unpacked_bytes: int, member: str = "dunebugger-1.1.0/data.bin",
