@@ -313,6 +313,22 @@ async def test_a_bundle_for_another_component_is_refused(device, usb):
                    "scheduler", "--from", str(bundle))
 
 
+@pytest.mark.parametrize(("changes", "expect"), [
+    ({"tag": "v9.9.9"}, "bundle.json: releases[0].tag 'v9.9.9' and releases[0].version '1.1.0' name different releases"),
+    ({"tag": "v9.9.9", "version": "9.9.9"},
+     "the archive 'dunebugger-1.1.0.tar.gz' of core is not that of its version 9.9.9 ('dunebugger-9.9.9.tar.gz')"),
+    ({"tag": "v1.1.0-rc1", "version": "1.1.0-rc1"},
+     "the archive 'dunebugger-1.1.0.tar.gz' of core is not that of its version 1.1.0-rc1"),
+], ids=["tag", "tag-and-version", "prerelease"])
+async def test_a_bundle_index_that_contradicts_itself_is_refused_naming_the_fields(device, usb, changes, expect):
+    device.publish("1.1.0")
+    bundle = await make_bundle(device, usb / "bundle")
+    index = json.loads((bundle / "bundle.json").read_text())
+    index["releases"][0].update(changes)
+    (bundle / "bundle.json").write_text(json.dumps(index))
+    assert_refused(device, expect, "core", "--from", str(bundle))
+
+
 async def test_a_bundle_file_changed_since_the_bundle_was_made_is_refused(device, usb):
     device.publish("1.1.0")
     bundle = await make_bundle(device, usb / "bundle")

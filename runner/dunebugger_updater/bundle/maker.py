@@ -29,7 +29,7 @@ from ..device import images
 from ..device.container_procedure import ContainerProcedure
 from ..device.core_procedure import CoreProcedure
 from ..errors import BadRequest, DownloadError, ManifestError, PreflightError, ReleaseLookupError
-from ..release.bundle_index import BundleEntry, write_index
+from ..release.bundle_index import BundleEntry, archive_name, write_index
 from ..release.local import sha256_file
 from ..release.manifest import DeviceNames, Manifest, release_manifest
 from ..release.releases import MANIFEST_FILE, Release, ReleaseClient, client_for
@@ -116,7 +116,7 @@ class BundleMaker:
 
     async def _image(self, spec: ComponentSpec, tag: str, folder: Path) -> Path:
         reference = f"{spec.image}:{tag}"
-        archive = folder / f"{spec.image.rsplit('/', 1)[-1]}-{tag}.tar"
+        archive = folder / archive_name(spec, tag)
         await asyncio.to_thread(images.pull, reference)
         await asyncio.to_thread(images.save, reference, archive)
         return archive

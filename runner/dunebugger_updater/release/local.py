@@ -34,7 +34,7 @@ from ..config import ComponentSpec, Settings
 from ..errors import DownloadError, ManifestRefused, ReleaseLookupError, SignatureError, UpdaterError, os_reason
 from ..statedir import create_new
 from ..versions import NotAVersion, parse_or_none, parse_version
-from .bundle_index import INDEX_FILE, MAX_INDEX_BYTES, BundleEntry, BundleError, read_index
+from .bundle_index import INDEX_FILE, MAX_INDEX_BYTES, BundleEntry, BundleError, archive_name, read_index
 from .image_archive import VERSION_LABEL, ImageArchive, NotAnImageArchive, read_image_archive
 from .manifest import MAX_MANIFEST_BYTES
 from .releases import MANIFEST_FILE, Release
@@ -234,6 +234,12 @@ class LocalReleases:
         if entry.type != self._spec.type:
             raise self._refused(
                 f"bundle {directory}: {entry.component} is a {entry.type} there, a {self._spec.type} on this device"
+            )
+        expected = archive_name(self._spec, entry.version)
+        if entry.archive != expected:
+            raise self._refused(
+                f"bundle {directory}: {INDEX_FILE}: the archive {entry.archive!r} of {entry.component} is not that "
+                f"of its version {entry.version} ({expected!r})"
             )
         return entry
 
