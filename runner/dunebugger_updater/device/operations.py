@@ -31,11 +31,11 @@ from ..config import ComponentSpec, Settings
 from ..errors import Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from ..release.checker import Clock, local_now
 from ..release.local import LocalReleases, LocalSource
-from ..release.manifest import DeviceNames, Manifest
+from ..release.manifest import DeviceNames
 from ..release.releases import ReleaseSource, client_for
 from ..results import Outcome, UpdateResult
 from ..statedir import StateDir
-from ..versions import parse_or_none, requested_version
+from ..versions import parse_or_none, parse_version, requested_version
 from .container_procedure import ContainerProcedure
 from .core_procedure import CoreProcedure
 from .events import Progress, RunnerEvent, host_reports, last_failure, progress
@@ -206,8 +206,8 @@ class DeviceOperations:
                 from_version=installed.version,
                 device=DeviceNames.of(spec, self._settings.backup_path),
             )
-        if plan.manifest and plan.manifest.min_remote_version and spec.name != "remote":
-            await self._check_remote_version(plan.manifest)
+        if plan.manifest and plan.manifest.min_remote_version:
+            plan = await self._checked_remote_version(plan, plan.manifest.min_remote_version)
         return plan
 
     def _releases(self, spec: ComponentSpec, source: LocalSource | None) -> ReleaseSource:
@@ -216,16 +216,27 @@ class DeviceOperations:
             return client_for(self._settings, self._transport)
         return LocalReleases(source, self._settings, spec)
 
-    async def _check_remote_version(self, manifest: Manifest) -> None:
+    async def _checked_remote_version(self, plan: Plan, needs: str) -> Plan:
+        """The manifest's min_remote_version against the remote this device runs: an older
+        one refuses the update. Where it holds nothing back (remote's own update, no
+        remote, a remote whose version is unknown), the result's manifest note says so."""
+        unchecked = f"min_remote_version {needs} not checked"
         remote = self._settings.components.get("remote")
-        if remote is None or manifest.min_remote_version is None:
-            return
-        running = parse_or_none((await self._installed(remote)).version)
-        if running is not None and running < manifest.min_remote_version:
+        if plan.spec.name == "remote":
+            return _noted(plan, f"{unchecked}: it holds back the others' updates, not remote's")
+        if remote is None:
+            return _noted(plan, f"{unchecked}: no remote component is configured")
+        installed = await self._installed(remote)
+        running = parse_or_none(installed.version)
+        if installed.version is None:
+            return _noted(plan, f"{unchecked}: the version of remote is unknown ({installed.detail})")
+        if running is None:
+            return _noted(plan, f"{unchecked}: remote runs {installed.version!r}, not a version")
+        if running < parse_version(needs):
             raise PreflightError(
-                f"this release needs remote {manifest.min_remote_version} or newer (running {running}): "
-                "update remote first"
+                f"this release needs remote {needs} or newer (running {installed.version}): update remote first"
             )
+        return plan
 
     async def _run_playbook(
         self,
@@ -430,6 +441,11 @@ class DeviceOperations:
 
     def _procedure(self, spec: ComponentSpec) -> Procedure:
         return self._procedures[spec.type]
+
+
+def _noted(plan: Plan, note: str) -> Plan:
+    """`plan` with `note` added to what the result says about its manifest."""
+    return dataclasses.replace(plan, manifest_note=f"{plan.manifest_note}; {note}")
 
 
 def refused(spec: ComponentSpec, reason: str, dry_run: bool, plan: Plan | None = None) -> UpdateResult:

@@ -34,8 +34,9 @@ import yaml
 from packaging.version import Version
 
 from ..addresses import is_loopback
+from ..config import COMPONENT_TYPES
 from ..errors import ManifestInvalid, ManifestRefused
-from ..versions import NotAVersion, parse_or_none, parse_version
+from ..versions import NotAVersion, parse_or_none, parse_version, without_v
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Checks:
 class Manifest:
     version: Version
     component_type: str
-    min_remote_version: Version | None
+    min_remote_version: str | None  # as written, without "v"
     checks: Checks
     artifact_url: str | None = None
     checksum: str | None = None  # lowercase hex sha256
@@ -289,7 +290,7 @@ def manifest_from(document: dict[str, Any], device: DeviceNames | None, source: 
     return Manifest(
         version=parse_version(document["version"]),
         component_type=document["component_type"],
-        min_remote_version=parse_version(document["min_remote_version"]) if "min_remote_version" in document else None,
+        min_remote_version=without_v(document["min_remote_version"]) if "min_remote_version" in document else None,
         checks=_checks(pre, post),
         artifact_url=download.get("url"),
         checksum=download["checksum"].split(":", 1)[1].lower() if "checksum" in download else None,
@@ -349,6 +350,9 @@ def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[
     kind = document.get("component_type")
     if expected.component_type is not None and isinstance(kind, str) and kind != expected.component_type:
         yield True, f"component_type: {kind!r} does not match the component ({expected.component_type})"
+    if kind in COMPONENT_TYPES:
+        for text in _foreign_entries(document, kind):
+            yield True, text
     url = _text(post.get("health_endpoint"), "url")
     if url is not None and not is_loopback(urlsplit(url).hostname or ""):
         # Only the device's own health endpoints: `localhost` or a loopback address
@@ -357,6 +361,46 @@ def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[
     if version is not None:
         for text in _contradictions(document, steps, pre, post, version, expected.device):
             yield True, text
+
+
+# The steps and checks after the switch that each type of component acts on. The same
+# names for the other type (or a rollback's step among the update steps) would be read
+# as a promise the update never keeps: refused, naming the entry.
+ACTS_ON: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
+    ("update_steps", "action"): {
+        "container": ("backup_compose", "update_compose", "pull_image", "restart_service"),
+        "python_app": (
+            "download_artifact",
+            "backup_installation",
+            "stop_service",
+            "extract_artifact",
+            "install_requirements",
+            "run_migrations",
+            "start_service",
+        ),
+    },
+    ("post_update_checks", "type"): {
+        "container": ("container_running", "health_endpoint", "version_check"),
+        "python_app": ("service_active", "health_endpoint", "version_check"),
+    },
+}
+ROLLBACK_ACTIONS = ("restore_compose", "restore_backup")
+
+
+def _foreign_entries(document: dict[str, Any], kind: str) -> Iterator[str]:
+    """Every step or check of a `kind` manifest that only another type of component, or
+    only a rollback, acts on."""
+    for (section, key), by_type in ACTS_ON.items():
+        entries = document.get(section)
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            name = entry.get(key) if isinstance(entry, dict) else None
+            if not isinstance(name, str) or name in by_type[kind]:
+                continue  # acted on, or not even a name: the schema reports that
+            owner = next((other for other, names in by_type.items() if name in names), None)
+            if owner is not None:
+                yield f"{section}[{index}].{key}: {name!r} applies to {owner} components, not to this {kind}"
+            elif name in ROLLBACK_ACTIONS:
+                yield f"{section}[{index}].{key}: {name!r} is a rollback step (rollback_steps), not an update step"
 
 
 def _text(entry: dict[str, Any] | None, key: str) -> str | None:
