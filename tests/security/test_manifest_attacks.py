@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import yaml
 from attack_kit import assert_refused, attempt, publish_raw, template_payloads
-from packaging.version import Version
 
 from dunebugger_updater.errors import ManifestInvalid, ManifestRefused
 from dunebugger_updater.release.manifest import DeviceNames, load_manifest
@@ -107,7 +106,7 @@ def dump(document: Any) -> bytes:
 
 
 def load(data: bytes, kind: str = "python_app"):
-    return load_manifest(data, tag_version=Version("1.1.0"), component_type=kind)
+    return load_manifest(data, tag="v1.1.0", component_type=kind)
 
 
 def field_name(path: tuple) -> str:
@@ -207,7 +206,7 @@ def test_malformed_manifest_is_ignored_not_refused(text, expect):
 def test_migration_script_outside_the_release_is_refused(script, expect):
     document = with_value(("update_steps", MIGRATE, "script"), script)
     with pytest.raises(ManifestRefused, match=expect):
-        load_manifest(dump(document), tag_version=Version("1.1.0"), component_type="python_app",
+        load_manifest(dump(document), tag="v1.1.0", component_type="python_app",
                       device=DeviceNames(install_path="/opt/dunebugger/core"))
 
 

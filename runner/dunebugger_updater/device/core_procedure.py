@@ -229,7 +229,7 @@ class CoreProcedure:
 
     @staticmethod
     def target_version(release: Release, manifest: Manifest | None) -> str:
-        return without_v(release.tag)
+        return release.version_text
 
     async def prepare_release(self, plan: Plan) -> PreparedUpdate:
         """Download (or copy from this device) and verify the archive (and its

@@ -127,14 +127,12 @@ class DeviceOperations:
     async def _update(
         self, spec: ComponentSpec, version: str | None, dry_run: bool, started: str, source: LocalSource | None
     ) -> UpdateResult:
+        current = (await self._installed(spec)).version
         try:
-            plan = await self._plan(spec, version, source)
-        except ReleaseLookupError as exc:
-            return self._record("update", spec, started, refused(spec, exc.reason, dry_run))
-        except (PreflightError, ManifestError) as exc:
-            return self._record("update", spec, started, refused(spec, exc.reason, dry_run))
+            plan = await self._plan(spec, current, version, source)
+        except (ReleaseLookupError, PreflightError, ManifestError) as exc:
+            return self._refused(spec, started, exc.reason, dry_run, current)
         if plan is None:
-            current = (await self._installed(spec)).version
             result = UpdateResult(
                 spec.name,
                 True,
@@ -148,7 +146,7 @@ class DeviceOperations:
         try:
             prepared = await self._procedure(spec).prepare_update(plan)
         except (DownloadError, ManifestError) as exc:
-            return self._record("update", spec, started, refused(spec, exc.reason, dry_run, plan))
+            return self._refused(spec, started, exc.reason, dry_run, plan.from_version, plan)
         if dry_run:
             return self._record("dry_run", spec, started, self._dry_run_result(plan, prepared))
         with self._locked(f"update of {spec.name}"):
@@ -159,12 +157,12 @@ class DeviceOperations:
                     f"{spec.name} changed from {plan.from_version or 'nothing'} to {now or 'nothing'} "
                     "while the release was prepared; ask again"
                 )
-                return self._record("update", spec, started, refused(spec, reason, dry_run, plan))
+                return self._refused(spec, started, reason, dry_run, now, plan)
             try:
                 if prepared.stage:
                     await prepared.stage()
             except DownloadError as exc:
-                return self._record("update", spec, started, refused(spec, exc.reason, dry_run, plan))
+                return self._refused(spec, started, exc.reason, dry_run, plan.from_version, plan)
             run = await self._run_playbook(
                 "update", spec, plan.from_version, plan.version_text, prepared.extra_vars, started
             )
@@ -178,13 +176,30 @@ class DeviceOperations:
                 run,
             )
 
-    async def _plan(self, spec: ComponentSpec, version: str | None, source: LocalSource | None) -> Plan | None:
-        """What to install, or None when the device already runs that release."""
-        installed = await self._installed(spec)
-        current = parse_or_none(installed.version)
-        if installed.version is not None and current is None:
+    def _refused(
+        self,
+        spec: ComponentSpec,
+        started: str,
+        reason: str,
+        dry_run: bool,
+        running: str | None,
+        plan: Plan | None = None,
+    ) -> UpdateResult:
+        """Record an update not started: it says what the device runs and, once planned,
+        what it would have installed."""
+        planned = dict(to_version=plan.version_text, manifest=plan.manifest_note) if plan else {}
+        result = UpdateResult.refused(spec.name, "update", reason, dry_run=dry_run, from_version=running, **planned)
+        return self._record("update", spec, started, result)
+
+    async def _plan(
+        self, spec: ComponentSpec, installed: str | None, version: str | None, source: LocalSource | None
+    ) -> Plan | None:
+        """What to install over the `installed` version, or None when the device already
+        runs that release."""
+        current = parse_or_none(installed)
+        if installed is not None and current is None:
             raise PreflightError(
-                f"the running version {installed.version!r} is not a version; use rollback or reinstall by hand"
+                f"the running version {installed!r} is not a version; use rollback or reinstall by hand"
             )
         async with self._releases(spec, source) as releases:
             release = await releases.find(
@@ -194,7 +209,7 @@ class DeviceOperations:
                 return None
             if current is not None and release.version < current:
                 raise PreflightError(
-                    f"{release.version} is older than the running {installed.version}; "
+                    f"{release.version_text} is older than the running {installed}; "
                     "update never goes back (use rollback)"
                 )
             plan = await resolve_plan(
@@ -203,7 +218,7 @@ class DeviceOperations:
                 self._procedure(spec),
                 release,
                 spec,
-                from_version=installed.version,
+                from_version=installed,
                 device=DeviceNames.of(spec, self._settings.backup_path),
             )
         if plan.manifest and plan.manifest.min_remote_version:
@@ -446,20 +461,6 @@ class DeviceOperations:
 def _noted(plan: Plan, note: str) -> Plan:
     """`plan` with `note` added to what the result says about its manifest."""
     return dataclasses.replace(plan, manifest_note=f"{plan.manifest_note}; {note}")
-
-
-def refused(spec: ComponentSpec, reason: str, dry_run: bool, plan: Plan | None = None) -> UpdateResult:
-    if plan is None:
-        return UpdateResult.refused(spec.name, "update", reason, dry_run=dry_run)
-    return UpdateResult.refused(
-        spec.name,
-        "update",
-        reason,
-        dry_run=dry_run,
-        from_version=plan.from_version,
-        to_version=plan.version_text,
-        manifest=plan.manifest_note,
-    )
 
 
 # extra-var -> its name in a dry run's report of the checks a run would make

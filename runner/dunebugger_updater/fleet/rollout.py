@@ -126,7 +126,7 @@ class FleetUpdater:
         devices = await versions
         return FleetCheck(
             spec.name,
-            str(latest.version) if latest else None,
+            latest.version_text if latest else None,
             latest.tag if latest else None,
             tuple(devices.values()),
             error,
@@ -426,7 +426,7 @@ class FleetUpdater:
             return FleetResult(spec.name, False, str(exc), None, action=action.removeprefix("fleet_"))
         self._history.append(
             HistoryEntry(
-                run_id=result.run_id or f"{started}-{result.component}-{action}",
+                run_id=result.run_id or new_run_id(datetime.now(), result.component, action),
                 action=action,
                 component=result.component,
                 from_version=None,

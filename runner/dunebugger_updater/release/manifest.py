@@ -70,7 +70,7 @@ class Checks:
 
 @dataclass(frozen=True)
 class Manifest:
-    version: Version
+    version: str  # as written, without "v"
     component_type: str
     min_remote_version: str | None  # as written, without "v"
     checks: Checks
@@ -91,20 +91,18 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def load_manifest(
-    data: bytes, *, tag_version: Version, component_type: str, device: DeviceNames | None = None
-) -> Manifest:
-    """Parse and check a manifest fetched at the release whose tag is `tag_version`,
+def load_manifest(data: bytes, *, tag: str, component_type: str, device: DeviceNames | None = None) -> Manifest:
+    """Parse and check a manifest fetched at the release tagged `tag`,
     against the device it would update (when known)."""
-    return _checked(data, Expected(tag_version, component_type, device))
+    return _checked(data, Expected(tag, component_type, device))
 
 
 @dataclass(frozen=True)
 class Expected:
-    """What a device knows when it reads a manifest: the release tag's version, the
-    component's type, how the device names things (None: not compared)."""
+    """What a device knows when it reads a manifest: the release's tag, the component's
+    type, how the device names things (None: not compared)."""
 
-    tag_version: Version | None = None
+    tag: str | None = None  # the release's tag (or its version), as the release names it
     component_type: str | None = None
     device: DeviceNames | None = None
 
@@ -288,7 +286,7 @@ def manifest_from(document: dict[str, Any], device: DeviceNames | None, source: 
     migration = steps.get("run_migrations")
     compose = steps.get("update_compose", {})
     return Manifest(
-        version=parse_version(document["version"]),
+        version=without_v(document["version"]),
         component_type=document["component_type"],
         min_remote_version=without_v(document["min_remote_version"]) if "min_remote_version" in document else None,
         checks=_checks(pre, post),
@@ -345,8 +343,9 @@ def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[
             except NotAVersion as exc:
                 yield False, f"{name}: {exc}"
     version = versions.get("version")
-    if version is not None and expected.tag_version is not None and version != expected.tag_version:
-        yield True, f"version: the manifest says {version} but the release tag is {expected.tag_version}"
+    if version is not None and expected.tag is not None and version != parse_or_none(expected.tag):
+        said, tagged = without_v(document["version"]), without_v(expected.tag)
+        yield True, f"version: the manifest says {said} but the release tag is {tagged}"
     kind = document.get("component_type")
     if expected.component_type is not None and isinstance(kind, str) and kind != expected.component_type:
         yield True, f"component_type: {kind!r} does not match the component ({expected.component_type})"
@@ -466,12 +465,16 @@ def _contradictions(
     device: DeviceNames | None,
 ) -> Iterator[str]:
     """Every value that disagrees with the release or with the device, one line each."""
+    version_text = without_v(document["version"])  # as the manifest names it (a version: text)
     script = _text(steps.get("run_migrations"), "script")
     if script is not None and _migration_path(script, device) is None:
         yield f"update_steps.run_migrations.script: {script!r} is outside the release"
     expected = _text(post.get("version_check"), "expected_version")
     if expected is not None and parse_or_none(expected) not in (None, version):  # no version at all: invalid
-        yield f"post_update_checks.version_check.expected_version: {expected!r} is not the release's version {version}"
+        yield (
+            f"post_update_checks.version_check.expected_version: {expected!r} is not the release's version "
+            f"{version_text}"
+        )
     if device is None:
         return
     named = {  # field -> (value in the manifest, what the device calls it)
@@ -505,8 +508,8 @@ def _contradictions(
     for name, (value, own) in named.items():
         if value is not None and own is not None and value.rstrip("/") != own.rstrip("/"):
             yield f"{name}: {value!r} is not this device's {own!r}"
-    yield from _artifact_contradictions(steps, document["version"].lstrip("vV"), device)  # a version: text
-    yield from _image_contradictions(steps, version, device)
+    yield from _artifact_contradictions(steps, version_text, device)
+    yield from _image_contradictions(steps, version, version_text, device)
 
 
 def _artifact_contradictions(steps: dict[str, dict[str, Any]], version_text: str, device: DeviceNames) -> Iterator[str]:
@@ -535,7 +538,9 @@ def _artifact_contradictions(steps: dict[str, dict[str, Any]], version_text: str
             )
 
 
-def _image_contradictions(steps: dict[str, dict[str, Any]], version: Version, device: DeviceNames) -> Iterator[str]:
+def _image_contradictions(
+    steps: dict[str, dict[str, Any]], version: Version, version_text: str, device: DeviceNames
+) -> Iterator[str]:
     image = _text(steps.get("pull_image"), "image")
     if image is None or not device.image:
         return
@@ -543,7 +548,7 @@ def _image_contradictions(steps: dict[str, dict[str, Any]], version: Version, de
     if repository != device.image:
         yield f"update_steps.pull_image.image: {image!r} is not this device's image {device.image!r}"
     if tag and tag != _text(steps.get("update_compose"), "image_tag") and not _same_version(tag, version):
-        yield f"update_steps.pull_image.image: tag {tag!r} is not release {version}"
+        yield f"update_steps.pull_image.image: tag {tag!r} is not release {version_text}"
 
 
 def _same_version(tag: str, version: Version) -> bool:
@@ -583,7 +588,7 @@ def release_manifest(
     if data is None:
         return None, "no manifest: built-in procedure"
     try:
-        manifest = load_manifest(data, tag_version=release.version, component_type=spec.type, device=device)
+        manifest = load_manifest(data, tag=release.tag, component_type=spec.type, device=device)
     except ManifestInvalid as exc:
         log.warning("%s: invalid update manifest at %s: %s", spec.name, release.tag, exc)
         return None, f"invalid manifest ({exc}): built-in procedure"

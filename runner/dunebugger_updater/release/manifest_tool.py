@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from packaging.version import Version
-
 from ..config import COMPONENT_TYPES, REPO, ComponentSpec, Settings
 from ..errors import BadRequest, ManifestError, ManifestInvalid, ManifestRefused, os_reason
 from ..versions import NotAVersion, parse_or_none, parse_version
@@ -116,7 +114,9 @@ def run_validate(args: argparse.Namespace, settings: Settings) -> int:
     data = _read_capped(path)
     spec = _component(settings, args.component, data)
     device = DeviceNames.of(spec, settings.backup_path) if spec else None
-    errors, manifest = check(data, Expected(_tag_version(args.version), spec.type if spec else args.component, device))
+    errors, manifest = check(
+        data, Expected(_checked_version(args.version), spec.type if spec else args.component, device)
+    )
     for verdict, message in errors:
         print(f"{path}: {verdict}: {message}", file=sys.stderr)
     if manifest is None:
@@ -178,13 +178,14 @@ def _declared_type(data: bytes) -> str | None:
     return kind if kind in COMPONENT_TYPES else None
 
 
-def _tag_version(text: str | None) -> Version | None:
+def _checked_version(text: str | None) -> str | None:
     if text is None:
         return None
     try:
-        return parse_version(text)
+        parse_version(text)
     except NotAVersion as exc:
         raise BadRequest(f"--version: {exc}") from None
+    return text
 
 
 def _read_capped(path: Path) -> bytes:
@@ -277,7 +278,9 @@ def generate(request: GenerateRequest) -> str:
     }
     text = render(context)
     device = DeviceNames(install_path=request.install_path)  # what the request describes
-    errors, _ = check(text.encode("utf-8"), Expected(parse_or_none(version), request.component_type, device))
+    errors, _ = check(
+        text.encode("utf-8"), Expected(version if parse_or_none(version) else None, request.component_type, device)
+    )
     if errors:
         raise GenerateError(
             "the generated manifest would not be used by a device: " + "; ".join(message for _, message in errors)
