@@ -283,6 +283,18 @@ def test_a_file_whose_version_file_names_another_release_is_refused(device, usb)
     assert (dry.returncode, body_of(dry)["outcome"]) == (2, "refused"), "a dry run reads the file through too"
 
 
+def test_bundle_create_refuses_a_release_a_device_would_refuse(device, usb):
+    other = releases.build_release(usb / "other", "1.0.5")
+    device.github.add_release("marco-svitol/dunebugger", "v1.1.0", assets={"dunebugger-1.1.0.tar.gz": other.read_bytes()})
+
+    made = cli(device, "bundle", "create", "--component", "core", "-o", str(usb / "bundle"), environ=online(usb))
+
+    assert made.returncode == 1, (made.stdout, made.stderr)
+    assert "dunebugger-1.1.0.tar.gz holds release 1.0.5 (its VERSION file), not 1.1.0; no bundle was written" \
+        in made.stderr
+    assert not (usb / "bundle").exists()
+
+
 def replace_in_bundle(bundle: Path, name: str, data: bytes) -> None:
     """A bundle file replaced, and bundle.json made to vouch for it."""
     (bundle / "core" / name).write_bytes(data)

@@ -107,7 +107,8 @@ class BundleMaker:
         self, spec: ComponentSpec, release: Release, version_text: str, manifest: Manifest | None, folder: Path
     ) -> Path:
         prepared = await self._core.prepare(self._core.artifact(spec, release, version_text, manifest))
-        await asyncio.to_thread(self._core.check_release, prepared, manifest)
+        # Read through as a device will read it: a bundle a device would refuse is not made.
+        await asyncio.to_thread(self._core.check_whole_release, prepared, version_text, manifest)
         target = folder / prepared.artifact.name
         await asyncio.to_thread(shutil.copyfile, prepared.archive, target)
         if await asyncio.to_thread(sha256_file, target) != prepared.artifact.sha256:

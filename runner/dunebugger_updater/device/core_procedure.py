@@ -134,7 +134,7 @@ class CoreProcedure:
         return Prepared(artifact, archive, signer)
 
     def check_release(self, prepared: Prepared, manifest: Manifest | None) -> None:
-        """That the downloaded file is a release archive, and what a manifest requires of
+        """That a downloaded file is a release archive, and what a manifest requires of
         it, checked before anything changes (the playbook checks again while staging,
         for runs by hand). The headers read for that are held to the device's caps; the
         rest of the archive is read by the extraction on the device."""
@@ -149,12 +149,12 @@ class CoreProcedure:
         except ArchiveRefused as exc:
             raise DownloadError(f"refused release archive {name}: {exc}") from None
 
-    def check_local_release(self, prepared: Prepared, version_text: str, manifest: Manifest | None) -> None:
-        """A release archive from this device (a file the operator names, a bundle's),
-        read through whole before anything changes, under the device's caps: a copy cut
-        short or damaged, a release of another version (its VERSION file), or one
-        without the migration script its manifest requires is refused here, not while
-        staging."""
+    def check_whole_release(self, prepared: Prepared, version_text: str, manifest: Manifest | None) -> None:
+        """A release archive read through whole, under the device's caps: one from this
+        device (a file the operator names, a bundle's) before anything changes, and one
+        put into a bundle. A copy cut short or damaged, a release of another version (its
+        VERSION file), or one without the migration script its manifest requires is
+        refused here, not while staging."""
         name = prepared.artifact.name
         try:
             contents = read_release_archive(
@@ -243,7 +243,7 @@ class CoreProcedure:
         else:
             prepared = await self.prepare_local(files, plan.manifest)
             obtained, origin = f"copied from {files.where}", {"file": prepared.artifact.url}
-            check = functools.partial(self.check_local_release, prepared, plan.version_text, plan.manifest)
+            check = functools.partial(self.check_whole_release, prepared, plan.version_text, plan.manifest)
         try:
             await asyncio.to_thread(check)
         except (DownloadError, ManifestRefused):
