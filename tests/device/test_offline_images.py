@@ -44,15 +44,28 @@ def archives(docker_env, registry, tmp_path_factory) -> Iterator[dict[str, Path]
     made = {
         "new": save(docker_env, f"{registry}/dunebugger-scheduler:1.1.0", f"{OFFLINE_IMAGE}:1.1.0", folder),
         "labelled": save(docker_env, f"{registry}/dunebugger-scheduler:1.2.0", f"{OFFLINE_IMAGE}:latest", folder),
-        "older": save(docker_env, f"{registry}/dunebugger-scheduler:1.0.0", f"{OFFLINE_IMAGE}:0.9.0", folder),
+        # 1.2.0 (its version label says so) re-tagged as 1.3.0
+        "relabelled": save(docker_env, f"{registry}/dunebugger-scheduler:1.2.0", f"{OFFLINE_IMAGE}:1.3.0", folder),
+        "older": save(docker_env, release_of(docker_env, f"{registry}/dunebugger-scheduler:1.0.0", "0.9.0"),
+                      f"{OFFLINE_IMAGE}:0.9.0", folder),
         "other-repository": folder / "other-repository.tar",
         "not-an-archive": folder / "not-an-archive.tar",
     }
     docker_env.docker("save", "-o", str(made["other-repository"]), f"{registry}/dunebugger-scheduler:1.1.0")
     made["not-an-archive"].write_bytes(b"not a tar\n" * 1000)
     yield made
-    for tag in ("1.0.0", "1.1.0", "1.2.0", "latest", "0.9.0"):
+    for tag in ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "latest", "0.9.0"):
         docker_env.run("docker", "rmi", f"{OFFLINE_IMAGE}:{tag}", check=False)
+
+
+def release_of(docker_env, source: str, version: str) -> str:
+    """An image of release `version` (its version label says so), made from `source`."""
+    container = docker_env.docker("create", source)
+    try:
+        return docker_env.docker("commit", "--change", f"LABEL org.opencontainers.image.version={version}",
+                                 container)
+    finally:
+        docker_env.docker("rm", container)
 
 
 def save(docker_env, source: str, name: str, folder: Path) -> Path:
@@ -154,6 +167,8 @@ REFUSALS = {
     "other-repository": ("dunebugger-scheduler:1.1.0, not an image of the configured " + OFFLINE_IMAGE, None),
     "older": ("0.9.0 is older than the running 1.0.0; update never goes back (use rollback)", None),
     "not-an-archive": ("is not an image archive: it is not a tar archive", None),
+    "relabelled": (f"names more than one release of {OFFLINE_IMAGE} (tag 1.3.0, org.opencontainers.image.version "
+                   "label 1.2.0); an image is one release, whatever it is tagged", None),
     "new": ("sha256 mismatch for dboffline-scheduler-1.1.0.tar: expected " + "f" * 64 + " (--sha256)", "f" * 64),
 }
 
@@ -172,6 +187,31 @@ async def test_refusals_change_nothing(stack, archives, archive):
     assert stack.offline_tags() == tags, "nothing was loaded"
     [entry] = updater.get_history()
     assert (entry.outcome, entry.message) == ("refused", result.message)
+
+
+async def test_an_image_pulled_from_a_registry_must_be_the_release_its_label_names(
+        tmp_path, docker_env, registry, github):
+    """The playbook reads the version label of what it pulled before it switches: 1.2.0
+    pushed again as 1.3.0 is not release 1.3.0."""
+    image = f"{registry}/dboffline-relabelled"
+    for source, tag in (("1.0.0", "1.0.0"), ("1.2.0", "1.3.0")):
+        docker_env.docker("tag", f"{registry}/dunebugger-scheduler:{source}", f"{image}:{tag}")
+        docker_env.docker("push", "-q", f"{image}:{tag}")
+    docker_env.docker("rmi", f"{image}:1.3.0")  # the update must pull it
+    github.add_release("marco-svitol/dunebugger-scheduler", "v1.3.0")
+    stack = make_stack(tmp_path, docker_env, github.url, image)
+    try:
+        container, compose = stack.container()["Id"], stack.compose.read_text()
+
+        result = await ComponentUpdater(stack.settings()).update_component("scheduler")
+
+        assert (result.success, result.outcome) == (False, "failed"), result.message
+        assert f"{image}:1.3.0 is labelled release 1.2.0 (org.opencontainers.image.version)" in result.message
+        assert result.message.endswith("Nothing was changed."), result.message
+        assert stack.container()["Id"] == container and stack.compose.read_text() == compose
+    finally:
+        docker_env.run("docker", "compose", "-f", str(stack.compose), "down", "-t", "1", check=False, timeout=120)
+        docker_env.run("docker", "rmi", f"{image}:1.0.0", f"{image}:1.3.0", check=False)
 
 
 def test_the_cli_refuses_an_image_of_another_repository_with_exit_status_2(stack, archives):

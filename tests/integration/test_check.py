@@ -70,10 +70,12 @@ async def test_check_compares_installed_with_latest(tmp_path, github):
 
 async def test_prereleases_only_when_asked(tmp_path, github):
     publish_standard_releases(github)
-    settings = load_settings(device(tmp_path, github, "includePrerelease = true\n"), environ={})
-    results = await ComponentUpdater(settings).check_updates(force=True)
-    assert results["core"].latest_version == "1.2.0b0"
+    config = device(tmp_path, github, "includePrerelease = true\n")
+    results = await ComponentUpdater(load_settings(config, environ={})).check_updates(force=True)
+    assert results["core"].latest_version == "1.2.0-beta"  # as the release names it (PEP 440 would say 1.2.0b0)
     assert results["core"].latest_tag == "v1.2.0-beta"
+    table = run_cli("check", config=config)
+    assert "1.2.0-beta" in table.stdout and "b0" not in table.stdout, table.stdout
 
 
 async def test_lookups_overlap_in_time(tmp_path):
@@ -226,7 +228,7 @@ def test_cli_table_and_versions(tmp_path, github):
 
 
 CHANGED_QUESTIONS = {  # setting -> (environment, the newest core release it leads to)
-    "includePrerelease": ({"UPDATER_INCLUDEPRERELEASE": "true"}, "1.2.0b0"),
+    "includePrerelease": ({"UPDATER_INCLUDEPRERELEASE": "true"}, "1.2.0-beta"),
     "githubAccount": ({"UPDATER_GITHUBACCOUNT": "someone-else"}, "2.0.0"),
     "githubApiUrl": (None, "3.0.0"),  # another API server, filled in below
     "repo": ({}, "2.5.0"),  # [Component:core] repo, written into the file below

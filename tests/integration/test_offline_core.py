@@ -260,7 +260,7 @@ def test_a_file_larger_than_the_download_cap_is_refused(device, usb):
                    environ={**OFFLINE, "UPDATER_MAXDOWNLOADMB": "1"})
 
 
-def test_a_decompression_bomb_in_a_file_is_refused_on_the_device(device, usb, tmp_path):
+def test_a_decompression_bomb_in_a_file_is_refused_before_anything_changes(device, usb):
     bomb = usb / "dunebugger-1.1.0.tar.gz"
     members = io.BytesIO()
     with tarfile.open(fileobj=members, mode="w") as tar:
@@ -272,16 +272,66 @@ def test_a_decompression_bomb_in_a_file_is_refused_on_the_device(device, usb, tm
         info.size = 2 * 1024 ** 3  # header only: the cap refuses it before its data is read
         tar.addfile(info)
     bomb.write_bytes(gzip.compress(members.getvalue()))
-    before, pid = device.fingerprint(), device.app_pid()
+    assert_refused(device, "refused release archive dunebugger-1.1.0.tar.gz: member 'dunebugger-1.1.0/zeros.bin' "
+                           "takes the unpacked release past the cap of 1073741824 bytes",
+                   "core", "--from", str(bomb), "--sha256", sha256(bomb))
 
-    status, run = run_cli_json("update", "core", "--from", str(bomb), "--sha256", sha256(bomb),
+
+# A file is read through whole before anything changes: what staging would find only
+# halfway through (after the run started) is refused with the file's other problems.
+
+
+def cut_short(archive: Path, to: Path) -> Path:
+    to.write_bytes(archive.read_bytes()[:archive.stat().st_size // 2])
+    return to
+
+
+def test_a_file_cut_short_is_refused_before_anything_changes(device, usb):
+    cut = cut_short(releases.build_release(usb / "whole", "1.1.0"), usb / "dunebugger-1.1.0.tar.gz")
+    assert_refused(device, "dunebugger-1.1.0.tar.gz is not a release archive (a .tar.gz): it is cut short or damaged "
+                           "(Compressed file ended before the end-of-stream marker was reached)",
+                   "core", "--from", str(cut), "--sha256", sha256(cut))
+
+
+def test_a_file_whose_version_file_names_another_release_is_refused(device, usb):
+    other = releases.build_release(usb / "other", "1.0.5")
+    named = usb / "dunebugger-1.1.0.tar.gz"
+    named.write_bytes(other.read_bytes())
+    assert_refused(device, "dunebugger-1.1.0.tar.gz holds release 1.0.5 (its VERSION file), not 1.1.0",
+                   "core", "--from", str(named), "--sha256", sha256(named))
+    status, dry = run_cli_json("update", "core", "--from", str(named), "--sha256", sha256(named), "--dry-run",
                                config=device.config, env=OFFLINE)
+    assert (status, dry["body"]["outcome"]) == (2, "refused"), "a dry run reads the file through too"
 
-    body = run["body"]
-    assert (status, body["outcome"]) == (1, "failed"), body
-    assert "member 'dunebugger-1.1.0/zeros.bin' takes the unpacked release past the cap of 1073741824 bytes" \
-        in body["message"] and body["message"].endswith("Nothing was changed."), body["message"]
-    assert device.fingerprint() == before and device.app_pid() == pid
+
+def test_bundle_create_refuses_a_release_a_device_would_refuse(device, usb):
+    other = releases.build_release(usb / "other", "1.0.5")
+    device.github.add_release("marco-svitol/dunebugger", "v1.1.0", assets={"dunebugger-1.1.0.tar.gz": other.read_bytes()})
+
+    made = run_cli("bundle", "create", "--component", "core", "-o", str(usb / "bundle"), config=device.config,
+                   env=online(usb))
+
+    assert made.returncode == 1, (made.stdout, made.stderr)
+    assert "dunebugger-1.1.0.tar.gz holds release 1.0.5 (its VERSION file), not 1.1.0; no bundle was written" \
+        in made.stderr
+    assert not (usb / "bundle").exists()
+
+
+def replace_in_bundle(bundle: Path, name: str, data: bytes) -> None:
+    """A bundle file replaced, and bundle.json made to vouch for it."""
+    (bundle / "core" / name).write_bytes(data)
+    index = json.loads((bundle / "bundle.json").read_text())
+    index["releases"][0]["files"][name] = hashlib.sha256(data).hexdigest()
+    (bundle / "bundle.json").write_text(json.dumps(index))
+
+
+async def test_a_bundle_archive_cut_short_is_refused_before_anything_changes(device, usb):
+    device.publish("1.1.0")
+    bundle = await make_bundle(device, usb / "bundle")
+    archive = bundle / "core" / "dunebugger-1.1.0.tar.gz"
+    replace_in_bundle(bundle, archive.name, cut_short(archive, usb / "cut.tar.gz").read_bytes())
+    assert_refused(device, "dunebugger-1.1.0.tar.gz is not a release archive (a .tar.gz): it is cut short or damaged",
+                   "core", "--from", str(bundle))
 
 
 def test_an_older_version_is_refused(device, usb):
@@ -295,6 +345,22 @@ async def test_a_bundle_for_another_component_is_refused(device, usb):
     bundle = await make_bundle(device, usb / "bundle")
     assert_refused(device, f"bundle {bundle} holds no release of scheduler (it holds core 1.1.0)",
                    "scheduler", "--from", str(bundle))
+
+
+@pytest.mark.parametrize(("changes", "expect"), [
+    ({"tag": "v9.9.9"}, "bundle.json: releases[0].tag 'v9.9.9' and releases[0].version '1.1.0' name different releases"),
+    ({"tag": "v9.9.9", "version": "9.9.9"},
+     "the archive 'dunebugger-1.1.0.tar.gz' of core is not that of its version 9.9.9 ('dunebugger-9.9.9.tar.gz')"),
+    ({"tag": "v1.1.0-rc1", "version": "1.1.0-rc1"},
+     "the archive 'dunebugger-1.1.0.tar.gz' of core is not that of its version 1.1.0-rc1"),
+], ids=["tag", "tag-and-version", "prerelease"])
+async def test_a_bundle_index_that_contradicts_itself_is_refused_naming_the_fields(device, usb, changes, expect):
+    device.publish("1.1.0")
+    bundle = await make_bundle(device, usb / "bundle")
+    index = json.loads((bundle / "bundle.json").read_text())
+    index["releases"][0].update(changes)
+    (bundle / "bundle.json").write_text(json.dumps(index))
+    assert_refused(device, expect, "core", "--from", str(bundle))
 
 
 async def test_a_bundle_file_changed_since_the_bundle_was_made_is_refused(device, usb):

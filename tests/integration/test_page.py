@@ -125,7 +125,7 @@ async def test_page_loads_shows_components_and_check_updates_the_table(page):
 async def test_a_dry_run_from_a_bundle_under_bundle_path(page, server, device, tmp_path):
     elsewhere = {"UPDATER_STATEPATH": str(tmp_path / "online-state")}  # the machine that made the bundle
     await BundleMaker(device.settings(elsewhere)).create([Wanted("core")], server.settings.bundle_path / "core-1.1.0")
-    await page.wait_for("document.getElementById('bundle-component').options.length === 3")
+    await page.wait_for("document.getElementById('bundle-component')?.options.length === 3")
 
     await page.evaluate("document.getElementById('bundle-component').value = 'core';"
                         "document.getElementById('bundle-name').value = 'core-1.1.0';"

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from dunebugger_updater import ComponentUpdater, Settings, load_settings
+from dunebugger_updater.device.history import History
 from dunebugger_updater.errors import BadRequest
-from dunebugger_updater.fleet.rollout import FleetTarget
+from dunebugger_updater.fleet.rollout import FleetTarget, FleetUpdater
+from dunebugger_updater.statedir import StateDir
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -59,6 +61,39 @@ async def test_a_refused_update_has_a_run_id_and_a_dry_run_says_so(tmp_path, dry
     assert (entry.run_id, entry.action) == (result.run_id, action)
     assert RUN_ID.fullmatch(entry.run_id).group("component", "action") == ("core", action)
     assert result.body()["run_id"] == entry.run_id and result.body()["dry_run"] is dry_run
+
+
+LONG_WAITS = (b'version: "1.1.0"\ncomponent_type: "python_app"\npost_update_checks:\n'
+              b'  - type: "service_active"\n    timeout_seconds: 3600\n')
+
+
+@pytest.mark.parametrize(("manifest", "reason"), [
+    (b'version: "1.0.5"\ncomponent_type: "python_app"\n', "the manifest says 1.0.5 but the release tag is 1.1.0"),
+    (LONG_WAITS, "longer than a run may take (playbookTimeoutMinutes = 30, 1800 s)"),
+    (None, "1.1.0-beta is older than the running 1.1.0; update never goes back"),
+], ids=["manifest", "deadline", "older"])
+async def test_a_refused_update_says_which_version_runs(tmp_path, github, manifest, reason):
+    settings = settings_for(tmp_path, github.url)
+    (tmp_path / "opt" / "core").mkdir(parents=True)
+    (tmp_path / "opt" / "core" / "VERSION").write_text("1.1.0\n" if manifest is None else "1.0.0\n")
+    github.add_release("marco-svitol/dunebugger", "v1.1.0-beta" if manifest is None else "v1.1.0", manifest=manifest)
+    updater = ComponentUpdater(settings)
+
+    result = await updater.update_component("core", version="1.1.0-beta" if manifest is None else None)
+
+    assert (result.outcome, result.from_version) == ("refused", "1.1.0" if manifest is None else "1.0.0")
+    assert reason in result.message, result.message
+    (entry,) = updater.get_history()
+    assert entry.from_version == result.from_version
+
+
+async def test_a_fleet_dry_run_has_a_run_id_of_the_one_shape(tmp_path, github):
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text("all:\n  hosts:\n    device1:\n      ansible_connection: local\n")
+    result = await FleetUpdater(settings_for(tmp_path, github.url)).update("core", FleetTarget(inventory), dry_run=True)
+    assert not result.success and "no release" in result.message, result.message
+    (entry,) = History(StateDir(tmp_path / "state")).entries()
+    assert RUN_ID.fullmatch(entry.run_id).group("component", "action") == ("core", "fleet_dry_run"), entry.run_id
 
 
 @pytest.mark.parametrize(("name", "problem"), [("missing.yml", "does not exist"),

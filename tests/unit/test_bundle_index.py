@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from dunebugger_updater.release.bundle_index import BundleEntry, BundleError, read_index, write_index
+from dunebugger_updater.config import load_settings
+from dunebugger_updater.release.bundle_index import BundleEntry, BundleError, archive_name, read_index, write_index
 
 SHA = "a" * 64
 
@@ -44,8 +45,22 @@ def test_written_index_reads_back(tmp_path):
     (index(entry(files={"dunebugger-1.2.0.tar.gz": "A" * 64})), "to sha256 digests (64 hex digits)"),
     (index(entry(archive="other.tar.gz")), "releases[0].archive 'other.tar.gz' is not among its files"),
     (index(entry(), entry()), "component 'core' appears twice"),
+    (index(entry(tag="v9.9.9")), "releases[0].tag 'v9.9.9' and releases[0].version '1.2.0' name different releases"),
+    (index(entry(version="1.2.1")), "releases[0].tag 'v1.2.0' and releases[0].version '1.2.1' name different releases"),
 ])
 def test_an_index_off_its_shape_is_refused_naming_the_field(data, problem):
     with pytest.raises(BundleError) as refused:
         read_index(data)
     assert problem in str(refused.value)
+
+
+def test_an_image_tag_may_spell_the_tag_s_version_its_own_way():
+    [read] = read_index(index(entry(type="container", tag="v1.2.0", version="1.2", archive="x-1.2.tar",
+                                    files={"x-1.2.tar": SHA})))
+    assert (read.tag, read.version) == ("v1.2.0", "1.2")
+
+
+def test_the_archive_a_bundle_holds_is_named_by_the_component_and_version():
+    settings = load_settings(None, environ={})
+    assert archive_name(settings.component("core"), "1.3.0-beta") == "dunebugger-1.3.0-beta.tar.gz"
+    assert archive_name(settings.component("scheduler"), "1.1.0") == "dunebugger-scheduler-1.1.0.tar"

@@ -30,7 +30,7 @@ from ..device.container_procedure import ContainerProcedure
 from ..device.core_procedure import CoreProcedure
 from ..errors import BadRequest, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from ..files import sha256_file
-from ..release.bundle_index import BundleEntry, write_index
+from ..release.bundle_index import BundleEntry, archive_name, write_index
 from ..release.manifest import DeviceNames, Manifest, release_manifest
 from ..release.releases import MANIFEST_FILE, Release, ReleaseClient, client_for
 from ..release.signatures import SIGNATURE_SUFFIX
@@ -109,7 +109,8 @@ class BundleMaker:
         self, spec: ComponentSpec, release: Release, version_text: str, manifest: Manifest | None, folder: Path
     ) -> Path:
         prepared = await self._core.prepare(self._core.artifact(spec, release, version_text, manifest))
-        await asyncio.to_thread(self._core.check_release, prepared, manifest)
+        # Read through as a device will read it: a bundle a device would refuse is not made.
+        await asyncio.to_thread(self._core.check_whole_release, prepared, version_text, manifest)
         target = folder / prepared.artifact.name
         await asyncio.to_thread(shutil.copyfile, prepared.archive, target)
         if await asyncio.to_thread(sha256_file, target) != prepared.artifact.sha256:
@@ -118,7 +119,7 @@ class BundleMaker:
 
     async def _image(self, spec: ComponentSpec, tag: str, folder: Path) -> Path:
         reference = f"{spec.image}:{tag}"
-        archive = folder / f"{spec.image.rsplit('/', 1)[-1]}-{tag}.tar"
+        archive = folder / archive_name(spec, tag)
         await asyncio.to_thread(images.pull, reference)
         await asyncio.to_thread(images.save, reference, archive)
         return archive

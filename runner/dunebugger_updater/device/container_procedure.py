@@ -16,7 +16,7 @@ from ..errors import PreflightError
 from ..release.local import LocalFiles
 from ..release.manifest import Manifest
 from ..release.releases import Release
-from ..versions import NotAVersion, parse_version, without_v
+from ..versions import NotAVersion, parse_version
 from . import images
 from .installed import compose_backup_versions
 from .plan import Plan, PreparedUpdate
@@ -45,10 +45,10 @@ class ContainerProcedure:
                 same = False
             if not same:
                 raise PreflightError(
-                    f"the manifest's image_tag {manifest.image_tag!r} is not release {release.version}"
+                    f"the manifest's image_tag {manifest.image_tag!r} is not release {release.version_text}"
                 )
             return manifest.image_tag
-        return without_v(release.tag)
+        return release.version_text
 
     async def prepare_release(self, plan: Plan) -> PreparedUpdate:
         """Nothing to download here: each device's engine pulls the image, or the image

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,6 +20,7 @@ from ..release.download import DownloadPolicy, download_bytes, download_verified
 from ..release.image_archive import tar_problem
 from ..release.local import Checksum, LocalFiles
 from ..release.manifest import Manifest
+from ..release.release_archive import NotAReleaseArchive, read_release_archive
 from ..release.releases import MANIFEST_FILE, Release
 from ..release.signatures import MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignaturePolicy
 
@@ -138,22 +140,45 @@ class CoreProcedure:
         return Prepared(artifact, archive, signer)
 
     def check_release(self, prepared: Prepared, manifest: Manifest | None) -> None:
-        """That the verified file is a release archive, and what a manifest requires of
+        """That a downloaded file is a release archive, and what a manifest requires of
         it, checked before anything changes (the playbook checks again while staging,
-        for runs by hand). The headers read for that are held to the device's caps."""
+        for runs by hand). The headers read for that are held to the device's caps; the
+        rest of the archive is read by the extraction on the device."""
         name = prepared.artifact.name
         script = manifest.migration_script if manifest and manifest.migration_required else None
         try:
             problem = _not_an_archive(prepared.archive)
             if problem:
                 raise DownloadError(f"{name} is not a release archive (a .tar.gz): {problem}")
-            if script and not _archive_holds(prepared.archive, script, self._settings.max_extract_mb * 1024 * 1024):
-                raise ManifestRefused(
-                    f"update_steps.run_migrations.script: {name} has no {script!r}, "
-                    "which the manifest requires (add optional: true if the release may lack it)"
-                )
+            if script and not _archive_holds(prepared.archive, script, self._max_extract_bytes):
+                raise _missing_migration_script(name, script)
         except ArchiveRefused as exc:
             raise DownloadError(f"refused release archive {name}: {exc}") from None
+
+    def check_whole_release(self, prepared: Prepared, version_text: str, manifest: Manifest | None) -> None:
+        """A release archive read through whole, under the device's caps: one from this
+        device (a file the operator names, a bundle's) before anything changes, and one
+        put into a bundle. A copy cut short or damaged, a release of another version (its
+        VERSION file), or one without the migration script its manifest requires is
+        refused here, not while staging."""
+        name = prepared.artifact.name
+        try:
+            contents = read_release_archive(
+                prepared.archive, max_bytes=self._max_extract_bytes, max_members=MAX_MEMBERS
+            )
+        except ArchiveRefused as exc:
+            raise DownloadError(f"refused release archive {name}: {exc}") from None
+        except NotAReleaseArchive as exc:
+            raise DownloadError(f"{name} is not a release archive (a .tar.gz): {exc}") from None
+        if contents.version is not None and without_v(contents.version) != without_v(version_text):
+            raise DownloadError(f"{name} holds release {contents.version} (its VERSION file), not {version_text}")
+        script = manifest.migration_script if manifest and manifest.migration_required else None
+        if script and script not in contents.files:
+            raise _missing_migration_script(name, script)
+
+    @property
+    def _max_extract_bytes(self) -> int:
+        return self._settings.max_extract_mb * 1024 * 1024
 
     async def prepare_local(self, files: LocalFiles, manifest: Manifest | None) -> Prepared:
         """A release archive already on this device, copied under statePath and verified
@@ -210,7 +235,7 @@ class CoreProcedure:
 
     @staticmethod
     def target_version(release: Release, manifest: Manifest | None) -> str:
-        return without_v(release.tag)
+        return release.version_text
 
     async def prepare_release(self, plan: Plan) -> PreparedUpdate:
         """Download (or copy from this device) and verify the archive (and its
@@ -220,11 +245,13 @@ class CoreProcedure:
         if files is None:
             prepared = await self.prepare(self.artifact(spec, plan.release, plan.version_text, plan.manifest))
             obtained, origin = "downloaded", {"url": prepared.artifact.url}
+            check = functools.partial(self.check_release, prepared, plan.manifest)
         else:
             prepared = await self.prepare_local(files, plan.manifest)
             obtained, origin = f"copied from {files.where}", {"file": prepared.artifact.url}
+            check = functools.partial(self.check_whole_release, prepared, plan.version_text, plan.manifest)
         try:
-            await asyncio.to_thread(self.check_release, prepared, plan.manifest)
+            await asyncio.to_thread(check)
         except (DownloadError, ManifestRefused):
             prepared.archive.unlink(missing_ok=True)  # a refused archive stays nowhere
             raise
@@ -365,6 +392,13 @@ def _named_wait(
 
 
 MAX_MEMBERS = 20000  # as the extraction's member cap (core_max_extract_members)
+
+
+def _missing_migration_script(name: str, script: str) -> ManifestRefused:
+    return ManifestRefused(
+        f"update_steps.run_migrations.script: {name} has no {script!r}, "
+        "which the manifest requires (add optional: true if the release may lack it)"
+    )
 
 
 def _not_an_archive(archive: Path) -> str | None:

@@ -48,13 +48,14 @@ def read_version_file(path: Path) -> InstalledVersion:
     except OSError as exc:
         return InstalledVersion(None, f"cannot read {path}: {os_reason(exc)}")
     text = data.decode("utf-8", errors="replace").strip()
-    version = _version_from_text(text)
+    version = version_from_text(text)
     if not version:
         return InstalledVersion(None, f"{path} holds no version")
     return InstalledVersion(version)
 
 
-def _version_from_text(text: str) -> str | None:
+def version_from_text(text: str) -> str | None:
+    """The version a VERSION file's text names (JSON with "version", or the first line), or None."""
     if text.startswith("{"):
         try:
             document = json.loads(text)

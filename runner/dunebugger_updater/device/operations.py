@@ -31,11 +31,11 @@ from ..config import ComponentSpec, Settings
 from ..errors import Busy, DownloadError, ManifestError, PreflightError, ReleaseLookupError
 from ..release.checker import Clock, local_now
 from ..release.local import LocalReleases, LocalSource
-from ..release.manifest import DeviceNames, Manifest
+from ..release.manifest import DeviceNames
 from ..release.releases import ReleaseSource, client_for
 from ..results import Outcome, UpdateResult
 from ..statedir import StateDir
-from ..versions import parse_or_none, requested_version
+from ..versions import parse_or_none, parse_version, requested_version
 from .container_procedure import ContainerProcedure
 from .core_procedure import CoreProcedure
 from .events import Progress, RunnerEvent, host_reports, last_failure, progress
@@ -131,14 +131,12 @@ class DeviceOperations:
     async def _update(
         self, spec: ComponentSpec, version: str | None, dry_run: bool, started: str, source: LocalSource | None
     ) -> UpdateResult:
+        current = (await self._installed(spec)).version
         try:
-            plan = await self._plan(spec, version, source)
-        except ReleaseLookupError as exc:
-            return self._record("update", spec, started, refused(spec, exc.reason, dry_run))
-        except (PreflightError, ManifestError) as exc:
-            return self._record("update", spec, started, refused(spec, exc.reason, dry_run))
+            plan = await self._plan(spec, current, version, source)
+        except (ReleaseLookupError, PreflightError, ManifestError) as exc:
+            return self._refused(spec, started, exc.reason, dry_run, current)
         if plan is None:
-            current = (await self._installed(spec)).version
             result = UpdateResult(
                 spec.name,
                 True,
@@ -152,7 +150,7 @@ class DeviceOperations:
         try:
             prepared = await self._procedure(spec).prepare_update(plan)
         except (DownloadError, ManifestError) as exc:
-            return self._record("update", spec, started, refused(spec, exc.reason, dry_run, plan))
+            return self._refused(spec, started, exc.reason, dry_run, plan.from_version, plan)
         if dry_run:
             return self._record("dry_run", spec, started, self._dry_run_result(plan, prepared))
         with self._locked(f"update of {spec.name}"):
@@ -163,12 +161,12 @@ class DeviceOperations:
                     f"{spec.name} changed from {plan.from_version or 'nothing'} to {now or 'nothing'} "
                     "while the release was prepared; ask again"
                 )
-                return self._record("update", spec, started, refused(spec, reason, dry_run, plan))
+                return self._refused(spec, started, reason, dry_run, now, plan)
             try:
                 if prepared.stage:
                     await prepared.stage()
             except DownloadError as exc:
-                return self._record("update", spec, started, refused(spec, exc.reason, dry_run, plan))
+                return self._refused(spec, started, exc.reason, dry_run, plan.from_version, plan)
             run = await self._run_playbook(
                 "update", spec, plan.from_version, plan.version_text, prepared.extra_vars, started
             )
@@ -182,13 +180,30 @@ class DeviceOperations:
                 run,
             )
 
-    async def _plan(self, spec: ComponentSpec, version: str | None, source: LocalSource | None) -> Plan | None:
-        """What to install, or None when the device already runs that release."""
-        installed = await self._installed(spec)
-        current = parse_or_none(installed.version)
-        if installed.version is not None and current is None:
+    def _refused(
+        self,
+        spec: ComponentSpec,
+        started: str,
+        reason: str,
+        dry_run: bool,
+        running: str | None,
+        plan: Plan | None = None,
+    ) -> UpdateResult:
+        """Record an update not started: it says what the device runs and, once planned,
+        what it would have installed."""
+        planned = dict(to_version=plan.version_text, manifest=plan.manifest_note) if plan else {}
+        result = UpdateResult.refused(spec.name, "update", reason, dry_run=dry_run, from_version=running, **planned)
+        return self._record("update", spec, started, result)
+
+    async def _plan(
+        self, spec: ComponentSpec, installed: str | None, version: str | None, source: LocalSource | None
+    ) -> Plan | None:
+        """What to install over the `installed` version, or None when the device already
+        runs that release."""
+        current = parse_or_none(installed)
+        if installed is not None and current is None:
             raise PreflightError(
-                f"the running version {installed.version!r} is not a version; use rollback or reinstall by hand"
+                f"the running version {installed!r} is not a version; use rollback or reinstall by hand"
             )
         async with self._releases(spec, source) as releases:
             release = await releases.find(
@@ -198,7 +213,7 @@ class DeviceOperations:
                 return None
             if current is not None and release.version < current:
                 raise PreflightError(
-                    f"{release.version} is older than the running {installed.version}; "
+                    f"{release.version_text} is older than the running {installed}; "
                     "update never goes back (use rollback)"
                 )
             plan = await resolve_plan(
@@ -207,11 +222,11 @@ class DeviceOperations:
                 self._procedure(spec),
                 release,
                 spec,
-                from_version=installed.version,
+                from_version=installed,
                 device=DeviceNames.of(spec, self._settings.backup_path),
             )
-        if plan.manifest and plan.manifest.min_remote_version and spec.name != "remote":
-            await self._check_remote_version(plan.manifest)
+        if plan.manifest and plan.manifest.min_remote_version:
+            plan = await self._checked_remote_version(plan, plan.manifest.min_remote_version)
         return plan
 
     def _releases(self, spec: ComponentSpec, source: LocalSource | None) -> ReleaseSource:
@@ -220,16 +235,27 @@ class DeviceOperations:
             return client_for(self._settings, self._transport)
         return LocalReleases(source, self._settings, spec)
 
-    async def _check_remote_version(self, manifest: Manifest) -> None:
+    async def _checked_remote_version(self, plan: Plan, needs: str) -> Plan:
+        """The manifest's min_remote_version against the remote this device runs: an older
+        one refuses the update. Where it holds nothing back (remote's own update, no
+        remote, a remote whose version is unknown), the result's manifest note says so."""
+        unchecked = f"min_remote_version {needs} not checked"
         remote = self._settings.components.get("remote")
-        if remote is None or manifest.min_remote_version is None:
-            return
-        running = parse_or_none((await self._installed(remote)).version)
-        if running is not None and running < manifest.min_remote_version:
+        if plan.spec.name == "remote":
+            return _noted(plan, f"{unchecked}: it holds back the others' updates, not remote's")
+        if remote is None:
+            return _noted(plan, f"{unchecked}: no remote component is configured")
+        installed = await self._installed(remote)
+        running = parse_or_none(installed.version)
+        if installed.version is None:
+            return _noted(plan, f"{unchecked}: the version of remote is unknown ({installed.detail})")
+        if running is None:
+            return _noted(plan, f"{unchecked}: remote runs {installed.version!r}, not a version")
+        if running < parse_version(needs):
             raise PreflightError(
-                f"this release needs remote {manifest.min_remote_version} or newer (running {running}): "
-                "update remote first"
+                f"this release needs remote {needs} or newer (running {installed.version}): update remote first"
             )
+        return plan
 
     async def _run_playbook(
         self,
@@ -442,18 +468,9 @@ class DeviceOperations:
         return self._procedures[spec.type]
 
 
-def refused(spec: ComponentSpec, reason: str, dry_run: bool, plan: Plan | None = None) -> UpdateResult:
-    if plan is None:
-        return UpdateResult.refused(spec.name, "update", reason, dry_run=dry_run)
-    return UpdateResult.refused(
-        spec.name,
-        "update",
-        reason,
-        dry_run=dry_run,
-        from_version=plan.from_version,
-        to_version=plan.version_text,
-        manifest=plan.manifest_note,
-    )
+def _noted(plan: Plan, note: str) -> Plan:
+    """`plan` with `note` added to what the result says about its manifest."""
+    return dataclasses.replace(plan, manifest_note=f"{plan.manifest_note}; {note}")
 
 
 # extra-var -> its name in a dry run's report of the checks a run would make

@@ -52,7 +52,7 @@ from ..files import kind_of
 from ..release.manifest import DeviceNames
 from ..release.releases import client_for
 from ..statedir import StateDir
-from ..versions import parse_or_none, requested_version
+from ..versions import parse_or_none, parse_version, requested_version
 from .batches import DEFAULT_ROLLOUT, Batches, Rollout, plan_batches
 from .connection import ansible_settings
 from .inventory import Inventory, read_inventory
@@ -132,7 +132,7 @@ class FleetUpdater:
         devices = await versions
         return FleetCheck(
             spec.name,
-            str(latest.version) if latest else None,
+            latest.version_text if latest else None,
             latest.tag if latest else None,
             tuple(devices.values()),
             error,
@@ -300,20 +300,21 @@ class FleetUpdater:
         """Devices the rollout leaves alone, and why: unreachable, no update needed, or
         the release needs a newer remote than the device runs."""
         needs = resolved.manifest.min_remote_version if resolved.manifest and spec.name != "remote" else None
+        oldest = parse_version(needs) if needs else None
         statuses = {}
         for host, found in before.items():
             if found.unreachable:
                 statuses[host] = unreachable(found)
             elif (status := not_run(found, resolved.version_text)) is not None:
                 statuses[host] = status
-            elif needs is not None and (remote := parse_or_none(found.remote)) is not None and remote < needs:
+            elif oldest is not None and (remote := parse_or_none(found.remote)) is not None and remote < oldest:
                 statuses[host] = DeviceStatus(
                     host,
                     "refused",
                     found.version,
                     found.version,
                     None,
-                    f"this release needs remote {needs} or newer (runs {remote}): update remote first",
+                    f"this release needs remote {needs} or newer (runs {found.remote}): update remote first",
                 )
         return statuses
 
@@ -431,7 +432,7 @@ class FleetUpdater:
             return FleetResult(spec.name, False, str(exc), None, action=action.removeprefix("fleet_"))
         self._history.append(
             HistoryEntry(
-                run_id=result.run_id or f"{started}-{result.component}-{action}",
+                run_id=result.run_id or new_run_id(datetime.now(), result.component, action),
                 action=action,
                 component=result.component,
                 from_version=None,

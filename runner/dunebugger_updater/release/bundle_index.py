@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import COMPONENT_NAME, COMPONENT_TYPES
+from ..config import COMPONENT_NAME, COMPONENT_TYPES, ComponentSpec
 from ..versions import NotAVersion, parse_version
 
 INDEX_FILE = "bundle.json"
@@ -54,6 +54,14 @@ class BundleEntry:
             "archive": self.archive,
             "files": dict(sorted(self.files.items())),
         }
+
+
+def archive_name(spec: ComponentSpec, version: str) -> str:
+    """The archive a bundle holds for `spec` at `version`: its release asset
+    (assetPattern), or its image saved as `<image name>-<version>.tar`."""
+    if spec.is_container:
+        return f"{spec.image.rsplit('/', 1)[-1]}-{version}.tar"
+    return spec.asset_pattern.replace("{version}", version)
 
 
 def write_index(directory: Path, entries: Iterable[BundleEntry]) -> Path:
@@ -92,11 +100,14 @@ def _entry(item: Any, where: str) -> BundleEntry:
         raise BundleError(f"{INDEX_FILE}: {where}.component {component!r} is not a component name")
     if kind not in COMPONENT_TYPES:
         raise BundleError(f"{INDEX_FILE}: {where}.type {kind!r} is not one of {', '.join(COMPONENT_TYPES)}")
+    versions = []
     for field, text in (("tag", tag), ("version", version)):
         try:
-            parse_version(text if isinstance(text, str) else "")
+            versions.append(parse_version(text if isinstance(text, str) else ""))
         except NotAVersion:
             raise BundleError(f"{INDEX_FILE}: {where}.{field} {text!r} is not a version") from None
+    if versions[0] != versions[1]:  # the version a device installs is the tag's, as the release lookup reads it
+        raise BundleError(f"{INDEX_FILE}: {where}.tag {tag!r} and {where}.version {version!r} name different releases")
     if not isinstance(files, dict) or not all(_file_entry(name, digest) for name, digest in files.items()):
         raise BundleError(f"{INDEX_FILE}: {where}.files must map plain file names to sha256 digests (64 hex digits)")
     if archive not in files:

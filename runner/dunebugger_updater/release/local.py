@@ -33,7 +33,7 @@ from ..errors import DownloadError, ManifestRefused, ReleaseLookupError, Signatu
 from ..files import FileTooLarge, copy_hashed, open_regular, sha256_file
 from ..statedir import create_new
 from ..versions import NotAVersion, parse_or_none, parse_version
-from .bundle_index import INDEX_FILE, MAX_INDEX_BYTES, BundleEntry, BundleError, read_index
+from .bundle_index import INDEX_FILE, MAX_INDEX_BYTES, BundleEntry, BundleError, archive_name, read_index
 from .image_archive import VERSION_LABEL, ImageArchive, NotAnImageArchive, read_image_archive
 from .manifest import MAX_MANIFEST_BYTES
 from .releases import MANIFEST_FILE, Release, checked_channel
@@ -232,6 +232,12 @@ class LocalReleases:
             raise self._refused(
                 f"bundle {directory}: {entry.component} is a {entry.type} there, a {self._spec.type} on this device"
             )
+        expected = archive_name(self._spec, entry.version)
+        if entry.archive != expected:
+            raise self._refused(
+                f"bundle {directory}: {INDEX_FILE}: the archive {entry.archive!r} of {entry.component} is not that "
+                f"of its version {entry.version} ({expected!r})"
+            )
         return entry
 
     def _in_bundle(self, directory: Path, inside: Path, entry: BundleEntry, name: str) -> Path:
@@ -302,18 +308,28 @@ class LocalReleases:
         return image
 
     def _image_version(self, path: Path, image: ImageArchive) -> str:
+        """The release an image archive holds: its tag, else its version label. Every
+        version it states must be the same one (an image re-tagged as another release
+        still says which one it is)."""
         tags = image.tags_of(self._spec.image)
         if not tags:
             held = ", ".join(image.references) or "an image without a name"
             raise self._refused(f"{path} holds {held}, not an image of the configured {self._spec.image}")
+        stated = {f"tag {tag}": tag for tag in tags if parse_or_none(tag)}  # what says which release, and how
         label = image.version_label
-        version = next((tag for tag in tags if parse_or_none(tag)), None) or (label if parse_or_none(label) else None)
-        if version is None:
+        if label is not None and parse_or_none(label):
+            stated[f"{VERSION_LABEL} label {label}"] = label
+        if not stated:
             raise self._refused(
                 f"cannot tell the version of {path}: its tag ({', '.join(tags)}) is not a version "
                 f"and it has no {VERSION_LABEL} label"
             )
-        return version
+        if len({parse_version(text) for text in stated.values()}) > 1:
+            raise self._refused(
+                f"{path} names more than one release of {self._spec.image} ({', '.join(stated)}); "
+                "an image is one release, whatever it is tagged"
+            )
+        return next(iter(stated.values()))
 
     # --- small helpers ---------------------------------------------------------------
 

@@ -35,8 +35,9 @@ import yaml
 from packaging.version import Version
 
 from ..addresses import is_loopback
+from ..config import COMPONENT_TYPES
 from ..errors import ManifestInvalid, ManifestRefused
-from ..versions import NotAVersion, parse_or_none, parse_version
+from ..versions import NotAVersion, parse_or_none, parse_version, without_v
 from .releases import MANIFEST_FILE
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,9 @@ class Checks:
 
 @dataclass(frozen=True)
 class Manifest:
-    version: Version
+    version: str  # as written, without "v"
     component_type: str
-    min_remote_version: Version | None
+    min_remote_version: str | None  # as written, without "v"
     checks: Checks
     artifact_url: str | None = None
     checksum: str | None = None  # lowercase hex sha256
@@ -92,20 +93,18 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def load_manifest(
-    data: bytes, *, tag_version: Version, component_type: str, device: DeviceNames | None = None
-) -> Manifest:
-    """Parse and check a manifest fetched at the release whose tag is `tag_version`,
+def load_manifest(data: bytes, *, tag: str, component_type: str, device: DeviceNames | None = None) -> Manifest:
+    """Parse and check a manifest fetched at the release tagged `tag`,
     against the device it would update (when known)."""
-    return _checked(data, Expected(tag_version, component_type, device))
+    return _checked(data, Expected(tag, component_type, device))
 
 
 @dataclass(frozen=True)
 class Expected:
-    """What a device knows when it reads a manifest: the release tag's version, the
-    component's type, how the device names things (None: not compared)."""
+    """What a device knows when it reads a manifest: the release's tag, the component's
+    type, how the device names things (None: not compared)."""
 
-    tag_version: Version | None = None
+    tag: str | None = None  # the release's tag (or its version), as the release names it
     component_type: str | None = None
     device: DeviceNames | None = None
 
@@ -289,9 +288,9 @@ def manifest_from(document: dict[str, Any], device: DeviceNames | None, source: 
     migration = steps.get("run_migrations")
     compose = steps.get("update_compose", {})
     return Manifest(
-        version=parse_version(document["version"]),
+        version=without_v(document["version"]),
         component_type=document["component_type"],
-        min_remote_version=parse_version(document["min_remote_version"]) if "min_remote_version" in document else None,
+        min_remote_version=without_v(document["min_remote_version"]) if "min_remote_version" in document else None,
         checks=_checks(pre, post),
         artifact_url=download.get("url"),
         checksum=download["checksum"].split(":", 1)[1].lower() if "checksum" in download else None,
@@ -346,11 +345,15 @@ def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[
             except NotAVersion as exc:
                 yield False, f"{name}: {exc}"
     version = versions.get("version")
-    if version is not None and expected.tag_version is not None and version != expected.tag_version:
-        yield True, f"version: the manifest says {version} but the release tag is {expected.tag_version}"
+    if version is not None and expected.tag is not None and version != parse_or_none(expected.tag):
+        said, tagged = without_v(document["version"]), without_v(expected.tag)
+        yield True, f"version: the manifest says {said} but the release tag is {tagged}"
     kind = document.get("component_type")
     if expected.component_type is not None and isinstance(kind, str) and kind != expected.component_type:
         yield True, f"component_type: {kind!r} does not match the component ({expected.component_type})"
+    if kind in COMPONENT_TYPES:
+        for text in _foreign_entries(document, kind):
+            yield True, text
     url = _text(post.get("health_endpoint"), "url")
     if url is not None and not is_loopback(urlsplit(url).hostname or ""):
         # Only the device's own health endpoints: `localhost` or a loopback address
@@ -359,6 +362,46 @@ def _release_problems(document: dict[str, Any], expected: Expected) -> Iterator[
     if version is not None:
         for text in _contradictions(document, steps, pre, post, version, expected.device):
             yield True, text
+
+
+# The steps and checks after the switch that each type of component acts on. The same
+# names for the other type (or a rollback's step among the update steps) would be read
+# as a promise the update never keeps: refused, naming the entry.
+ACTS_ON: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
+    ("update_steps", "action"): {
+        "container": ("backup_compose", "update_compose", "pull_image", "restart_service"),
+        "python_app": (
+            "download_artifact",
+            "backup_installation",
+            "stop_service",
+            "extract_artifact",
+            "install_requirements",
+            "run_migrations",
+            "start_service",
+        ),
+    },
+    ("post_update_checks", "type"): {
+        "container": ("container_running", "health_endpoint", "version_check"),
+        "python_app": ("service_active", "health_endpoint", "version_check"),
+    },
+}
+ROLLBACK_ACTIONS = ("restore_compose", "restore_backup")
+
+
+def _foreign_entries(document: dict[str, Any], kind: str) -> Iterator[str]:
+    """Every step or check of a `kind` manifest that only another type of component, or
+    only a rollback, acts on."""
+    for (section, key), by_type in ACTS_ON.items():
+        entries = document.get(section)
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            name = entry.get(key) if isinstance(entry, dict) else None
+            if not isinstance(name, str) or name in by_type[kind]:
+                continue  # acted on, or not even a name: the schema reports that
+            owner = next((other for other, names in by_type.items() if name in names), None)
+            if owner is not None:
+                yield f"{section}[{index}].{key}: {name!r} applies to {owner} components, not to this {kind}"
+            elif name in ROLLBACK_ACTIONS:
+                yield f"{section}[{index}].{key}: {name!r} is a rollback step (rollback_steps), not an update step"
 
 
 def _text(entry: dict[str, Any] | None, key: str) -> str | None:
@@ -424,12 +467,16 @@ def _contradictions(
     device: DeviceNames | None,
 ) -> Iterator[str]:
     """Every value that disagrees with the release or with the device, one line each."""
+    version_text = without_v(document["version"])  # as the manifest names it (a version: text)
     script = _text(steps.get("run_migrations"), "script")
     if script is not None and _migration_path(script, device) is None:
         yield f"update_steps.run_migrations.script: {script!r} is outside the release"
     expected = _text(post.get("version_check"), "expected_version")
     if expected is not None and parse_or_none(expected) not in (None, version):  # no version at all: invalid
-        yield f"post_update_checks.version_check.expected_version: {expected!r} is not the release's version {version}"
+        yield (
+            f"post_update_checks.version_check.expected_version: {expected!r} is not the release's version "
+            f"{version_text}"
+        )
     if device is None:
         return
     named = {  # field -> (value in the manifest, what the device calls it)
@@ -463,8 +510,8 @@ def _contradictions(
     for name, (value, own) in named.items():
         if value is not None and own is not None and value.rstrip("/") != own.rstrip("/"):
             yield f"{name}: {value!r} is not this device's {own!r}"
-    yield from _artifact_contradictions(steps, document["version"].lstrip("vV"), device)  # a version: text
-    yield from _image_contradictions(steps, version, device)
+    yield from _artifact_contradictions(steps, version_text, device)
+    yield from _image_contradictions(steps, version, version_text, device)
 
 
 def _artifact_contradictions(steps: dict[str, dict[str, Any]], version_text: str, device: DeviceNames) -> Iterator[str]:
@@ -493,7 +540,9 @@ def _artifact_contradictions(steps: dict[str, dict[str, Any]], version_text: str
             )
 
 
-def _image_contradictions(steps: dict[str, dict[str, Any]], version: Version, device: DeviceNames) -> Iterator[str]:
+def _image_contradictions(
+    steps: dict[str, dict[str, Any]], version: Version, version_text: str, device: DeviceNames
+) -> Iterator[str]:
     image = _text(steps.get("pull_image"), "image")
     if image is None or not device.image:
         return
@@ -501,7 +550,7 @@ def _image_contradictions(steps: dict[str, dict[str, Any]], version: Version, de
     if repository != device.image:
         yield f"update_steps.pull_image.image: {image!r} is not this device's image {device.image!r}"
     if tag and tag != _text(steps.get("update_compose"), "image_tag") and not _same_version(tag, version):
-        yield f"update_steps.pull_image.image: tag {tag!r} is not release {version}"
+        yield f"update_steps.pull_image.image: tag {tag!r} is not release {version_text}"
 
 
 def _same_version(tag: str, version: Version) -> bool:
@@ -555,7 +604,7 @@ def release_manifest(
             raise ManifestRefused(f"no {MANIFEST_FILE} comes with {_origin(release)}{_SIGNED_NEEDS_ONE}")
         return None, "no manifest: built-in procedure"
     try:
-        manifest = load_manifest(data, tag_version=release.version, component_type=spec.type, device=device)
+        manifest = load_manifest(data, tag=release.tag, component_type=spec.type, device=device)
     except ManifestInvalid as exc:
         if signed:
             raise ManifestRefused(

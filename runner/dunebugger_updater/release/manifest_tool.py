@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from packaging.version import Version
-
 from ..config import COMPONENT_TYPES, REPO, ComponentSpec, Settings
 from ..errors import BadRequest, ManifestError, ManifestInvalid, ManifestRefused, os_reason
 from ..files import NotRegularFile, open_regular, sha256_file
@@ -120,7 +118,9 @@ def run_validate(args: argparse.Namespace, settings: Settings) -> int:
     data = _read_capped(path)
     spec = _component(settings, args.component, data)
     device = DeviceNames.of(spec, settings.backup_path) if spec else None
-    errors, manifest = check(data, Expected(_tag_version(args.version), spec.type if spec else args.component, device))
+    errors, manifest = check(
+        data, Expected(_checked_version(args.version), spec.type if spec else args.component, device)
+    )
     for verdict, message in errors:
         print(f"{path}: {verdict}: {message}", file=sys.stderr)
     if manifest is None:
@@ -185,13 +185,14 @@ def _declared_type(data: bytes) -> str | None:
     return kind if kind in COMPONENT_TYPES else None
 
 
-def _tag_version(text: str | None) -> Version | None:
+def _checked_version(text: str | None) -> str | None:
     if text is None:
         return None
     try:
-        return parse_version(text)
+        parse_version(text)
     except NotAVersion as exc:
         raise BadRequest(f"--version: {exc}") from None
+    return text
 
 
 def _read_capped(path: Path) -> bytes:
@@ -288,7 +289,9 @@ def generate(request: GenerateRequest) -> str:
     }
     text = render(context)
     device = request.device or DeviceNames(install_path=request.install_path)
-    errors, _ = check(text.encode("utf-8"), Expected(parse_or_none(version), request.component_type, device))
+    errors, _ = check(
+        text.encode("utf-8"), Expected(version if parse_or_none(version) else None, request.component_type, device)
+    )
     if errors:
         raise GenerateError(
             "the generated manifest would not be used by a device: " + "; ".join(message for _, message in errors)

@@ -23,7 +23,7 @@ from packaging.version import Version
 
 from ..errors import InvalidTag, RateLimited, ReleaseLookupError
 from ..statedir import StateDir
-from ..versions import NotAVersion, parse_version
+from ..versions import NotAVersion, parse_version, without_v
 from . import transfer
 from .http_cache import EtagCache
 
@@ -71,6 +71,12 @@ class Release:
     published_at: str | None
     assets: tuple[Asset, ...]
     files: LocalFiles | None = None  # already on this device (None: at GitHub, fetched by URL)
+
+    @property
+    def version_text(self) -> str:
+        """The version as the release names it, its tag without "v": what a person reads
+        (`version` says 1.3.0b0 where the release says 1.3.0-beta)."""
+        return without_v(self.tag)
 
     def asset(self, name: str) -> Asset | None:
         return next((asset for asset in self.assets if asset.name == name), None)

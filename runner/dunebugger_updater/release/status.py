@@ -40,7 +40,7 @@ def component_status(
     return ComponentStatus(
         name=name,
         current_version=installed.version,
-        latest_version=str(release.version) if release else None,
+        latest_version=release.version_text if release else None,
         update_available=available,
         release_notes=release.notes if release else None,
         last_checked=last_checked,
