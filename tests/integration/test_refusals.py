@@ -3,6 +3,7 @@ command line's words, with a run id of the one shape, dry runs marked as dry run
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -74,6 +75,8 @@ LONG_WAITS = (b'version: "1.1.0"\ncomponent_type: "python_app"\npost_update_chec
 ], ids=["manifest", "deadline", "older"])
 async def test_a_refused_update_says_which_version_runs(tmp_path, github, manifest, reason):
     settings = settings_for(tmp_path, github.url)
+    if manifest is None:  # a prerelease, as the release names it, asked for where prereleases are allowed
+        settings = dataclasses.replace(settings, include_prerelease=True)
     (tmp_path / "opt" / "core").mkdir(parents=True)
     (tmp_path / "opt" / "core" / "VERSION").write_text("1.1.0\n" if manifest is None else "1.0.0\n")
     github.add_release("marco-svitol/dunebugger", "v1.1.0-beta" if manifest is None else "v1.1.0", manifest=manifest)
