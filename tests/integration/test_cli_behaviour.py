@@ -22,7 +22,7 @@ from dunebugger_updater.demo import DemoDevice
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.device.lock import DeviceLock
 from dunebugger_updater.statedir import StateDir
-from support.hostile_github import HostileGitHub
+from support.device import running_sandbox
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -36,13 +36,8 @@ def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDevice]:
-    with HostileGitHub() as github:
-        sandbox = DemoDevice(tmp_path_factory.mktemp("cli") / "device", github)
-        sandbox.start()
-        try:
-            yield sandbox
-        finally:
-            sandbox.close()
+    with running_sandbox(tmp_path_factory.mktemp("cli") / "device") as sandbox:
+        yield sandbox
 
 
 # --- mistakes on the command line ---------------------------------------------------------

@@ -11,19 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from support.device import SandboxDevice
-from support.hostile_github import HostileGitHub
+from support.device import SandboxDevice, running_sandbox
 
 
 @pytest.fixture(scope="module")
 def shared_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxDevice]:
-    with HostileGitHub() as github:
-        device = SandboxDevice(tmp_path_factory.mktemp("security") / "device", github)
-        device.start()
-        try:
-            yield device
-        finally:
-            device.close()
+    with running_sandbox(tmp_path_factory.mktemp("security") / "device") as device:
+        yield device
 
 
 @pytest.fixture

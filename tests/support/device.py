@@ -3,11 +3,14 @@ files, the stand-in app's process, and releases published from any archive."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from dunebugger_updater.demo import CORE_REPO, DemoDevice
 from support.fingerprint import tree_fingerprint
+from support.hostile_github import HostileGitHub
 
 
 class SandboxDevice(DemoDevice):
@@ -22,3 +25,15 @@ class SandboxDevice(DemoDevice):
 
     def app_pid(self) -> str:
         return (self.home / "app.pid").read_text().strip()
+
+
+@contextmanager
+def running_sandbox(home: Path) -> Iterator[SandboxDevice]:
+    """A sandbox device at `home`, started, answered by its own loopback GitHub."""
+    with HostileGitHub() as github:
+        device = SandboxDevice(home, github)
+        device.start()
+        try:
+            yield device
+        finally:
+            device.close()
