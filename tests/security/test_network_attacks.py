@@ -156,8 +156,9 @@ def peak_rss_now(pid: int) -> int:
 
 async def core_error_in_versions(port: int, process: subprocess.Popen, ask_check: bool = False,
                                  naming: str = "") -> str:
-    """Wait for the service to answer get_versions with a core check error (naming
-    `naming`: another check's result may be broadcast first); the error."""
+    """Wait for the service to answer get_versions with a core check error that says
+    `naming` (a check already under way may answer a requested one with its older
+    result, so a requested check is asked again until it does); the error."""
     async with asyncio.timeout(60):
         while True:
             assert process.poll() is None, "the service died"
@@ -187,12 +188,12 @@ async def test_the_service_survives_a_bomb_in_its_periodic_check(device, bombs, 
     service = subprocess.Popen(cli_argv("serve", "--port", str(port), config=config), env=cli_environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        error = await core_error_in_versions(port, service)
+        error = await core_error_in_versions(port, service, naming="stacked Content-Encoding")
         assert "stacked Content-Encoding 'gzip, gzip'" in error and stacked_url in error, error
         after_periodic = peak_rss_now(service.pid)
         device.github.reset()
         single_url = serve_bomb(device, "check", "gzip", bombs["gzip"])
-        error = await core_error_in_versions(port, service, ask_check=True, naming=single_url)
+        error = await core_error_in_versions(port, service, ask_check=True, naming="larger than the cap")
         assert "larger than the cap of 4194304 bytes" in error and single_url in error, error
         after_requested = peak_rss_now(service.pid)
         record_property("service peak MiB after each bomb", f"{after_periodic / MIB:.1f}, {after_requested / MIB:.1f}")
