@@ -13,7 +13,10 @@ over SSH. Every device is reset to 1.0.0 between runs (not timed).
 Controller cost = CPU time of the controller (this process, and ansible-playbook, its
 workers and ssh) during the rollout, per device. The test bed's devices share this
 machine's CPUs with the controller, so device-side module time counts against the wall
-time here; real devices run their modules on their own CPUs.
+time here; real devices run their modules on their own CPUs. To show where the time
+goes, the bench also reads the whole machine's busy CPU time (/proc/stat): what is not
+the controller's is the devices' (sshd, their modules, their services), and busy time
+near every CPU for the whole run means the rollout waited on the CPUs, not on SSH.
 
     .venv/bin/python bench/fleet_bench.py [--repeat 3] [--sizes 1,4,8,16] [--strategy mitogen_linear]
 
@@ -50,6 +53,7 @@ class Measured:
     seconds: float
     controller_cpu: float
     batches: tuple[int, ...]
+    machine_cpu: float = 0.0  # busy CPU time of the whole machine during the rollout
     tasks: int = 0  # per device, in the update run
     executions: int = 0  # of them, modules run on the device
 
@@ -59,17 +63,25 @@ def controller_cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def machine_cpu() -> float:
+    """Busy CPU seconds of the whole machine since boot (every process, every CPU)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    idle, iowait = ticks[3], ticks[4]
+    return (sum(ticks[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
 def rollout(
     updater: FleetUpdater, runs: Path, inventory: Path, hosts: list[str], batches: tuple[int | str, ...]
 ) -> Measured:
     target = FleetTarget(inventory, limit=",".join(hosts), forks=len(hosts))
-    cpu, started = controller_cpu(), time.perf_counter()
+    cpu, busy, started = controller_cpu(), machine_cpu(), time.perf_counter()
     result = asyncio.run(updater.update("core", target, rollout=Rollout(batches=batches)))
-    seconds, used = time.perf_counter() - started, controller_cpu() - cpu
+    seconds, used, machine = time.perf_counter() - started, controller_cpu() - cpu, machine_cpu() - busy
     if not result.success or len(result.devices) != len(hosts):
         raise SystemExit(f"fleet update of {len(hosts)} device(s) failed: {result.message}")
     tasks, executions = per_device(runs / str(result.run_id) / "artifacts" / str(result.run_id), hosts[0])
-    return Measured(seconds, used, tuple(len(batch) for batch in result.plan.batches), tasks, executions)
+    return Measured(seconds, used, tuple(len(batch) for batch in result.plan.batches), machine, tasks, executions)
 
 
 def per_device(artifacts: Path, host: str) -> tuple[int, int]:
@@ -91,6 +103,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     sizes = sorted({int(size) for size in args.sizes.split(",")} | {1})
+    cpus = os.cpu_count() or 1
 
     with (
         tempfile.TemporaryDirectory(prefix="fleet-bench-") as work,
@@ -127,13 +140,16 @@ def main() -> int:
                 statistics.median(run.seconds for run in runs),
                 statistics.median(run.controller_cpu for run in runs),
                 (size,),
+                statistics.median(run.machine_cpu for run in runs),
             )
             median = medians[size]
             print(
                 f"{size:3d} device(s), one batch: median {median.seconds:5.1f} s "
                 f"({median.seconds / medians[1].seconds:.2f}x one device; runs "
                 f"{', '.join(f'{run.seconds:.1f}' for run in runs)}); controller CPU "
-                f"{median.controller_cpu / size:.2f} s per device",
+                f"{median.controller_cpu / size:.2f} s per device, devices' CPU "
+                f"{(median.machine_cpu - median.controller_cpu) / size:.2f} s per device; CPUs busy "
+                f"{median.machine_cpu / (median.seconds * cpus):.0%} of the run",
                 flush=True,
             )
 
