@@ -1,6 +1,8 @@
 """How the installed command behaves at the edges a person meets: a mistake on the
-command line is one line saying where the help is (exit 2); Ctrl-C at any moment is
-one line and exit 130, and an update it cut off is settled afterwards; `rollback --to`
+command line is one line saying where the help is (exit 2); Ctrl-C before a playbook
+runs is one line and exit 130; Ctrl-C, SIGTERM or a closed terminal while a playbook
+changes the device waits for the run and reports it, and a run whose command was killed
+is waited for by the next one; `rollback --to`
 a version the device does not keep is refused before the lock, naming the versions it
 keeps; `manifest generate` writes what `manifest validate` accepts with the same
 configuration, without touching the device."""
@@ -20,6 +22,7 @@ import pytest
 
 from dunebugger_updater.demo import DemoDevice
 from dunebugger_updater.demo.sandbox import releases
+from dunebugger_updater.device import processes
 from dunebugger_updater.device.lock import DeviceLock
 from dunebugger_updater.statedir import StateDir
 from support.device import running_sandbox
@@ -66,10 +69,11 @@ def test_a_command_line_mistake_is_one_line_with_where_the_help_is(argv, says):
 # --- Ctrl-C ----------------------------------------------------------------------------------
 
 
-def interrupt(argv: list[str], when: callable, device: DemoDevice) -> tuple[subprocess.CompletedProcess[str], float]:
+def interrupt(argv: list[str], when: callable, device: DemoDevice, number: int = signal.SIGINT,
+              group: bool = True) -> tuple[subprocess.CompletedProcess[str], float]:
     """Start the command in a session of its own, wait until `when(pid)()` is true, then
-    do what a terminal does on Ctrl-C: SIGINT to the whole process group. How long it
-    took to end after that."""
+    send `number`: by default what a terminal does on Ctrl-C, SIGINT to the whole
+    process group. How long it took to end after that."""
     child = subprocess.Popen([str(CONSOLE_SCRIPT), "--config", str(device.config), *argv], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True,
                              env={k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")})
@@ -79,7 +83,7 @@ def interrupt(argv: list[str], when: callable, device: DemoDevice) -> tuple[subp
         time.sleep(0.05)
     assert child.poll() is None, "it ended before it could be interrupted"
     sent = time.monotonic()
-    os.killpg(child.pid, signal.SIGINT)
+    (os.killpg if group else os.kill)(child.pid, number)
     out, err = child.communicate(timeout=180)
     return subprocess.CompletedProcess(child.args, child.returncode, out, err), time.monotonic() - sent
 
@@ -122,17 +126,90 @@ def test_ctrl_c_during_a_check_is_one_line(device, moment):
     assert took < 10
 
 
-def test_ctrl_c_during_an_update_is_one_line_and_the_next_command_settles_the_device(device):
+# A migration that runs a while after the switch, and says when it started and ended.
+SLOW_MIGRATION = (b'#!/bin/sh\necho $$ > "$DUNEBUGGER_RELEASE_DIR/migrate.pid"\nsleep 4\n'
+                  b'date +%s.%N > "$DUNEBUGGER_RELEASE_DIR/migrated"\n')
+
+
+def migrating(device: DemoDevice, version: str) -> callable:
+    return lambda pid: (device.home / "releases" / "core" / version / "migrate.pid").exists
+
+
+@pytest.mark.parametrize(("number", "group"), [(signal.SIGINT, True), (signal.SIGTERM, False),
+                                              (signal.SIGHUP, False)], ids=["ctrl-c", "sigterm", "sighup"])
+def test_a_stop_while_the_playbook_changes_the_device_waits_for_the_run_and_reports_it(tmp_path, number, group):
+    """Stopped between the switch and the verification, the command does not abandon the
+    run (its playbook would go on without the lock): the run ends on its own, its result
+    is shown and recorded as the update's, and the command exits with 128 + the signal."""
+    with running_sandbox(tmp_path / "device") as device:
+        archive = releases.build_release(device.artifacts, "1.1.0",
+                                         extra_members={"scripts/migrate.sh": (SLOW_MIGRATION, 0o755)})
+        device.publish_archive("1.1.0", archive)
+        done, _ = interrupt(["update", "core"], migrating(device, "1.1.0"), device, number, group)
+
+        name = signal.Signals(number).name
+        assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
+        assert done.returncode == 128 + number, done.stderr[-3000:]
+        assert f"dunebugger-updater: {name}: the playbook run under way ends first" in done.stderr
+        assert "Updated core to 1.1.0" in done.stdout, done.stdout
+        assert (device.home / "releases" / "core" / "1.1.0" / "migrated").exists(), "the migration ran to its end"
+        assert device.health()["version"] == "1.1.0"
+        settled = run("--config", str(device.config), "recover", "--json")
+        assert json.loads(settled.stdout)["body"]["message"] == "nothing to recover: no update was cut off"
+        history = json.loads(run("--config", str(device.config), "history", "--json").stdout)["body"]["entries"]
+        assert [(e["action"], e["outcome"], e["to_version"]) for e in history][-1] == ("update", "updated", "1.1.0")
+
+
+def test_ctrl_c_before_the_playbook_stops_at_once_and_changes_nothing(device):
     device.github.reset()
     device.publish("1.1.0")
-    done, _ = interrupt(["update", "core"], lambda pid: playbook_started(device), device)
+    device.github.trickle("/repos/marco-svitol/dunebugger/releases/latest", 0.2)
+    before = device.fingerprint()
+    done, took = interrupt(["update", "core"], lambda pid: after(1.5), device)
     assert_one_line_and_130(done)
+    assert took < 10
+    assert device.fingerprint() == before
+    assert not (device.state / "journal.json").exists()
 
-    settled = run("--config", str(device.config), "recover", "--json")
-    assert settled.returncode == 0, settled.stderr
-    assert device.wait_healthy()["version"] in ("1.0.0", "1.1.0")
-    again = run("--config", str(device.config), "recover", "--json")
-    assert json.loads(again.stdout)["body"]["message"] == "nothing to recover: no update was cut off"
+
+def test_the_next_update_waits_for_a_run_whose_command_was_killed(tmp_path):
+    """kill -9 of the command while its playbook migrates after the switch: the playbook
+    runs on without its caller, and the lock died with the caller. The next update waits
+    for that run to end before it settles the device and installs anything: the two never
+    act on the device at once."""
+    with running_sandbox(tmp_path / "device") as device:
+        archive = releases.build_release(device.artifacts, "1.1.0",
+                                         extra_members={"scripts/migrate.sh": (SLOW_MIGRATION, 0o755)})
+        device.publish_archive("1.1.0", archive)
+        first = subprocess.Popen([str(CONSOLE_SCRIPT), "--config", str(device.config), "update", "core"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                 env={k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")})
+        ready = migrating(device, "1.1.0")(first.pid)
+        deadline = time.monotonic() + 120
+        while not ready() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        first.kill()
+        first.wait()
+        device.publish("1.2.0")
+
+        second = run("--config", str(device.config), "update", "core", "--json")
+
+        assert "lost its caller and still runs" in second.stderr, second.stderr
+        migrated = device.home / "releases" / "core" / "1.1.0" / "migrated"
+        assert migrated.exists(), "the cut-off run's migration was let finish"
+        assert float(migrated.read_text()) < (device.home / "releases" / "core" / "1.2.0").stat().st_ctime, \
+            "nothing of 1.2.0 was written before the first run ended"
+        assert json.loads(second.stdout)["body"]["outcome"] == "updated", second.stdout
+        assert device.health()["version"] == "1.2.0"
+        runs = str(device.state / "runs")
+        assert [pid for pid in processes.tree(1) if runs.encode() in _command_line(pid)] == []
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 # --- rollback --to a version the device does not keep -------------------------------------

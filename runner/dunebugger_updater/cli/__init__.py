@@ -2,7 +2,8 @@
 
 This module stays light: the commands, and everything they import, are loaded inside
 `main()`, so that Ctrl-C at any moment, an import included, ends with one line and
-exit status 130, never a traceback.
+exit status 130, never a traceback. Ctrl-C, SIGTERM or a closed terminal while a
+playbook changes the device waits for that run to end first (cli/stops.py).
 """
 
 from __future__ import annotations
@@ -23,8 +24,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_command(argv)
     except KeyboardInterrupt:
-        print("dunebugger-updater: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        from .stops import exit_status
+
+        try:
+            print("dunebugger-updater: interrupted", file=sys.stderr)
+        except OSError:
+            pass  # the terminal is gone (SIGHUP)
+        return exit_status() or EXIT_INTERRUPTED
+    except OSError:
+        from .stops import exit_status
+
+        if exit_status() is None:
+            raise
+        return exit_status() or EXIT_INTERRUPTED  # the result could not be shown: the terminal is gone
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,7 @@ from ..statedir import StateDir
 from ..updater import ComponentUpdater
 from .errorlog import ErrorLog, OneLineFormatter, describe
 from .progressbar import ProgressBar
+from .stops import exit_status, stops_that_wait_for_the_device
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 CONFIG_HELP = "INI file (default: $DUNEBUGGER_CONFIG, else config/dunebugger.conf if present)"
@@ -203,7 +204,8 @@ def run_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_recover(args: argparse.Namespace, settings: Settings) -> int:
-    result = asyncio.run(_updater_with_progress(settings).recover())
+    with stops_that_wait_for_the_device():
+        result = asyncio.run(_updater_with_progress(settings).recover())
     if result is None:
         result = UpdateResult("*", True, "nothing to recover: no update was cut off", Outcome.UP_TO_DATE)
     return _finish(args, result)
@@ -304,7 +306,8 @@ def _updater_with_progress(settings: Settings) -> ComponentUpdater:
 
 def _busy_or(component: str, operation: Callable[[], Any], dry_run: bool = False) -> UpdateResult:
     try:
-        return asyncio.run(operation())
+        with stops_that_wait_for_the_device():
+            return asyncio.run(operation())
     except Busy as exc:
         return UpdateResult.busy(component, str(exc), dry_run=dry_run)
 
@@ -313,7 +316,7 @@ def _finish(args: argparse.Namespace, result: UpdateResult) -> int:
     if sys.stderr.isatty():
         print(file=sys.stderr)  # end the progress bar's line
     _emit(args, messages.update_result(result), result.message)
-    return EXIT_OK if result.success else EXIT_FAILED
+    return exit_status() or (EXIT_OK if result.success else EXIT_FAILED)
 
 
 def _emit(args: argparse.Namespace, message: dict[str, Any], text: str) -> None:

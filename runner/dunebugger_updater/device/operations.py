@@ -36,6 +36,7 @@ from ..release.releases import ReleaseSource, client_for
 from ..results import Outcome, UpdateResult
 from ..statedir import StateDir
 from ..versions import parse_or_none, parse_version, requested_version
+from . import interruption
 from .container_procedure import ContainerProcedure
 from .core_procedure import CoreProcedure
 from .events import Progress, RunnerEvent, host_reports, last_failure, progress
@@ -270,6 +271,8 @@ class DeviceOperations:
         name = procedure.update_playbook if action == "update" else procedure.rollback_playbook
         steps = procedure.update_steps if action == "update" else procedure.rollback_steps
         run_id = new_run_id(self._clock(), spec.name, action)
+        if action == "update" and interruption.stop_requested() is not None:
+            raise KeyboardInterrupt  # asked to stop while an earlier run (a recovery) ended: start nothing new
         # A run that cannot start must not leave a journal that every later start would trip on.
         self._runner.check(name, run_id)
         self._journal.begin(JournalEntry(run_id, action, spec.name, from_version, to_version, started))
@@ -297,6 +300,7 @@ class DeviceOperations:
         log.warning("settling run %s (%s of %s) that was cut off", entry.run_id, entry.action, entry.component)
         started = self._stamp()
         await asyncio.to_thread(self._runner.wait_for_detached, entry.run_id)
+        await asyncio.to_thread(self._runner.wait_for_orphans, entry.run_id)
         procedure = self._procedure(spec)
         finished = self._runner.load(
             procedure.update_playbook if entry.action == "update" else procedure.rollback_playbook, entry.run_id

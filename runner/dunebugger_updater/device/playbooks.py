@@ -28,7 +28,7 @@ from typing import Any
 
 from ..environment import child_environment
 from ..errors import PlaybookError
-from . import extravars, processes
+from . import extravars, interruption, processes
 from .events import RunnerEvent, parse_event
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,8 @@ class PlaybookRunner:
             event_handler=_collecting_handler(events, on_event),
             cancel_callback=lambda: deadline.passed() or stop_requested(),
         )
-        runner.run()
+        with interruption.playbook_under_way():
+            runner.run()
         artifacts = data_dir / "artifacts" / run_id
         status = str(runner.status)
         if deadline.expired:
@@ -197,15 +198,50 @@ class PlaybookRunner:
         while processes.alive(pid) and time.monotonic() < deadline:
             time.sleep(0.5)
 
+    def wait_for_orphans(self, run_id: str) -> list[int]:
+        """A run whose caller is gone (killed, its terminal closed) may still act on the
+        device: wait for its processes (and the modules they started) to end, at most
+        until the run's deadline, then end what is left. The pids seen running."""
+        marker = str(self._runs_dir / run_id)  # in ansible-playbook's argv (-e @DATA_DIR/env/extravars)
+        seen: set[int] = set()
+
+        def running() -> set[int]:
+            seen.update(pid for found in processes.running_with(marker) for pid in processes.tree(found))
+            return {pid for pid in seen if processes.alive(pid)}
+
+        if not running():
+            return []
+        try:
+            started = (self._runs_dir / run_id / "env" / "extravars").stat().st_mtime
+        except OSError:
+            started = time.time()
+        log.warning(
+            "run %s lost its caller and still runs (pids %s); waiting for it to end, at most %.0f s",
+            run_id,
+            " ".join(map(str, sorted(seen))),
+            max(0.0, started + self._timeout - time.time()),
+        )
+        while running() and time.time() < started + self._timeout:
+            time.sleep(0.5)
+        for pid in running():
+            processes.end_tree(pid)
+        return sorted(seen)
+
     def load(self, name: str, run_id: str) -> PlaybookRun | None:
-        """A finished run read back from its artifacts; None while it has no status."""
+        """A finished run read back from its artifacts; None while it has neither a
+        status nor the play's final stats (it runs, or was cut off)."""
         artifacts = self._runs_dir / run_id / "artifacts" / run_id
+        events = [parse_event(raw) for raw in _event_documents(artifacts / "job_events")]
         try:
             status = (artifacts / "status").read_text(encoding="utf-8").strip()
         except OSError:
-            return None
+            # Its caller died before writing the status, but the play may have ended on
+            # its own (its last event is the stats): read the play's end from them.
+            stats = next((event.stats for event in events if event.kind == "playbook_on_stats"), None)
+            if stats is None:
+                return None
+            status = "failed" if stats.get("failures") or stats.get("dark") else "successful"
         rc_text = _read_text(artifacts / "rc")
-        events = [parse_event(raw) for raw in _event_documents(artifacts / "job_events")]
         return PlaybookRun(
             run_id,
             name,

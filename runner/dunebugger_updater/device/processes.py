@@ -55,17 +55,19 @@ def tree(root: int) -> list[int]:
 
 def children_running(parent: int, text: str) -> list[int]:
     """Direct children of `parent` whose command line contains `text`."""
-    found = []
-    for pid, ppid in _parents().items():
-        if ppid != parent:
-            continue
-        try:
-            cmdline = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if text.encode() in cmdline:
-            found.append(pid)
-    return found
+    return [pid for pid, ppid in _parents().items() if ppid == parent and text.encode() in _command_line(pid)]
+
+
+def running_with(text: str) -> list[int]:
+    """Every process but this one whose command line contains `text`."""
+    return [pid for pid in _parents() if pid != os.getpid() and text.encode() in _command_line(pid)]
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""  # ended while we looked
 
 
 def end_tree(root: int) -> list[int]:
