@@ -91,3 +91,30 @@ def _mentions(pid: int, text: str) -> bool:
         return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("failure", ["unhealthy", "migration fails"])
+async def test_after_a_rolled_back_update_rollback_still_goes_one_release_back(device, failure):
+    """1.0.0 → 1.1.0, then 1.2.0 fails after the switch and is rolled back (by the play's
+    rescue, or undone inside the switch when its migration fails): `.previous` says 1.0.0 again,
+    as it did before 1.2.0, so a plain `rollback` goes to 1.0.0 instead of answering that
+    1.1.0 already runs."""
+    updater = ComponentUpdater(device.settings())
+    device.publish("1.1.0")
+    assert (await updater.update_component("core")).outcome == "updated"
+    if failure == "unhealthy":
+        device.publish("1.2.0", health="fail")
+    else:  # the migration fails inside the switch: the module puts 1.1.0 back itself
+        archive = releases.build_release(device.artifacts, "1.2.0", extra_members={
+            "scripts/migrate.sh": (b"#!/bin/sh\necho no >&2\nexit 3\n", 0o755)})
+        device.publish_archive("1.2.0", archive)
+    previous = device.home / "releases" / "core" / ".previous"
+
+    failed = await updater.update_component("core")
+
+    assert (failed.outcome, failed.rolled_back) == ("rolled_back", True), failed.message
+    assert device.health()["version"] == "1.1.0"
+    assert previous.read_text().strip() == "1.0.0"
+    back = await updater.rollback_component("core")
+    assert (back.success, back.outcome, back.to_version) == (True, "rolled_back", "1.0.0"), back.message
+    assert device.health()["version"] == "1.0.0"

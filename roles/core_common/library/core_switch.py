@@ -14,8 +14,9 @@ description:
     C(.previous), point I(install_path) at I(target) atomically (moving a plain directory
     aside once), the migration script, start - in this one module execution, so the
     service is down for the switch itself and not for Ansible's cost of several tasks.
-  - A migration or a start that fails puts the link back and starts the previous release
-    before failing (C(undone)); the playbook's rescue then verifies it.
+  - A migration or a start that fails puts the link back, starts the previous release and
+    puts C(.previous) back as it was before failing (C(undone)); the playbook's rescue then
+    verifies it.
   - C(switched) says whether the service was stopped (the point after which a failure
     needs a rollback); it is in the result when the module fails too.
   - Service commands, the migration script and so the app get only PATH, HOME, TZ and the
@@ -74,7 +75,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.dunebugger_core import (
     CoreError, Service, create_backup, narrow_environment, point_link, prune_backups, read_version,
-    record_previous, restore_backup, verify_backup,
+    record_previous, recorded_previous, restore_backup, restore_previous, verify_backup,
 )
 
 
@@ -106,6 +107,7 @@ class Switch:
         stopped_at = time.monotonic()
         self.result["switched"] = True
         self.service.stop()
+        recorded = recorded_previous(p["releases_path"])
         if p["previous"]:
             record_previous(p["releases_path"], p["previous"])
         if before != os.path.realpath(p["target"]):  # else a restart in place
@@ -117,6 +119,8 @@ class Switch:
             self.service.start()
         except CoreError as exc:
             self.result["undone"] = self.undo(moved_to)
+            if self.result["undone"]:
+                restore_previous(p["releases_path"], recorded)  # what ran before is running again
             again = "was started again" if self.result["undone"] else "could not be started again"
             raise CoreError(f"{exc}; the previous release {again}") from None
         self.result["downtime_seconds"] = round(time.monotonic() - stopped_at, 3)

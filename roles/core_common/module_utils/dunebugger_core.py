@@ -271,6 +271,21 @@ def record_previous(releases_path, previous):
     write_private(os.path.join(releases_path, PREVIOUS_FILE), (previous + "\n").encode())
 
 
+def recorded_previous(releases_path):
+    return read_line(os.path.join(releases_path, PREVIOUS_FILE))
+
+
+def restore_previous(releases_path, previous):
+    """Put back what .previous said before a switch that was undone (None: nothing)."""
+    if previous:
+        record_previous(releases_path, previous)
+    else:
+        try:
+            os.unlink(os.path.join(releases_path, PREVIOUS_FILE))
+        except FileNotFoundError:
+            pass
+
+
 def point_link(path, target, migrate_to=None):
     """Make `path` a symlink to `target` atomically (a temporary link renamed over it). A
     plain directory at `path` (an installation from before the releases layout) is first
