@@ -40,7 +40,7 @@ def request_stop(signal_number: int) -> bool:
 
 
 def stop_requested() -> int | None:
-    """The signal of a stop asked for while a run was under way, else None."""
+    """The signal of the first stop asked for since forget_stop(), else None."""
     return _stop_signal
 
 
