@@ -200,16 +200,13 @@ class PlaybookRunner:
 
     def wait_for_orphans(self, run_id: str) -> list[int]:
         """A run whose caller is gone (killed, its terminal closed) may still act on the
-        device: wait for its processes (and the modules they started) to end, at most
-        until the run's deadline, then end what is left. The pids seen running."""
-        marker = str(self._runs_dir / run_id)  # in ansible-playbook's argv (-e @DATA_DIR/env/extravars)
-        seen: set[int] = set()
-
-        def running() -> set[int]:
-            seen.update(pid for found in processes.running_with(marker) for pid in processes.tree(found))
-            return {pid for pid in seen if processes.alive(pid)}
-
-        if not running():
+        device: wait for its processes to end, at most until the run's deadline, then end
+        them with what they started. The pids found running at first."""
+        # In the argv of ansible-playbook, its workers and the modules they run (their
+        # files are in the run's private ANSIBLE_REMOTE_TMP); not in a service's started.
+        marker = str(self._runs_dir / run_id)
+        orphans = processes.running_with(marker)
+        if not orphans:
             return []
         try:
             started = (self._runs_dir / run_id / "env" / "extravars").stat().st_mtime
@@ -218,14 +215,14 @@ class PlaybookRunner:
         log.warning(
             "run %s lost its caller and still runs (pids %s); waiting for it to end, at most %.0f s",
             run_id,
-            " ".join(map(str, sorted(seen))),
+            " ".join(map(str, orphans)),
             max(0.0, started + self._timeout - time.time()),
         )
-        while running() and time.time() < started + self._timeout:
+        while processes.running_with(marker) and time.time() < started + self._timeout:
             time.sleep(0.5)
-        for pid in running():
+        for pid in processes.running_with(marker):
             processes.end_tree(pid)
-        return sorted(seen)
+        return orphans
 
     def load(self, name: str, run_id: str) -> PlaybookRun | None:
         """A finished run read back from its artifacts; None while it has neither a
