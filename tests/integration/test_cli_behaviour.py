@@ -93,12 +93,6 @@ def after(seconds: float) -> callable:
     return lambda: time.monotonic() - start >= seconds
 
 
-def playbook_started(device: DemoDevice) -> callable:
-    runs = device.state / "runs"
-    before = set(runs.iterdir()) if runs.is_dir() else set()
-    return lambda: runs.is_dir() and any((run / "artifacts").is_dir() for run in set(runs.iterdir()) - before)
-
-
 def assert_one_line_and_130(done: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
     assert (done.returncode, done.stderr) == (130, "dunebugger-updater: interrupted\n"), done.stderr[-3000:]
@@ -181,15 +175,8 @@ def test_the_next_update_waits_for_a_run_whose_command_was_killed(tmp_path):
         archive = releases.build_release(device.artifacts, "1.1.0",
                                          extra_members={"scripts/migrate.sh": (SLOW_MIGRATION, 0o755)})
         device.publish_archive("1.1.0", archive)
-        first = subprocess.Popen([str(CONSOLE_SCRIPT), "--config", str(device.config), "update", "core"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                 env={k: v for k, v in os.environ.items() if not k.startswith("UPDATER_")})
-        ready = migrating(device, "1.1.0")(first.pid)
-        deadline = time.monotonic() + 120
-        while not ready() and time.monotonic() < deadline and first.poll() is None:
-            time.sleep(0.05)
-        first.kill()
-        first.wait()
+        killed, _ = interrupt(["update", "core"], migrating(device, "1.1.0"), device, signal.SIGKILL, group=False)
+        assert killed.returncode == -signal.SIGKILL
         device.publish("1.2.0")
 
         second = run("--config", str(device.config), "update", "core", "--json")
@@ -201,15 +188,7 @@ def test_the_next_update_waits_for_a_run_whose_command_was_killed(tmp_path):
             "nothing of 1.2.0 was written before the first run ended"
         assert json.loads(second.stdout)["body"]["outcome"] == "updated", second.stdout
         assert device.health()["version"] == "1.2.0"
-        runs = str(device.state / "runs")
-        assert [pid for pid in processes.tree(1) if runs.encode() in _command_line(pid)] == []
-
-
-def _command_line(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+        assert processes.running_with(str(device.state / "runs")) == [], "no process of either run is left"
 
 
 # --- rollback --to a version the device does not keep -------------------------------------
