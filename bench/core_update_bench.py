@@ -199,7 +199,7 @@ def update(device: DemoDevice, version: str) -> tuple[float, float, int, str]:
         (
             event["event_data"]["res"].get("installer")
             for event in executions
-            if event["event_data"].get("task_action") == "core_release_env"
+            if event["event_data"].get("task_action") == "core_stage"
         ),
         "?",
     )

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from support.attack_kit import HOSTILE_BUILDERS, HOSTILE_MEMBERS, safe_extract
+from support.attack_kit import HOSTILE_BUILDERS, HOSTILE_MEMBERS, extraction
 from support.core_sandbox import Sandbox, build_tiny_wheel, releases, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def test_hostile_archive_is_refused_naming_the_member(sandbox, kind):
     result = sandbox.update("1.1.0", archive)
 
     assert result.rc != 0
-    assert "failed at 'Extract the release archive safely'" in result.output
+    assert "failed at 'Extract the release safely and create its virtualenv'" in result.output
     assert repr(HOSTILE_MEMBERS[kind]) in result.output
     assert "Nothing was changed." in result.output
     assert sandbox.tree_hash() == before
@@ -90,24 +90,24 @@ def test_hostile_archive_is_refused_naming_the_member(sandbox, kind):
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE_BUILDERS))
-def test_safe_extract_module_refuses_every_hostile_archive(tmp_path, kind):
+def test_extraction_module_refuses_every_hostile_archive(tmp_path, kind):
     """The extraction module itself, without a playbook run (covers hardlink and fifo too)."""
     archive = HOSTILE_BUILDERS[kind](tmp_path / "dist", "1.1.0")
     dest = tmp_path / "releases" / "1.1.0"
-    with pytest.raises(safe_extract.ArchiveRefused, match=re.escape(repr(HOSTILE_MEMBERS[kind]))):
-        safe_extract.extract(str(archive), str(dest), "1.1.0", "")
+    with pytest.raises(extraction.ArchiveRefused, match=re.escape(repr(HOSTILE_MEMBERS[kind]))):
+        extraction.extract(str(archive), str(dest), "1.1.0", "")
     assert not dest.exists()
 
 
-def test_safe_extract_module_checks_the_release_version(tmp_path):
+def test_extraction_module_checks_the_release_version(tmp_path):
     dest = tmp_path / "releases" / "1.1.0"
     wrong = releases.build_release(tmp_path / "dist", "1.2.0")
-    with pytest.raises(safe_extract.ArchiveRefused, match="release VERSION is '1.2.0', expected '1.1.0'"):
-        safe_extract.extract(str(wrong), str(dest), "1.1.0", "")
+    with pytest.raises(extraction.ArchiveRefused, match="release VERSION is '1.2.0', expected '1.1.0'"):
+        extraction.extract(str(wrong), str(dest), "1.1.0", "")
     assert not dest.exists()
 
     plain = releases.build_release(tmp_path / "plain", "1.1.0", top_dir=False, omit_version=True)
-    result = safe_extract.extract(str(plain), str(dest), "1.1.0", "")
+    result = extraction.extract(str(plain), str(dest), "1.1.0", "")
     assert result["wrote_version_file"] and (dest / "VERSION").read_text() == "1.1.0\n"
     assert (dest / "app.py").is_file()
 
@@ -193,7 +193,7 @@ def test_failed_requirements_install_changes_nothing(sandbox, tmp_path):
     result = sandbox.update("1.1.0", archive, core_pip_extra_args=["--no-index"])
 
     assert result.rc != 0
-    assert "failed at 'Create the release virtualenv and install its requirements'" in result.output
+    assert "failed at 'Extract the release safely and create its virtualenv'" in result.output
     assert "Nothing was changed." in result.output
     assert sandbox.tree_hash() == before
 

@@ -23,11 +23,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 # Task boundaries: killed as the task starts.
 KILL_POINTS = [
     "Check free disk space for the new release",
-    "Extract the release archive safely",
-    "Create the release virtualenv and install its requirements",
+    "Extract the release safely and create its virtualenv",
     "Back up, stop, switch to the new release, migrate and start",  # while it backs up
-    "Verify the running release",
-    "Prune old release directories",
+    "Verify the running release",  # the prune of old releases is in it
+    "Say what the update kept and pruned",
 ]
 # Inside the one module execution of the switch: after the stop, during the migration
 # (the link already moved), after the start command returned.
@@ -53,6 +52,18 @@ def with_switch_pauses(device: DemoDevice) -> bytes:
         lines.append(line)
     device.config.write_text("\n".join(lines) + "\n")
     return f"#!/bin/sh\n{pause_at(device, 'migrating')}\nexit 0\n".encode()
+
+
+def with_stage_pause(device: DemoDevice) -> None:
+    """Create release venvs through an interpreter that can hang once it is asked to, after
+    the extraction, inside the one module execution of the stage."""
+    python = device.home / "python-that-pauses"
+    python.write_text(f'#!/bin/sh\ncase "$*" in *"-m venv"*) {pause_at(device, "venv")};; esac\n'
+                      f'exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    lines = [f"python = {python}" if line.startswith("python =") else line
+             for line in device.config.read_text().splitlines()]
+    device.config.write_text("\n".join(lines) + "\n")
 
 
 def descendants(root: int) -> list[int]:
@@ -144,6 +155,25 @@ def test_killed_inside_the_switch_ends_on_old_or_new_version_after_restart(devic
 
     if point != "migrating":
         return  # one full retry proves the device is usable again; the rest cost time only
+    retry = start_cli("update", "core", "--json", config=device.config)
+    out, err = retry.communicate(timeout=180)
+    assert retry.returncode == 0, (out, err)
+    assert device.wait_healthy()["version"] == "1.1.0"
+
+
+def test_killed_inside_the_stage_ends_on_the_old_version_and_the_next_update_works(device):
+    """Killed while the venv is created: the release is extracted, the service untouched."""
+    with_stage_pause(device)
+    archive = releases.build_release(device.artifacts, "1.1.0")
+    device.publish_archive("1.1.0", archive)
+    (device.home / "pause-venv").touch()
+
+    updater = start_cli("update", "core", "--json", config=device.config)
+    cut_power_when(updater, (device.home / "reached-venv").exists, "the stage's venv")
+    assert (device.home / "releases" / "core" / "1.1.0" / "VERSION").is_file(), "killed before the extraction ended"
+    assert_recovers(device)
+    assert device.wait_healthy()["version"] == "1.0.0"
+
     retry = start_cli("update", "core", "--json", config=device.config)
     out, err = retry.communicate(timeout=180)
     assert retry.returncode == 0, (out, err)

@@ -18,10 +18,10 @@ from dunebugger_updater.demo.sandbox import releases
 from support.attack_kit import (
     Member,
     assert_refused,
+    extraction,
     gzip_bomb_tar,
     link_chain,
     publish_raw,
-    safe_extract,
     template_payloads,
     tree_state,
     write_tar,
@@ -55,8 +55,8 @@ def test_real_gzip_bomb_is_refused_at_its_header(tmp_path):
     bomb = gzip_bomb_tar(tmp_path / "bomb.tar.gz", unpacked_bytes=2 * GiB)
     assert bomb.stat().st_size < 4 * 1024 * 1024  # ~2 MiB that unpack to 2 GiB
     dest = tmp_path / "releases" / "1.1.0"
-    with pytest.raises(safe_extract.ArchiveRefused, match="past the cap of 1073741824 bytes"):
-        safe_extract.extract(str(bomb), str(dest), "1.1.0", "")
+    with pytest.raises(extraction.ArchiveRefused, match="past the cap of 1073741824 bytes"):
+        extraction.extract(str(bomb), str(dest), "1.1.0", "")
     assert not dest.exists()
     assert sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file()) < 8 * 1024 * 1024
 
@@ -64,19 +64,19 @@ def test_real_gzip_bomb_is_refused_at_its_header(tmp_path):
 def test_many_members_adding_up_past_the_cap_are_refused(tmp_path):
     members = {f"r/part{i}.bin": bytes(40_000) for i in range(10)}
     archive = tar_gz(tmp_path / "parts.tar.gz", members)
-    with pytest.raises(safe_extract.ArchiveRefused, match="'r/part7.bin' takes the unpacked release past the cap of 300000"):
-        safe_extract.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "", max_bytes=300_000)
+    with pytest.raises(extraction.ArchiveRefused, match="'r/part7.bin' takes the unpacked release past the cap of 300000"):
+        extraction.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "", max_bytes=300_000)
 
 
 def test_too_many_members_are_refused(tmp_path):
     archive = tar_gz(tmp_path / "many.tar.gz", {f"r/f{i}": b"" for i in range(60)})
-    with pytest.raises(safe_extract.ArchiveRefused, match="more than 50 members"):
-        safe_extract.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "", max_members=50)
+    with pytest.raises(extraction.ArchiveRefused, match="more than 50 members"):
+        extraction.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "", max_members=50)
 
 
 def test_a_good_release_is_well_under_the_caps(tmp_path):
     archive = releases.build_release(tmp_path / "dist", "1.1.0")
-    result = safe_extract.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "")
+    result = extraction.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "")
     assert result["version"] == "1.1.0"
 
 
@@ -91,8 +91,8 @@ def test_a_good_release_is_well_under_the_caps(tmp_path):
 def test_hostile_member_shapes_are_refused(tmp_path, members, expect):
     archive = tar_gz(tmp_path / "hostile.tar.gz", members)
     dest = tmp_path / "rel" / "1.1.0"
-    with pytest.raises(safe_extract.ArchiveRefused, match=expect):
-        safe_extract.extract(str(archive), str(dest), "1.1.0", "scripts/migrate.sh")
+    with pytest.raises(extraction.ArchiveRefused, match=expect):
+        extraction.extract(str(archive), str(dest), "1.1.0", "scripts/migrate.sh")
     assert not dest.exists()
 
 
@@ -114,8 +114,8 @@ def refuse_and_compare(beside: Path, members: list[Member], expect: str) -> None
     dest = beside / "releases" / "1.1.0"
     archive = write_tar(beside / "releases" / "evil.tar", [Member("file", "VERSION", data=b"1.1.0\n"), *members])
     before = tree_state(beside, release=dest)
-    with pytest.raises(safe_extract.ArchiveRefused, match=expect):
-        safe_extract.extract(str(archive), str(dest), "1.1.0", "")
+    with pytest.raises(extraction.ArchiveRefused, match=expect):
+        extraction.extract(str(archive), str(dest), "1.1.0", "")
     assert tree_state(beside, release=dest) == before
     assert not dest.exists() and not dest.with_name("1.1.0.partial").exists()
 
@@ -168,8 +168,8 @@ def test_links_and_duplicates_that_could_redirect_a_write_are_refused(beside, me
 
 def test_a_version_file_that_is_a_link_is_refused(tmp_path):
     archive = write_tar(tmp_path / "v.tar", [Member("file", "real", data=b"1.1.0\n"), Member("symlink", "VERSION", "real")])
-    with pytest.raises(safe_extract.ArchiveRefused, match="VERSION is not a regular file"):
-        safe_extract.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "")
+    with pytest.raises(extraction.ArchiveRefused, match="VERSION is not a regular file"):
+        extraction.extract(str(archive), str(tmp_path / "rel" / "1.1.0"), "1.1.0", "")
 
 
 # --- the real playbooks through ComponentUpdater ---------------------------------------

@@ -21,7 +21,7 @@ import pytest
 from dunebugger_updater.demo.sandbox import releases
 from dunebugger_updater.device.events import MAX_TEXT_CHARS
 from dunebugger_updater.release.image_archive import NotAnImageArchive, read_image_archive
-from support.attack_kit import assert_refused, gzip_bomb_tar, publish_raw, safe_extract
+from support.attack_kit import assert_refused, extraction, gzip_bomb_tar, publish_raw
 
 MiB = 1024 * 1024
 METADATA = {
@@ -91,8 +91,8 @@ def refused_unread() -> Iterator[None]:
 
 def extract(archive: Path, dest: Path) -> str:
     """The message refusing `archive`, refused unread, with nothing left behind."""
-    with refused_unread(), pytest.raises(safe_extract.ArchiveRefused) as refused:
-        safe_extract.extract(str(archive), str(dest), "1.1.0", "")
+    with refused_unread(), pytest.raises(extraction.ArchiveRefused) as refused:
+        extraction.extract(str(archive), str(dest), "1.1.0", "")
     assert not dest.exists() and not dest.with_name(dest.name + ".partial").exists()
     return str(refused.value)
 
@@ -135,9 +135,9 @@ def test_names_and_pax_headers_of_the_whole_archive_are_capped(tmp_path):
             tar.addfile(info, io.BytesIO(b""))
     archive = tmp_path / "wide.tar.gz"
     archive.write_bytes(gzip.compress(stream.getvalue(), compresslevel=1))
-    with pytest.raises(safe_extract.ArchiveRefused,
+    with pytest.raises(extraction.ArchiveRefused,
                        match=r"^the names and pax headers of the archive take more than 16777216 bytes \(at member 28"):
-        safe_extract.extract(str(archive), str(tmp_path / "releases" / "1.1.0"), "1.1.0", "")
+        extraction.extract(str(archive), str(tmp_path / "releases" / "1.1.0"), "1.1.0", "")
 
 
 @pytest.mark.parametrize(("raw", "expect"), [
@@ -211,7 +211,7 @@ def test_a_release_64_components_deep_is_accepted(tmp_path):
     deepest = "d/" * 62 + "f"  # 64 components with the top directory
     archive = tmp_path / "deep.tar.gz"
     archive.write_bytes(gzip.compress(release_tar(**{deepest: b"x"})))
-    safe_extract.extract(str(archive), str(tmp_path / "releases" / "1.1.0"), "1.1.0", "")
+    extraction.extract(str(archive), str(tmp_path / "releases" / "1.1.0"), "1.1.0", "")
     assert (tmp_path / "releases" / "1.1.0" / deepest).read_bytes() == b"x"
 
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from support.attack_kit import Member, link_chain, safe_extract, tree_state, write_tar
+from support.attack_kit import Member, extraction, link_chain, tree_state, write_tar
 
 ARCHIVES = 3000
 OUTSIDE = "@OUTSIDE@"  # replaced by the absolute path of the outside directory
@@ -104,8 +104,8 @@ def test_no_archive_acts_outside_the_release(sandbox, archive, script):
     release, expected = sandbox.release, sandbox.expected
     write_tar(sandbox.archive, [concrete(member, sandbox.outside) for member in archive])
     try:
-        safe_extract.extract(str(sandbox.archive), str(release), "1.1.0", script)
-    except safe_extract.ArchiveRefused:
+        extraction.extract(str(sandbox.archive), str(release), "1.1.0", script)
+    except extraction.ArchiveRefused:
         event("refused")
         assert not release.exists()
     else:

@@ -6,7 +6,7 @@ the refusal must name) and tars of any shape (write_tar)."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
+import importlib
 import io
 import os
 import stat
@@ -27,13 +27,10 @@ from support.device import SandboxDevice
 
 ASSET = "dunebugger-1.1.0.tar.gz"
 
-# The extraction module, imported as plain Python: in-process tests need no playbook run.
-# Its shared module_utils are found where Ansible finds them for a run.
+# The extraction the device runs (core_stage's), imported as plain Python: in-process
+# tests need no playbook run. Found where Ansible finds it for a run.
 ansible.module_utils.__path__.append(str(ROLES_DIR / "core_common" / "module_utils"))
-_spec = importlib.util.spec_from_file_location(
-    "core_safe_extract_security", ROLES_DIR / "core_update" / "library" / "core_safe_extract.py")
-safe_extract = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(safe_extract)
+extraction = importlib.import_module("ansible.module_utils.dunebugger_extract")
 
 
 def template_payloads(marker: Path) -> dict[str, str]:

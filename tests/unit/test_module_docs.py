@@ -31,8 +31,8 @@ def test_ansible_doc_renders_the_module_with_examples_and_return_values(module):
 
 def test_every_module_is_found():
     assert {path.stem for path in MODULES} >= {
-        "core_release_info", "core_switch", "core_verify", "core_safe_extract", "core_release_env",
-        "core_releases_prune", "health_endpoint", "release_checks", "container_state", "compose_service_image",
+        "core_release_info", "core_switch", "core_verify", "core_stage", "core_remove",
+        "health_endpoint", "release_checks", "container_state", "compose_service_image",
         "installed_versions"}
 
 

@@ -66,6 +66,7 @@ backup_members: {description: members read back from the backup, type: int, retu
 previous_target: {description: where the install path pointed before, type: str, returned: always}
 migrated_to: {description: where a plain installation directory was moved, type: str, returned: always}
 downtime_seconds: {description: from the stop to the start command's return, type: float, returned: on success}
+started_at: {description: "when the start command returned (time.monotonic(), a clock every process of the device shares): core_verify's started_at", type: float, returned: on success}
 """
 
 import os
@@ -117,6 +118,7 @@ class Switch:
         try:
             self.migrate()
             self.service.start()
+            self.result["started_at"] = time.monotonic()  # system-wide: core_verify's settle counts from it
         except CoreError as exc:
             self.result["undone"] = self.undo(moved_to)
             if self.result["undone"]:

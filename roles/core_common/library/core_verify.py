@@ -17,6 +17,13 @@ description:
   - With I(record), writes the checks that verified the release to
     C(<releases_path>/.checks/<expected_version>.json), so that a later rollback to it is
     verified with them (a record that cannot be written is a warning, not a failure).
+  - With I(started_at) (the C(started_at) core_switch returns), the settle time counts
+    from the start rather than from this module's first look, so it overlaps the time
+    Ansible takes between the two modules.
+  - With I(prune_keep) above 0, once the release is verified, old release directories
+    beyond I(prune_keep) (by mtime, I(prune_protect) counted and never removed) go, with
+    stale C(*.partial) directories and the recorded checks of releases that are gone;
+    whatever depth, never following a link. One that will not go is a warning.
 options:
   install_path: {type: path, required: true, description: the install path}
   releases_path: {type: path, required: true, description: directory holding one dir per release}
@@ -32,6 +39,9 @@ options:
   health_delay: {type: float, default: 0.25, description: seconds between health attempts}
   health_request_timeout: {type: float, default: 5, description: cap on one health request}
   record: {type: bool, default: false, description: record the checks once the release is verified}
+  started_at: {type: float, description: "when the service was started (core_switch's started_at: time.monotonic())"}
+  prune_keep: {type: int, default: 0, description: "release directories to keep once verified, protected ones included (0: no pruning)"}
+  prune_protect: {type: list, elements: str, default: [], description: releases never pruned (the new and the previous)}
 author: dunebugger-updater
 """
 
@@ -45,20 +55,24 @@ EXAMPLES = r"""
              health_timeout_seconds: 60, service_active_timeout_seconds: 30}
     manager: systemd
     record: true
+    started_at: "{{ switched.started_at }}"
+    prune_keep: 3
+    prune_protect: [1.2.0, 1.1.0]
 """
 
 RETURN = r"""
 version: {description: the version VERSION says, type: str, returned: always}
 health: {description: the health wait (healthy, status, json, attempts, elapsed, last_error), type: dict, returned: when a health URL is set}
 recorded: {description: the record written, type: str, returned: when record is true and the write worked}
+pruned: {description: the directories and records pruned, type: list, elements: str, returned: when prune_keep is above 0}
 """
 
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.dunebugger_core import (
-    CoreError, Service, checks_path, narrow_environment, normalised_checks, read_version, unhealthy_message,
-    wait_healthy, write_checks,
+    CoreError, Service, checks_path, narrow_environment, normalised_checks, prune_releases, read_version,
+    unhealthy_message, wait_healthy, write_checks,
 )
 
 
@@ -77,7 +91,11 @@ def verify(module, checks):
     active_timeout = checks.get("service_active_timeout_seconds", 30.0)
     if not service.wait_active(active_timeout):
         raise not_active(service, f"{active_timeout:g}s after its start")
-    active_since = time.monotonic()
+    # The settle time counts from the start when the switch says when that was (a clock
+    # shared by every process of the device), else from now.
+    now = time.monotonic()
+    started_at = p["started_at"]
+    active_since = started_at if started_at is not None and started_at <= now else now
     result = {}
     url = checks.get("health_url")
     if url:
@@ -116,6 +134,9 @@ def main():
             "health_delay": {"type": "float", "default": 0.25},
             "health_request_timeout": {"type": "float", "default": 5.0},
             "record": {"type": "bool", "default": False},
+            "started_at": {"type": "float"},
+            "prune_keep": {"type": "int", "default": 0},
+            "prune_protect": {"type": "list", "elements": "str", "default": []},
         },
         required_if=[("manager", "command", ["status_command"])],
         supports_check_mode=True,
@@ -133,7 +154,23 @@ def main():
             result["recorded"], changed = path, True
         else:
             module.warn(f"cannot record the checks of this release in {path}")
+    if module.params["prune_keep"] > 0 and not module.check_mode:
+        result["pruned"] = prune(module)
+        changed = changed or bool(result["pruned"])
     module.exit_json(changed=changed, **result)
+
+
+def prune(module):
+    """Old releases beyond prune_keep, once the new one is verified: what will not go
+    is a warning, never a failure (the verified release stays)."""
+    p = module.params
+    try:
+        removed, warnings = prune_releases(p["releases_path"], p["prune_keep"], p["prune_protect"])
+    except OSError as exc:
+        removed, warnings = [], [f"cannot prune old releases in {p['releases_path']}: {exc}"]
+    for warning in warnings:
+        module.warn(warning)
+    return removed
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 # Reading a tar archive that nobody vouches for yet: a core release archive (the
-# core_safe_extract module on the device; the updater itself, which imports this file
+# core_stage module on the device; the updater itself, which imports this file
 # from the roles it ships, before it sends one) or an image archive made by `docker save`.
 # Standard library only, Python 3.9+.
 #

@@ -80,6 +80,51 @@ def retained_releases(releases_path):
                   and os.path.isdir(os.path.join(releases_path, name)))
 
 
+def prune_releases(releases_path, keep, protect):
+    """Keep the newest `keep` release directories (by mtime, the protected ones counted),
+    never removing `protect`; stale *.partial directories and the recorded checks of
+    releases that are gone go too. (removed paths, warnings): run once the new release is
+    verified, a directory that will not go is a warning, never a reason to roll back."""
+    protect = set(protect)
+    entries = [entry for entry in os.scandir(releases_path)
+               if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")]
+    stale = [entry.path for entry in entries if entry.name.endswith(".partial")]
+    releases = sorted((entry for entry in entries if not entry.name.endswith(".partial")),
+                      key=lambda entry: entry.stat(follow_symlinks=False).st_mtime, reverse=True)
+    room = max(keep - len(protect & {entry.name for entry in releases}), 0)
+    for entry in releases:
+        if entry.name in protect:
+            continue
+        if room:
+            room -= 1
+        else:
+            stale.append(entry.path)
+    removed, warnings = [], []
+    for path in stale:
+        try:
+            remove_tree(path)
+        except OSError as exc:
+            warnings.append(f"cannot remove old release {path}: {exc}")
+            continue
+        removed.append(path)
+    records = os.path.join(releases_path, CHECKS_DIR)
+    try:
+        names = os.listdir(records)
+    except OSError:
+        names = []
+    for name in names:
+        version = name[:-len(".json")] if name.endswith(".json") else None
+        if version and not os.path.isdir(os.path.join(releases_path, version)):
+            path = os.path.join(records, name)
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                warnings.append(f"cannot remove {path}: {exc}")
+                continue
+            removed.append(path)
+    return sorted(removed), warnings
+
+
 def backups_of(backup_path, version):
     """Backups of `version`, newest first."""
     if not backup_path or not os.path.isdir(backup_path):

@@ -1,81 +1,15 @@
-#!/usr/bin/python
-"""Safely extract a core release archive into the releases directory."""
+# Extracting a core release archive nobody vouches for yet into releases/<version>
+# (the core_stage module on the device; the tests import it as plain Python).
+# Standard library only, Python 3.9+.
+#
+# Every member is checked before anything is written: absolute paths, `..`, links that
+# leave the release, a name that repeats an earlier one or lies below a link or file,
+# devices, fifos, setuid bits, names past the bounds below. Every member is then created
+# relative to a directory descriptor opened with O_NOFOLLOW, so even a link the checks
+# missed is never followed while writing; once all exist, every symlink is resolved for
+# real. Sizes and member counts are capped header by header (dunebugger_archive).
 
 from __future__ import annotations
-
-DOCUMENTATION = r"""
-module: core_safe_extract
-short_description: Extract a release tarball into <dest>.partial with explicit checks, then rename to <dest>
-description:
-  - Every member is checked before anything is written. Refused, naming the member -
-    absolute paths, C(..) components, symlinks or hardlinks whose target leaves the release,
-    a hardlink to anything but a regular file member before it, a name that repeats an
-    earlier member (two directories excepted), a member below a link or a file,
-    device and fifo files, setuid/setgid bits, any other non-regular member type.
-  - Nothing outside the release is ever created, written or chmod-ed - every member is
-    created relative to a directory descriptor reached with O_NOFOLLOW, so even a link
-    the checks missed is never followed while writing. Once all members exist, every
-    symlink is resolved for real and one that leaves the release (a chain of links that
-    each look inside) refuses the archive.
-  - Decompression bombs are refused - the declared sizes of the members are added up
-    header by header while the archive is read, and the archive is refused at the first
-    header that takes the total past I(max_bytes) (or the count past I(max_members)),
-    before that member's data is decompressed or anything is written.
-  - Metadata bombs are refused on the 512-byte header that declares them, before it is
-    read - a GNU long name or long link name or pax header of more than 64 KiB for one
-    member (more than 8 such headers before one member, more than 16 MiB in the whole
-    archive), a negative size, a sparse file.
-  - Names are bounded - a member name (or link target) longer than 4096 bytes, a path
-    component longer than 255 bytes, or a name of more than 64 path components is
-    refused before anything is written. Messages cut every name to its first 200
-    characters.
-  - Members may sit at the archive root or under exactly one top directory, which is stripped.
-  - The release's VERSION (JSON with a C(version) key, or one plain line) must equal
-    I(expected_version); a plain VERSION is written when the archive has none.
-  - Files are created by the module user (archive ownership is ignored), modes are kept
-    without setuid/setgid/sticky bits; times are not restored. VERSION must be a regular file.
-  - The releases directory (parent of I(dest)) is created if needed; C(created_root) names
-    the highest directory this call created (null if none), for the caller's cleanup.
-  - On any failure the partial directory (and directories created by this call) are removed,
-    whatever their depth, and I(dest) is left untouched; a C(.partial) left by an earlier
-    run is removed first.
-  - Returns C(migration_argv) ([] without a script) and C(has_requirements).
-  - With I(sha256), the archive's sha256 is checked first; a mismatch refuses it before
-    anything is read from it. With I(remove_src), the archive is removed afterwards,
-    whatever the outcome.
-options:
-  src: {type: path, required: true, description: the tar(.gz) on the device}
-  sha256: {type: str, description: the sha256 (hex, optionally prefixed sha256:) the archive must have}
-  remove_src: {type: bool, default: false, description: remove src afterwards (a copy made for this run)}
-  dest: {type: path, required: true, description: final release directory releases/<version>}
-  expected_version: {type: str, required: true, description: the version the release's VERSION must name}
-  migration_script: {type: str, description: "path relative to the release root; its argv is returned as migration_argv (empty if absent)"}
-  max_bytes: {type: int, default: 1073741824, description: cap on the unpacked size of all regular files}
-  max_members: {type: int, default: 20000, description: cap on the number of archive members}
-author: dunebugger-updater
-"""
-
-EXAMPLES = r"""
-- name: Extract the release archive safely
-  core_safe_extract:
-    src: /opt/dunebugger/releases/core/.incoming/dunebugger-1.2.0.tar.gz
-    sha256: 0f4c...e1
-    remove_src: true
-    dest: /opt/dunebugger/releases/core/1.2.0
-    expected_version: 1.2.0
-    migration_script: scripts/migrate.sh
-  register: extracted
-"""
-
-RETURN = r"""
-dest: {description: the release directory, type: str, returned: success}
-version: {description: the version the release's VERSION names, type: str, returned: success}
-wrote_version_file: {description: whether a plain VERSION was written (the archive had none), type: bool, returned: success}
-members: {description: archive members extracted, type: int, returned: success}
-migration_argv: {description: "argv of the migration script (empty when the release has none)", type: list, elements: str, returned: success}
-has_requirements: {description: whether the release has a requirements.txt, type: bool, returned: success}
-created_root: {description: "the highest directory this call created (null if none), for cleanup", type: str, returned: always}
-"""
 
 import contextlib
 import copy
@@ -86,9 +20,7 @@ import os
 import posixpath
 import shutil
 import stat
-import tarfile
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.dunebugger_archive import ArchiveRefused, capped_members, open_archive, shown
 from ansible.module_utils.dunebugger_files import remove_tree
 
@@ -103,7 +35,7 @@ DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 def normalize(name):
     """Archive name -> list of path components, refusing absolute and '..' paths and
-    names past the bounds (see DOCUMENTATION)."""
+    names past the bounds above."""
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise ArchiveRefused(f"member {shown(name)} has an absolute path")
     if byte_length(name) > MAX_NAME_BYTES:
@@ -378,42 +310,6 @@ def highest_missing(path):
     return missing
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec={
-            "src": {"type": "path", "required": True},
-            "sha256": {"type": "str"},
-            "remove_src": {"type": "bool", "default": False},
-            "dest": {"type": "path", "required": True},
-            "expected_version": {"type": "str", "required": True},
-            "migration_script": {"type": "str"},
-            "max_bytes": {"type": "int", "default": DEFAULT_MAX_BYTES},
-            "max_members": {"type": "int", "default": DEFAULT_MAX_MEMBERS},
-        },
-    )
-    src, dest = module.params["src"], module.params["dest"].rstrip("/")
-    parent = os.path.dirname(dest)
-    created_root = highest_missing(parent)
-    try:
-        if module.params["sha256"]:
-            check_sha256(src, module.params["sha256"])
-        os.makedirs(parent, mode=0o755, exist_ok=True)
-        result = extract(src, dest, module.params["expected_version"],
-                         module.params["migration_script"],
-                         module.params["max_bytes"], module.params["max_members"])
-    except (ArchiveRefused, tarfile.TarError, OSError) as exc:
-        if created_root:
-            with contextlib.suppress(OSError):
-                remove_tree(created_root)
-        prefix = "refused release archive" if isinstance(exc, ArchiveRefused) else "cannot extract"
-        module.fail_json(msg=f"{prefix} {os.path.basename(src)}: {problem(exc)}")
-    finally:
-        if module.params["remove_src"]:
-            with contextlib.suppress(OSError):
-                os.unlink(src)
-    module.exit_json(changed=True, dest=dest, created_root=created_root, **result)
-
-
 def problem(exc):
     """What went wrong, in a message of bounded length: an OSError names its file."""
     if isinstance(exc, OSError) and exc.filename is not None:
@@ -430,7 +326,3 @@ def check_sha256(path, expected):
             digest.update(chunk)
     if digest.hexdigest() != expected:
         raise ArchiveRefused(f"sha256 mismatch: expected {expected}, got {digest.hexdigest()}")
-
-
-if __name__ == "__main__":
-    main()
