@@ -16,6 +16,7 @@ print(p.CONTENT_DIR)
 for name in ("update_core", "rollback_core", "update_container", "rollback_container"):
     assert p.playbook_path(name).is_file(), name
 assert (p.ROLES_DIR / "core_update" / "library" / "core_stage.py").is_file()
+assert (p.ROLES_DIR / "core_update" / "action_plugins" / "core_stage.py").is_file()
 assert p.LOCAL_INVENTORY.is_file()
 assert schema()["title"]
 """

@@ -8,6 +8,9 @@ module: core_stage
 short_description: Extract a release tarball safely into releases/<version> and create its virtualenv
 description:
   - One module execution for everything staged while the old release keeps running.
+  - I(src) is the archive on the controller. Over a remote connection the module's action
+    plugin sends it into the task's temporary directory on the device (no stat, no copy
+    module) and the module removes it there; on the device itself it is read in place.
   - With I(sha256), the archive's sha256 is checked first; a mismatch refuses it before
     anything is read from it.
   - The archive is extracted into <dest>.partial, then renamed to <dest>. Every member is
@@ -50,9 +53,9 @@ description:
     call created (null if none). With I(remove_src), the archive is removed afterwards,
     whatever the outcome.
 options:
-  src: {type: path, required: true, description: the tar(.gz) on the device}
+  src: {type: path, required: true, description: "the tar(.gz) on the controller (on the device for the module itself)"}
   sha256: {type: str, description: the sha256 (hex, optionally prefixed sha256:) the archive must have}
-  remove_src: {type: bool, default: false, description: remove src afterwards (a copy made for this run)}
+  remove_src: {type: bool, default: false, description: "remove src afterwards (the action plugin sets it for the copy it sent)"}
   dest: {type: path, required: true, description: final release directory releases/<version>}
   expected_version: {type: str, required: true, description: the version the release's VERSION must name}
   migration_script: {type: str, description: "path relative to the release root; its argv is returned as migration_argv (empty if absent)"}
@@ -69,9 +72,8 @@ author: dunebugger-updater
 EXAMPLES = r"""
 - name: Stage the release
   core_stage:
-    src: /opt/dunebugger/releases/core/.incoming/dunebugger-1.2.0.tar.gz
+    src: /var/lib/dunebugger-updater/downloads/dunebugger-1.2.0.tar.gz
     sha256: 0f4c...e1
-    remove_src: true
     dest: /opt/dunebugger/releases/core/1.2.0
     expected_version: 1.2.0
     migration_script: scripts/migrate.sh
