@@ -96,6 +96,7 @@ def verify(module, checks):
     now = time.monotonic()
     started_at = p["started_at"]
     active_since = started_at if started_at is not None and started_at <= now else now
+    since = "its start" if active_since != now else "it first was"
     result = {}
     url = checks.get("health_url")
     if url:
@@ -109,7 +110,7 @@ def verify(module, checks):
     # that crashes right after its start is caught even without a health URL.
     time.sleep(max(0.0, p["settle"] - (time.monotonic() - active_since)))
     if not service.active():
-        raise not_active(service, f"{p['settle']:g}s after it first was (it stopped)")
+        raise not_active(service, f"{p['settle']:g}s after {since} (it stopped)")
     version = read_version(p["install_path"])
     result["version"] = version
     if not same_version(version, p["expected_version"]):

@@ -21,6 +21,7 @@ from ansible.module_utils.dunebugger_files import (
 
 BACKUP_RE = re.compile(r"^core-(?P<version>.+)-(?P<stamp>\d{8}T\d{6})\.tar\.gz$")
 CHECKS_DIR = ".checks"  # <releases>/.checks/<version>.json: what verified each release
+PRUNING_SUFFIX = ".pruning"  # <releases>/.<version>.pruning: a release being removed
 PREVIOUS_FILE = ".previous"  # <releases>/.previous: the release that ran before the last switch
 # What service commands (and so the app started by the `command` manager) inherit: never
 # a token the caller of ansible-playbook had, nor Ansible's own settings.
@@ -80,12 +81,16 @@ def retained_releases(releases_path):
                   and os.path.isdir(os.path.join(releases_path, name)))
 
 
+def entries_hidden(path):
+    return [entry for entry in os.scandir(path) if entry.name.startswith(".")]
+
+
 def prune_releases(releases_path, keep, protect):
     """Keep the newest `keep` release directories (by mtime, the protected ones counted),
     never removing `protect`; stale *.partial directories and the recorded checks of
     releases that are gone go too. (removed paths, warnings): run once the new release is
     verified, a directory that will not go is a warning, never a reason to roll back."""
-    protect = set(protect)
+    protect, warnings = set(protect), []
     entries = [entry for entry in os.scandir(releases_path)
                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")]
     stale = [entry.path for entry in entries if entry.name.endswith(".partial")]
@@ -99,14 +104,28 @@ def prune_releases(releases_path, keep, protect):
             room -= 1
         else:
             stale.append(entry.path)
-    removed, warnings = [], []
+    # Renamed to a hidden name first: a tree that will not go all the way is never left
+    # looking like a release (a rollback target); the next prune tries it again.
+    doomed = [(os.path.join(releases_path, entry.name), None) for entry in entries_hidden(releases_path)
+              if entry.name.endswith(PRUNING_SUFFIX)]
     for path in stale:
+        hidden = os.path.join(releases_path, f".{os.path.basename(path)}{PRUNING_SUFFIX}")
         try:
-            remove_tree(path)
+            remove_tree(hidden)
+            os.rename(path, hidden)
         except OSError as exc:
             warnings.append(f"cannot remove old release {path}: {exc}")
             continue
-        removed.append(path)
+        doomed.append((hidden, path))
+    removed = []
+    for hidden, path in doomed:
+        try:
+            remove_tree(hidden)
+        except OSError as exc:
+            warnings.append(f"cannot remove old release {path or hidden} (left as {hidden}): {exc}")
+            continue
+        if path:
+            removed.append(path)
     records = os.path.join(releases_path, CHECKS_DIR)
     try:
         names = os.listdir(records)

@@ -21,15 +21,26 @@ class InstallError(Exception):
     pass
 
 
-def run(argv):
+def run(argv, cwd=None):
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        done = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise InstallError(f"cannot run {argv[0]}: {exc}") from None
     if done.returncode != 0:
-        lines = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()]
-        raise InstallError(f"{' '.join(argv[:4])} … failed (rc={done.returncode})" + (f": {lines[-1]}" if lines else ""))
+        said = what_went_wrong(done.stderr or done.stdout)
+        raise InstallError(f"{' '.join(argv[:4])} … failed (rc={done.returncode})" + (f": {said}" if said else ""))
     return done.stdout
+
+
+def what_went_wrong(output):
+    """The installer's own error lines (pip's `ERROR:`, uv's `error:` and what follows it),
+    else its last line: pip ends with hints, carets and hashes that say nothing alone."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    errors = [index for index, line in enumerate(lines) if line.lower().startswith("error:")]
+    if not errors:
+        return lines[-1] if lines else ""
+    said = lines[errors[0]:errors[0] + 4] if lines[errors[0]].lower() == "error:" else [lines[i] for i in errors]
+    return " ".join(said)[:1000]
 
 
 def names_something(requirements):
@@ -56,21 +67,24 @@ def pip_version(python):
 
 
 def install(python, venv_python, requirements, pip_args, installer):
-    """Install `requirements` into the venv of `venv_python`; the installer used."""
+    """Install `requirements` into the venv of `venv_python`; the installer used. Run in
+    the requirements' directory (the release), where their relative paths point."""
     common = ["-r", requirements, *pip_args]
+    release = os.path.dirname(requirements)
     if installer in ("auto", "uv") and shutil.which("uv"):
-        run(["uv", "pip", "install", "--quiet", "--python", venv_python, *common])
+        run(["uv", "pip", "install", "--quiet", "--python", venv_python, *common], cwd=release)
         return "uv"
     if installer == "uv":
         raise InstallError("installer uv was asked for, but uv is not on PATH")
     if installer in ("auto", "pip") and pip_version(python) >= PIP_WITH_PYTHON_OPTION:
         run([python, "-m", "pip", "--python", venv_python, "install", "--disable-pip-version-check",
-             "--no-input", "--quiet", *common])
+             "--no-input", "--quiet", *common], cwd=release)
         return "pip"
     if installer == "pip":
         raise InstallError(f"{python} -m pip cannot install into another environment (pip 22.3+ needed)")
     run([venv_python, "-m", "ensurepip", "--default-pip"])
-    run([venv_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", *common])
+    run([venv_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", *common],
+        cwd=release)
     return "venv-pip"
 
 

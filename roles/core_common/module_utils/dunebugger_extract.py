@@ -31,6 +31,7 @@ MAX_DEPTH = 64  # path components of a member name
 MAX_NAME_BYTES = 4096  # a member name or a link target (PATH_MAX)
 MAX_COMPONENT_BYTES = 255  # one path component (NAME_MAX)
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+VENV_DIR = ".venv"  # created by the stage from the release's requirements, never shipped
 
 
 def normalize(name):
@@ -121,6 +122,10 @@ def plan(tar, max_bytes=DEFAULT_MAX_BYTES):
         if not parts:
             continue
         rel = "/".join(parts)
+        if parts[0] == VENV_DIR:
+            # Its python would run while staging, and the requirements would not be installed.
+            raise ArchiveRefused(f"member {shown(member.name)} lies in {VENV_DIR}, the virtualenv the "
+                                 "updater creates: a release must not ship one")
         check_member(member, rel)
         names.claim(member, parts)
         if member.islnk():

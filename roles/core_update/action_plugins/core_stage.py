@@ -8,6 +8,9 @@ itself (a local connection) the module reads the archive where it is.
 
 from __future__ import annotations
 
+import os
+
+from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 
@@ -20,6 +23,8 @@ class ActionModule(ActionBase):
         tmpdir = self._connection._shell.tmpdir
         try:
             if self._connection.transport != "local":
+                if not os.path.isfile(args["src"]):
+                    raise AnsibleActionFail(f"the release archive {args['src']} is not a file on the controller")
                 sent = self._connection._shell.join_path(tmpdir, "release.tar.gz")
                 self._transfer_file(args["src"], sent)
                 self._fixup_perms2((tmpdir, sent))

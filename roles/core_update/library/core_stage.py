@@ -49,7 +49,9 @@ description:
     neither works is pip bootstrapped into the venv and run from there.
   - On any failure nothing this call created is left - the partial directory, the release
     directory, the directories created above it - whatever their depth; a C(.partial) left
-    by an earlier run is removed first. C(created_root) names the highest directory this
+    by an earlier run is removed first. A release directory of the same version already
+    there (kept for a rollback) is set aside as C(.<version>.kept) while staging and put
+    back when the stage fails (one set aside by a run that was killed is put back first). C(created_root) names the highest directory this
     call created (null if none). With I(remove_src), the archive is removed afterwards,
     whatever the outcome.
 options:
@@ -128,6 +130,47 @@ def message(exc, src):
     return str(exc)
 
 
+def aside_path(dest):
+    """Where a release directory of the version being staged waits - hidden from rollback
+    and prune - until the new one is staged."""
+    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.kept")
+
+
+def set_aside(dest):
+    """Move a release kept for rollback under the version being staged out of the way, so
+    a failed stage can put it back; where it went, or None. One left by a killed run wins
+    over what dest holds (a stage that was cut short)."""
+    aside = aside_path(dest)
+    if os.path.lexists(aside):
+        remove_tree(dest)
+        os.rename(aside, dest)
+    if not os.path.lexists(dest):
+        return None
+    os.rename(dest, aside)
+    return aside
+
+
+def stage_or_undo(p, dest, created_root):
+    """stage(), and on any failure nothing this call created is left and the release
+    set aside is back; ArchiveRefused, InstallError, TarError or OSError otherwise."""
+    aside = set_aside(dest)
+    try:
+        result = stage(p, dest)
+    except BaseException:
+        for path in (dest + ".partial", dest, created_root):
+            if path:
+                with contextlib.suppress(OSError):  # the error that got us here is the one to report
+                    remove_tree(path)
+        if aside:
+            with contextlib.suppress(OSError):
+                os.rename(aside, dest)
+        raise
+    if aside:
+        with contextlib.suppress(OSError):  # hidden: never a rollback target, and set aside again next time
+            remove_tree(aside)
+    return result
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -150,12 +193,8 @@ def main():
     dest = p["dest"].rstrip("/")
     created_root = highest_missing(os.path.dirname(dest))
     try:
-        result = stage(p, dest)
+        result = stage_or_undo(p, dest, created_root)
     except (ArchiveRefused, InstallError, tarfile.TarError, OSError) as exc:
-        for path in (dest + ".partial", dest, created_root):
-            if path:
-                with contextlib.suppress(OSError):  # the error that got us here is the one to report
-                    remove_tree(path)
         module.fail_json(msg=message(exc, p["src"]), created_root=created_root)
     finally:
         if p["remove_src"]:

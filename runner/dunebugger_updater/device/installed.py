@@ -171,7 +171,11 @@ def previous_release(releases: Path) -> str | None:
 
 def retained_releases(releases: Path, backups: Path) -> list[str]:
     """Versions a rollback can go to: release directories kept, and backups taken."""
-    found = {entry.name for entry in _entries(releases) if entry.is_dir() and not entry.name.startswith(".")}
+    found = {
+        entry.name
+        for entry in _entries(releases)
+        if entry.is_dir() and not entry.name.startswith(".") and not entry.name.endswith(".partial")
+    }
     found |= {match["version"] for entry in _entries(backups) if (match := BACKUP_NAME.match(entry.name))}
     return _by_version(found)
 
