@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -27,10 +26,4 @@ def ansible_settings(strategy: str) -> dict[str, str]:
     if mitogen is None or not mitogen.submodule_search_locations:
         raise ConfigError(f"fleetStrategy = {strategy} needs the mitogen package (pip install mitogen)")
     plugins = Path(mitogen.submodule_search_locations[0]) / "plugins" / "strategy"
-    return {
-        **SSH_SETTINGS,
-        "ANSIBLE_STRATEGY_PLUGINS": str(plugins),
-        "ANSIBLE_STRATEGY": strategy,
-        # One connection multiplexer per CPU (Mitogen's default is one for all devices).
-        "MITOGEN_CPU_COUNT": str(os.cpu_count() or 1),
-    }
+    return {**SSH_SETTINGS, "ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": strategy}
