@@ -64,6 +64,7 @@ class ComponentSpec:
     install_path: Path | None = None
     python: str = "python3"
     pip_extra_args: tuple[str, ...] = ()
+    settle_seconds: int | None = None  # still running this long after its start (None: the playbooks' 0.5 s)
     # container
     service: str = ""
     image: str = ""
@@ -333,6 +334,7 @@ COMPONENT_KEYS: dict[str, tuple[str, Callable[[str], Any], tuple[str, ...]]] = {
         ("python_app",),
     ),
     "pipExtraArgs": ("pip_extra_args", _optional_argv, ("python_app",)),
+    "settleSeconds": ("settle_seconds", _whole_number(1, 600, "a whole number of seconds"), ("python_app",)),
     "assetPattern": ("asset_pattern", _matching(ASSET_PATTERN, "asset pattern with {version}"), ("python_app",)),
     "service": ("service", _matching(SERVICE_NAME, "compose service name"), ("container",)),
     "image": ("image", _matching(IMAGE, "image reference without tag"), ("container",)),

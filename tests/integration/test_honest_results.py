@@ -118,3 +118,16 @@ async def test_after_a_rolled_back_update_rollback_still_goes_one_release_back(d
     back = await updater.rollback_component("core")
     assert (back.success, back.outcome, back.to_version) == (True, "rolled_back", "1.0.0"), back.message
     assert device.health()["version"] == "1.0.0"
+
+
+async def test_a_release_that_dies_soon_after_its_start_is_rolled_back_when_it_must_settle_longer(device):
+    """It answers its health URL, then exits 1.5 s after its start: with the default settle
+    (0.5 s after the start) that passes; `settleSeconds = 3` catches it."""
+    device.publish_archive("1.1.0", releases.build_release(device.artifacts, "1.1.0", health="exit-after 1.5"))
+    device.config.write_text(device.config.read_text().replace("python =", "settleSeconds = 3\npython =", 1))
+
+    result = await ComponentUpdater(device.settings()).update_component("core")
+
+    assert (result.success, result.outcome, result.rolled_back) == (False, "rolled_back", True), result.message
+    assert "not active 3s after its start (it stopped)" in result.message, result.message
+    assert device.health()["version"] == "1.0.0"

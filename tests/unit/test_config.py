@@ -164,6 +164,8 @@ image = localhost:5000/acme/gateway
         ("[Component:core]\nhealthTimeoutSeconds = 1000000",
          "[Component:core] healthTimeoutSeconds: '1000000' must be a whole number of seconds from 1 to 3600"),
         ("[Updater]\nbackupsToKeep = 1_0", "[Updater] backupsToKeep: '1_0' must be a whole number from 1 to 100"),
+        ("[Component:core]\nsettleSeconds = 0.5",
+         "[Component:core] settleSeconds: '0.5' must be a whole number of seconds from 1 to 600"),
     ],
 )
 def test_numeric_settings_are_bounded_and_the_message_names_key_and_range(tmp_path, line, message):

@@ -331,7 +331,7 @@ class CoreProcedure:
                 "post_update_checks service_active timeout_seconds",
                 checks.service_active_timeout if checks else None,
                 "the service's start wait",
-                SERVICE_ACTIVE_TIMEOUT_SECONDS + SETTLE_SECONDS,
+                SERVICE_ACTIVE_TIMEOUT_SECONDS + (spec.settle_seconds or SETTLE_SECONDS),
             )
         ]
         if (checks and checks.health_url) or spec.health_url:
@@ -363,6 +363,7 @@ class CoreProcedure:
             "core_service_active_timeout_seconds": SERVICE_ACTIVE_TIMEOUT_SECONDS,
             "core_python": spec.python,
             "core_pip_extra_args": list(spec.pip_extra_args),
+            **({"postflight_settle_seconds": spec.settle_seconds} if spec.settle_seconds else {}),
         }
 
 

@@ -4,15 +4,18 @@
 ``{"status": "ok", "version": <VERSION of the release this file lives in>}``.
 A ``HEALTH`` file beside this script changes the behaviour, so test releases can
 be built broken on purpose: ``fail`` makes /health answer 500, ``crash`` makes
-the process exit with status 3 before it listens.
+the process exit with status 3 before it listens, ``exit-after N`` makes it answer
+for N seconds and then exit with status 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -80,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return CRASH_EXIT_STATUS
     server = ThreadingHTTPServer((args.host, args.port), make_handler(version, mode != "fail"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if mode.startswith("exit-after "):  # healthy, then gone: a release that dies soon after its start
+        threading.Timer(float(mode.split()[1]), os._exit, args=(CRASH_EXIT_STATUS,)).start()
     sys.stderr.write(f"core {version} listening on {args.host}:{args.port}\n")
     sys.stderr.flush()
     try:
