@@ -93,10 +93,9 @@ def verify(module, checks):
         raise not_active(service, f"{active_timeout:g}s after its start")
     # The settle time counts from the start when the switch says when that was (a clock
     # shared by every process of the device), else from now.
-    now = time.monotonic()
-    started_at = p["started_at"]
-    active_since = started_at if started_at is not None and started_at <= now else now
-    since = "its start" if active_since != now else "it first was"
+    now, started_at = time.monotonic(), p["started_at"]
+    from_start = started_at is not None and started_at <= now
+    active_since, since = (started_at, "its start") if from_start else (now, "it first was")
     result = {}
     url = checks.get("health_url")
     if url:

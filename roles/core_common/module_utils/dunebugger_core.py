@@ -81,18 +81,22 @@ def retained_releases(releases_path):
                   and os.path.isdir(os.path.join(releases_path, name)))
 
 
-def entries_hidden(path):
-    return [entry for entry in os.scandir(path) if entry.name.startswith(".")]
-
-
 def prune_releases(releases_path, keep, protect):
     """Keep the newest `keep` release directories (by mtime, the protected ones counted),
     never removing `protect`; stale *.partial directories and the recorded checks of
     releases that are gone go too. (removed paths, warnings): run once the new release is
     verified, a directory that will not go is a warning, never a reason to roll back."""
-    protect, warnings = set(protect), []
-    entries = [entry for entry in os.scandir(releases_path)
-               if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")]
+    entries = list(os.scandir(releases_path))
+    leftovers = [entry.path for entry in entries if entry.name.startswith(".") and entry.name.endswith(PRUNING_SUFFIX)]
+    stale = stale_releases([entry for entry in entries if entry.is_dir(follow_symlinks=False)
+                            and not entry.name.startswith(".")], keep, set(protect))
+    removed, warnings = remove_releases(releases_path, stale, leftovers)
+    records, record_warnings = remove_orphan_check_records(releases_path)
+    return sorted(removed + records), warnings + record_warnings
+
+
+def stale_releases(entries, keep, protect):
+    """The release directories beyond `keep` (newest first by mtime), and *.partial ones."""
     stale = [entry.path for entry in entries if entry.name.endswith(".partial")]
     releases = sorted((entry for entry in entries if not entry.name.endswith(".partial")),
                       key=lambda entry: entry.stat(follow_symlinks=False).st_mtime, reverse=True)
@@ -104,10 +108,14 @@ def prune_releases(releases_path, keep, protect):
             room -= 1
         else:
             stale.append(entry.path)
-    # Renamed to a hidden name first: a tree that will not go all the way is never left
-    # looking like a release (a rollback target); the next prune tries it again.
-    doomed = [(os.path.join(releases_path, entry.name), None) for entry in entries_hidden(releases_path)
-              if entry.name.endswith(PRUNING_SUFFIX)]
+    return stale
+
+
+def remove_releases(releases_path, stale, leftovers):
+    """Remove `stale` and what earlier prunes left (`leftovers`): (removed, warnings). Each
+    is renamed to a hidden .<name>.pruning first, so a tree that will not go all the way
+    is never left looking like a release (a rollback target); the next prune tries again."""
+    doomed, warnings = [(path, None) for path in leftovers], []
     for path in stale:
         hidden = os.path.join(releases_path, f".{os.path.basename(path)}{PRUNING_SUFFIX}")
         try:
@@ -126,11 +134,17 @@ def prune_releases(releases_path, keep, protect):
             continue
         if path:
             removed.append(path)
+    return removed, warnings
+
+
+def remove_orphan_check_records(releases_path):
+    """The recorded checks (.checks/<version>.json) of releases that are gone: (removed, warnings)."""
     records = os.path.join(releases_path, CHECKS_DIR)
     try:
         names = os.listdir(records)
     except OSError:
-        names = []
+        return [], []
+    removed, warnings = [], []
     for name in names:
         version = name[:-len(".json")] if name.endswith(".json") else None
         if version and not os.path.isdir(os.path.join(releases_path, version)):
@@ -141,7 +155,7 @@ def prune_releases(releases_path, keep, protect):
                 warnings.append(f"cannot remove {path}: {exc}")
                 continue
             removed.append(path)
-    return sorted(removed), warnings
+    return removed, warnings
 
 
 def backups_of(backup_path, version):

@@ -89,14 +89,12 @@ def install(python, venv_python, requirements, pip_args, installer):
 
 
 def create_env(python, venv, venv_args=(), requirements=None, pip_args=(), installer="auto"):
-    """Create `venv` unless it exists and install `requirements` when they name
-    anything: {created, installer ("none" when nothing was installed), seconds}."""
+    """Create `venv` in a freshly extracted release (a release may not ship one) and
+    install `requirements` when they name anything: {installer ("none" when nothing was
+    installed), seconds}."""
     started = time.monotonic()
-    venv_python = os.path.join(venv, "bin", "python")
-    created = not os.path.exists(venv_python)
-    if created:
-        run([python, "-m", "venv", "--without-pip", *venv_args, venv])
+    run([python, "-m", "venv", "--without-pip", *venv_args, venv])
     used = "none"
     if requirements and names_something(requirements):
-        used = install(python, venv_python, requirements, list(pip_args), installer)
-    return {"created": created, "installer": used, "seconds": round(time.monotonic() - started, 2)}
+        used = install(python, os.path.join(venv, "bin", "python"), requirements, list(pip_args), installer)
+    return {"installer": used, "seconds": round(time.monotonic() - started, 2)}
